@@ -1,0 +1,100 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"opspilot/api"
+	"opspilot/config"
+	"opspilot/tsdb"
+)
+
+// FileConfig is opspilot.yaml. Every field is documented, with its default,
+// in the README's configuration reference.
+type FileConfig struct {
+	// DataDir holds everything the server stores (the embedded TSDB under
+	// DataDir/tsdb unless tsdb.embedded.data_dir says otherwise).
+	DataDir        string               `yaml:"data_dir"`
+	Log            LogConfig            `yaml:"log"`
+	Server         api.Config           `yaml:"server"`
+	TSDB           tsdb.Config          `yaml:"tsdb"`
+	SelfMonitoring SelfMonitoringConfig `yaml:"self_monitoring"`
+}
+
+// LogConfig configures opspilot's own structured logs (stderr).
+type LogConfig struct {
+	// Level is debug, info, warn or error.
+	Level string `yaml:"level"`
+	// Format is text or json.
+	Format string `yaml:"format"`
+}
+
+// SelfMonitoringConfig configures writing opspilot's own metrics into the TSDB.
+type SelfMonitoringConfig struct {
+	Enabled  bool          `yaml:"enabled"`
+	Interval time.Duration `yaml:"interval"`
+	// IncludeTSDB adds the embedded VictoriaMetrics' own vm_* metrics.
+	IncludeTSDB bool `yaml:"include_tsdb"`
+}
+
+func defaultFileConfig() FileConfig {
+	return FileConfig{
+		DataDir:        "./opspilot-data",
+		Log:            LogConfig{Level: "info", Format: "text"},
+		Server:         api.DefaultConfig(),
+		TSDB:           tsdb.DefaultConfig(),
+		SelfMonitoring: SelfMonitoringConfig{Enabled: true, Interval: 10 * time.Second, IncludeTSDB: true},
+	}
+}
+
+// Validate implements config.Validator.
+func (c FileConfig) Validate() []config.Problem {
+	var ps []config.Problem
+	if c.DataDir == "" {
+		ps = append(ps, config.Problem{Field: "data_dir", Msg: "must not be empty; e.g. ./opspilot-data"})
+	}
+	if _, err := parseLogLevel(c.Log.Level); err != nil {
+		ps = append(ps, config.Problem{Field: "log.level", Msg: err.Error()})
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		ps = append(ps, config.Problem{Field: "log.format", Msg: fmt.Sprintf("unknown format %q; use text or json", c.Log.Format)})
+	}
+	ps = append(ps, config.Prefix("server", c.Server.Validate())...)
+	ps = append(ps, config.Prefix("tsdb", c.TSDB.Validate())...)
+	if c.SelfMonitoring.Enabled && c.SelfMonitoring.Interval < time.Second {
+		ps = append(ps, config.Problem{Field: "self_monitoring.interval", Msg: fmt.Sprintf("%s is below 1s; use e.g. 10s", c.SelfMonitoring.Interval)})
+	}
+	return ps
+}
+
+// loadFileConfig reads path over the defaults; an empty path gives the defaults.
+func loadFileConfig(path string) (FileConfig, error) {
+	cfg := defaultFileConfig()
+	if path == "" {
+		return cfg, nil
+	}
+	if err := config.Load(path, &cfg); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+func parseLogLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return l, fmt.Errorf("unknown level %q; use debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+func newLogger(c LogConfig) *slog.Logger {
+	level, _ := parseLogLevel(c.Level)
+	opts := &slog.HandlerOptions{Level: level}
+	if strings.EqualFold(c.Format, "json") {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}

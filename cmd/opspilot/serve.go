@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/oklog/run"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/common/version"
+
+	"opspilot/api"
+	"opspilot/tsdb"
+)
+
+// serve is the one place where opspilot's components are built, wired,
+// started and stopped in order. It returns when ctx ends or a component
+// fails; out receives the human-readable banner and the ready line.
+func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
+	log := newLogger(cfg.Log)
+	started := time.Now()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		versioncollector.NewCollector("opspilot"),
+	)
+	uptime := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "opspilot_start_time_seconds",
+		Help: "Unix time the server started.",
+	}, func() float64 { return float64(started.UnixNano()) / 1e9 })
+	reg.MustRegister(uptime)
+
+	var (
+		embedded *tsdb.Embedded
+		client   *tsdb.Client
+		ready    bool
+	)
+	status := func() any {
+		st := map[string]any{
+			"version":        version.Version,
+			"revision":       version.GetRevision(),
+			"started_at":     started.UTC().Format(time.RFC3339),
+			"uptime_seconds": time.Since(started).Seconds(),
+			"ready":          ready,
+			"local_mode":     cfg.Server.LocalMode,
+		}
+		t := map[string]any{"mode": cfg.TSDB.Mode}
+		if embedded != nil {
+			t["engine"] = "VictoriaMetrics " + tsdb.VictoriaMetricsVersion
+			t["data_dir"] = embedded.DataDir()
+			t["unclean_shutdown"] = embedded.UncleanShutdown()
+		}
+		if client != nil {
+			t["write_url"] = client.Endpoints().WriteURL
+			t["query_url"] = client.Endpoints().QueryURL
+		}
+		st["tsdb"] = t
+		return st
+	}
+
+	// The TSDB handler is wired after the store starts; the server answers
+	// 503 on /prometheus and /healthz until then.
+	tsdbHandler := &lateHandler{}
+	srv, err := api.New(cfg.Server, api.Options{TSDB: tsdbHandler, Status: status, Registry: reg, Log: log})
+	if err != nil {
+		return err
+	}
+	// Bind first: a busy port is reported before anything touches the data.
+	if err := srv.Listen(); err != nil {
+		return err
+	}
+
+	clientReg := prometheus.WrapRegistererWith(nil, reg)
+	switch cfg.TSDB.Mode {
+	case tsdb.ModeEmbedded:
+		ecfg := cfg.TSDB.Embedded
+		ecfg.DataDir = ecfg.ResolveDataDir(cfg.DataDir)
+		embedded, err = tsdb.StartEmbedded(ecfg, log)
+		if err != nil {
+			return err
+		}
+		defer embedded.Stop()
+		tsdbHandler.set(embedded.Handler())
+		client, err = tsdb.NewClient(tsdb.InProcessEndpoints(), cfg.TSDB.Client, tsdb.ClientOptions{
+			Transport: embedded.Transport(), Registerer: clientReg,
+		})
+		if err != nil {
+			return err
+		}
+		unclean := prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "opspilot_tsdb_unclean_shutdown",
+			Help: "1 if the embedded TSDB found that its previous run did not stop cleanly.",
+		})
+		if embedded.UncleanShutdown() {
+			unclean.Set(1)
+		}
+		reg.MustRegister(unclean)
+	case tsdb.ModeRemote:
+		ep, err := cfg.TSDB.Remote.Endpoints()
+		if err != nil {
+			return err
+		}
+		client, err = tsdb.NewClient(ep, cfg.TSDB.Client, tsdb.ClientOptions{Remote: &cfg.TSDB.Remote, Registerer: clientReg})
+		if err != nil {
+			return err
+		}
+		tsdbHandler.set(client.ProxyHandler())
+	}
+
+	var g run.Group
+	{
+		sctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error { return srv.Serve(sctx) }, func(error) { cancel() })
+	}
+	if cfg.SelfMonitoring.Enabled {
+		sctx, cancel := context.WithCancel(ctx)
+		shipper := tsdb.NewMetricsShipper(reg, client, cfg.SelfMonitoring.Interval,
+			map[string]string{"job": "opspilot", "instance": srv.Addr()}, reg, log)
+		if embedded != nil && cfg.SelfMonitoring.IncludeTSDB {
+			shipper.Extra = embedded.WriteMetrics
+		}
+		g.Add(func() error { return shipper.Run(sctx) }, func(error) { cancel() })
+	}
+	{
+		sctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error {
+			sig := make(chan os.Signal, 1)
+			signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+			defer signal.Stop(sig)
+			select {
+			case s := <-sig:
+				log.Info("stopping", "signal", s.String())
+			case <-sctx.Done():
+			}
+			return nil
+		}, func(error) { cancel() })
+	}
+
+	printBanner(out, cfg, srv, embedded, client)
+	srv.SetReady(true)
+	ready = true
+	fmt.Fprintf(out, "opspilot ready on %s\n", srv.URL())
+	log.Info("ready", "url", srv.URL(), "took", time.Since(started).Round(time.Millisecond))
+
+	err = g.Run()
+	log.Info("stopped", "uptime", time.Since(started).Round(time.Second))
+	return err
+}
+
+func printBanner(out io.Writer, cfg FileConfig, srv *api.Server, embedded *tsdb.Embedded, client *tsdb.Client) {
+	mode := "server"
+	if cfg.Server.LocalMode {
+		mode = "all-in-one local mode"
+	}
+	fmt.Fprintf(out, "opspilot %s (%s)\n", version.Version, mode)
+	if embedded != nil {
+		fmt.Fprintf(out, "  tsdb          embedded VictoriaMetrics %s, data in %s, retention %s\n",
+			tsdb.VictoriaMetricsVersion, embedded.DataDir(), cfg.TSDB.Embedded.Retention)
+	} else {
+		fmt.Fprintf(out, "  tsdb          remote: writes to %s, queries %s\n", client.Endpoints().WriteURL, client.Endpoints().QueryURL)
+	}
+	auth := "API tokens required"
+	if cfg.Server.LocalMode && len(cfg.Server.Auth.Tokens) == 0 {
+		auth = "no API token needed on loopback"
+	}
+	fmt.Fprintf(out, "  http          %s (%s)\n", srv.URL(), auth)
+	fmt.Fprintf(out, "  prometheus    %s/prometheus (Grafana datasource URL; remote write: /prometheus/api/v1/write)\n", srv.URL())
+	if embedded != nil {
+		fmt.Fprintf(out, "  vmui          %s/prometheus/vmui/\n", srv.URL())
+	}
+	fmt.Fprintf(out, "  rest api      %s/api/v1/status (OpenAPI: /api/v1/openapi.yaml)\n", srv.URL())
+	if cfg.SelfMonitoring.Enabled {
+		fmt.Fprintf(out, "  self-metrics  written into the tsdb every %s (try: opspilot query opspilot_build_info)\n", cfg.SelfMonitoring.Interval)
+	}
+}
+
+// lateHandler lets routes be registered before the store they serve exists.
+type lateHandler struct {
+	h atomic.Pointer[http.Handler]
+}
+
+func (l *lateHandler) set(h http.Handler) { l.h.Store(&h) }
+
+func (l *lateHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := l.h.Load()
+	if h == nil {
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "the TSDB is starting; retry in a second", http.StatusServiceUnavailable)
+		return
+	}
+	(*h).ServeHTTP(w, r)
+}

@@ -1,0 +1,13 @@
+// Package orchestrator runs users' services on node agents: the model
+// (datacenters, nodes, tenants, services, instances) stored in etcd, the
+// scheduler (a pure pipeline of feasibility checks and rankers that
+// explains every placement and refusal), level-triggered reconcilers for
+// self-healing and rolling/gray releases, failover between datacenters,
+// and service endpoints.
+//
+// The scheduler imports nothing but the model. Reconcilers may import
+// etcd's client and opspilot/tsdb. It must not import the autoscaler,
+// alerting or runbooks: they call its API.
+//
+// Filled by the orchestrator and datacenter issues; this file reserves the package.
+package orchestrator
