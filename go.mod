@@ -231,4 +231,5 @@ require (
 tool (
 	github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-metrics
 	github.com/prometheus/prometheus/cmd/promtool
+	opspilot/cmd/opspilot
 )

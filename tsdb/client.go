@@ -3,6 +3,8 @@ package tsdb
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -253,7 +255,10 @@ func (c *Client) postWrite(ctx context.Context, body []byte) error {
 	req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return err // network errors are retried
+		if isCertificateError(err) {
+			return backoff.Permanent(fmt.Errorf("%w (check tsdb.remote.tls: ca_file, server_name)", err))
+		}
+		return err // other network errors are retried
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 == 2 {
@@ -321,7 +326,9 @@ func (c *Client) retry(ctx context.Context, what string, op func() error) error 
 	}
 	var pe *backoff.PermanentError
 	if errors.As(last, &pe) {
-		last = pe.Unwrap()
+		// Retrying cannot fix this one; earlier attempts may have met
+		// transient errors.
+		return fmt.Errorf("%s: %w", what, pe.Unwrap())
 	}
 	if tries == 1 {
 		return fmt.Errorf("%s: %w", what, last)
@@ -429,6 +436,9 @@ func classifyAPIError(err error) error {
 		default:
 			return backoff.Permanent(err)
 		}
+	}
+	if isCertificateError(err) {
+		return backoff.Permanent(err)
 	}
 	var netErr net.Error
 	var urlErr *url.Error
@@ -560,4 +570,14 @@ func register[T prometheus.Collector](reg prometheus.Registerer, c T) T {
 		panic(fmt.Sprintf("register tsdb client metrics: %v", err))
 	}
 	return c
+}
+
+// isCertificateError reports TLS verification failures, which retrying
+// cannot fix.
+func isCertificateError(err error) bool {
+	var verr *tls.CertificateVerificationError
+	var uaErr x509.UnknownAuthorityError
+	var hErr x509.HostnameError
+	var cErr x509.CertificateInvalidError
+	return errors.As(err, &verr) || errors.As(err, &uaErr) || errors.As(err, &hErr) || errors.As(err, &cErr)
 }

@@ -160,6 +160,12 @@ func (e *Embedded) WriteMetrics(w io.Writer) {
 	metrics.WritePrometheus(w, false)
 }
 
+// Flush makes every sample written so far searchable now. Without it
+// VictoriaMetrics shows new samples of known series after ~2 s and brand-new
+// series after up to ~10 s (it refreshes its current-hour series set on a
+// 10 s ticker). Read-after-write callers and tests use it.
+func (e *Embedded) Flush() { vmstorage.DebugFlush() }
+
 // Stop flushes and closes the storage and releases the data directory. It
 // is safe to call more than once.
 func (e *Embedded) Stop() {
