@@ -141,4 +141,3 @@ func TestConfigErrorsNameLineAndField(t *testing.T) {
 		})
 	}
 }
-

@@ -20,8 +20,8 @@ import (
 func newQueryCmd() *cobra.Command {
 	var (
 		server, token, output, at string
-		rng, step               time.Duration
-		timeout                 time.Duration
+		rng, step                 time.Duration
+		timeout                   time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "query EXPR",
