@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -222,4 +223,70 @@ func postAll(b *testing.B, hc *http.Client, url string, bodies [][]byte) {
 	}
 	close(work)
 	wg.Wait()
+}
+
+// BenchmarkIngestPaired alternates the two paths inside every iteration and
+// reports the medians of their rates and of the per-iteration ratio
+// client/raw: VictoriaMetrics' background merges and the shared machine's
+// noise hit both paths alike, and the median ignores the iterations a merge
+// happened to land in.
+//
+// Run: go test ./bench -run '^$' -bench IngestPaired -benchtime 30x -count 3
+func BenchmarkIngestPaired(b *testing.B) {
+	if store == nil {
+		b.Skip("run with -bench so that TestMain starts the embedded store")
+	}
+	data := dataset()
+	total := float64(benchSeries * benchSamplesPerSeries)
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: benchConcurrency}}
+	bodies := encodeRaw(data)
+	postAll(b, hc, rawURL+"/prometheus/api/v1/write", bodies) // register the series, untimed
+	cfg := tsdb.DefaultClientConfig()
+	cfg.MaxSamplesPerRequest = benchBatch
+	cfg.WriteConcurrency = benchConcurrency
+	c, err := tsdb.NewClient(tsdb.LocalEndpoints(opspilotSv), cfg, tsdb.ClientOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var rawRates, clientRates, ratios []float64
+	raw := func() float64 {
+		t0 := time.Now()
+		postAll(b, hc, rawURL+"/prometheus/api/v1/write", bodies)
+		return time.Since(t0).Seconds()
+	}
+	client := func() float64 {
+		t0 := time.Now()
+		if err := c.Write(context.Background(), data); err != nil {
+			b.Fatal(err)
+		}
+		return time.Since(t0).Seconds()
+	}
+	i := 0
+	for b.Loop() {
+		var r, cl float64
+		if i%2 == 0 { // alternate which path goes first
+			r, cl = raw(), client()
+		} else {
+			cl, r = client(), raw()
+		}
+		i++
+		rawRates = append(rawRates, total/r)
+		clientRates = append(clientRates, total/cl)
+		ratios = append(ratios, r/cl)
+	}
+	b.ReportMetric(median(rawRates), "raw-samples/s")
+	b.ReportMetric(median(clientRates), "client-samples/s")
+	b.ReportMetric(median(ratios), "client/raw")
+}
+
+func median(xs []float64) float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }

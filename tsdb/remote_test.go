@@ -89,6 +89,15 @@ func TestRemoteVictoriaMetricsSingleNode(t *testing.T) {
 	if err != nil || strings.Join(vals, ",") != "single" {
 		t.Fatalf("label values: got %v (%v)", vals, err)
 	}
+
+	// extra_query_params reach the store on every query: VictoriaMetrics'
+	// extra_label filter narrows the same query to one series.
+	narrowed := RemoteConfig{URL: base, ExtraQueryParams: map[string]string{"extra_label": "series=1"}}
+	nc := newTestClient(t, ep, ClientOptions{Remote: &narrowed})
+	res, err := nc.Query(ctx, `sum(remote_metric{run="single"})`, time.Time{})
+	if s, ok := scalarOf(res.Value); err != nil || !ok || s != 101 {
+		t.Fatalf("query with extra_label=series=1: want 101, got %v (%v)", res.Value, err)
+	}
 }
 
 func TestRemoteBasicAuth(t *testing.T) {

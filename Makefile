@@ -1,0 +1,37 @@
+# opspilot — the two commands: `make run` and `make test`.
+# Needs only Go (1.26+); everything else is built from go.mod.
+
+GO       ?= go
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+BRANCH   ?= $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null || echo unknown)
+VPKG     := github.com/prometheus/common/version
+LDFLAGS  := -X $(VPKG).Version=$(VERSION) -X $(VPKG).Revision=$(REVISION) -X $(VPKG).Branch=$(BRANCH)
+ARGS     ?=
+
+.PHONY: run build test check bench fuzz clean
+
+## run: build opspilot and start the all-in-one embedded default (opspilot up)
+run: build
+	./bin/opspilot up $(ARGS)
+
+## build: build bin/opspilot
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/opspilot ./cmd/opspilot
+
+## test: formatting, vet, and every test with the race detector
+test:
+	./.ci/test.sh
+
+## bench: the benchmarks recorded in bench/RESULTS.md
+bench:
+	$(GO) test ./bench -run '^$$' -bench Ingest -benchtime 10x -count 6
+	$(GO) test ./bench -run '^$$' -bench Startup -benchtime 5x -count 3
+
+## fuzz: run each fuzz target for FUZZTIME (default 60s)
+FUZZTIME ?= 60s
+fuzz:
+	$(GO) test ./config -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
+
+clean:
+	rm -rf bin
