@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -422,6 +423,7 @@ func classifyAPIError(err error) error {
 	}
 	var apiErr *v1.Error
 	if errors.As(err, &apiErr) {
+		err = withDetail(err, apiErr)
 		switch apiErr.Type {
 		case v1.ErrServer, v1.ErrTimeout:
 			if strings.Contains(apiErr.Msg, "401") || strings.Contains(apiErr.Msg, "403") {
@@ -582,4 +584,23 @@ func isCertificateError(err error) bool {
 	var hErr x509.HostnameError
 	var cErr x509.CertificateInvalidError
 	return errors.As(err, &verr) || errors.As(err, &uaErr) || errors.As(err, &hErr) || errors.As(err, &cErr)
+}
+
+// withDetail adds the body of an error answer that client_golang keeps in
+// Detail (opspilot's and proxies' JSON or text reasons) to err's message.
+func withDetail(err error, apiErr *v1.Error) error {
+	detail := strings.TrimSpace(apiErr.Detail)
+	if detail == "" || strings.Contains(apiErr.Msg, detail) {
+		return err
+	}
+	var body struct {
+		Error string `json:"error"`
+	}
+	if json.Unmarshal([]byte(detail), &body) == nil && body.Error != "" {
+		detail = body.Error
+	}
+	if len(detail) > 512 {
+		detail = detail[:512] + "…"
+	}
+	return fmt.Errorf("%w: %s", err, detail)
 }

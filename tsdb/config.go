@@ -44,6 +44,10 @@ type EmbeddedConfig struct {
 	LatencyOffset time.Duration `yaml:"latency_offset"`
 	// LogLevel is VictoriaMetrics' own log level: info, warn or error.
 	LogLevel string `yaml:"log_level"`
+	// FlushInterval is how often in-memory samples are saved to disk, which
+	// bounds what a crash (kill -9, power loss) can lose. VictoriaMetrics
+	// defaults to 5s; the minimum is 1s.
+	FlushInterval time.Duration `yaml:"flush_interval"`
 }
 
 // RemoteConfig points at a remote Prometheus-compatible store.
@@ -117,6 +121,7 @@ func DefaultConfig() Config {
 			MemoryAllowedPercent: 20,
 			LatencyOffset:        time.Second,
 			LogLevel:             "warn",
+			FlushInterval:        time.Second,
 		},
 		Client: DefaultClientConfig(),
 	}
@@ -162,6 +167,9 @@ func (c EmbeddedConfig) Validate() []config.Problem {
 	}
 	if c.LatencyOffset < 0 {
 		ps = append(ps, config.Problem{Field: "latency_offset", Msg: "must not be negative"})
+	}
+	if c.FlushInterval < time.Second {
+		ps = append(ps, config.Problem{Field: "flush_interval", Msg: fmt.Sprintf("%s is below VictoriaMetrics' minimum of 1s", c.FlushInterval)})
 	}
 	if _, err := vmLogLevel(c.LogLevel); err != nil {
 		ps = append(ps, config.Problem{Field: "log_level", Msg: err.Error()})

@@ -39,6 +39,15 @@ const lockFileName = "opspilot.lock"
 
 var embeddedStarted atomic.Bool
 
+// CrashLossWindow is how long after a write a sample may still be lost to a
+// crash (kill -9, power loss): VictoriaMetrics v1.151.0 holds new rows for up
+// to two 2 s ticks before they form an in-memory part, which reaches disk
+// after its flush deadline on the next flush tick (flush_interval, at least
+// 2 s). Measured: with flush_interval 1s samples survived from 8 s on.
+func CrashLossWindow(flushInterval time.Duration) time.Duration {
+	return 4*time.Second + 2*max(flushInterval, 2*time.Second)
+}
+
 // Embedded is the in-process VictoriaMetrics single-node.
 type Embedded struct {
 	dataDir         string
@@ -87,17 +96,18 @@ func StartEmbedded(cfg EmbeddedConfig, log *slog.Logger) (*Embedded, error) {
 	e := &Embedded{dataDir: dir, lock: lock}
 	if _, err := os.Stat(filepath.Join(dir, appmetrics.UncleanShutdownMarkerFilename)); err == nil {
 		e.uncleanShutdown = true
-		log.Warn("the previous run of the embedded TSDB did not shut down cleanly; VictoriaMetrics recovers what reached disk, samples still in memory then (up to a few seconds) are lost",
-			"data_dir", dir, "marker", appmetrics.UncleanShutdownMarkerFilename)
+		log.Warn("the previous run of the embedded TSDB did not shut down cleanly; VictoriaMetrics kept what had reached disk, samples written within the loss window before the crash are lost",
+			"data_dir", dir, "loss_window", CrashLossWindow(cfg.FlushInterval))
 	}
 
 	level, _ := vmLogLevel(cfg.LogLevel)
 	settings := map[string]string{
-		"storageDataPath":       dir,
-		"retentionPeriod":       strconv.FormatInt(int64(time.Duration(cfg.Retention)/time.Hour), 10) + "h",
-		"memory.allowedPercent": strconv.FormatFloat(cfg.MemoryAllowedPercent, 'g', -1, 64),
-		"search.latencyOffset":  cfg.LatencyOffset.String(),
-		"loggerLevel":           level,
+		"storageDataPath":           dir,
+		"retentionPeriod":           strconv.FormatInt(int64(time.Duration(cfg.Retention)/time.Hour), 10) + "h",
+		"memory.allowedPercent":     strconv.FormatFloat(cfg.MemoryAllowedPercent, 'g', -1, 64),
+		"search.latencyOffset":      cfg.LatencyOffset.String(),
+		"loggerLevel":               level,
+		"inmemoryDataFlushInterval": cfg.FlushInterval.String(),
 	}
 	if cfg.MemoryAllowedBytes > 0 {
 		settings["memory.allowedBytes"] = strconv.FormatInt(cfg.MemoryAllowedBytes, 10)

@@ -30,7 +30,12 @@ type MetricsShipper struct {
 	Log   *slog.Logger
 
 	shipped, failures prometheus.Counter
+	skipFirst         bool
 }
+
+// Skip makes Run wait one interval before its first round (the caller
+// just shipped one with ShipOnce).
+func (s *MetricsShipper) Skip() { s.skipFirst = true }
 
 // NewMetricsShipper returns a shipper and registers its own counters on reg.
 func NewMetricsShipper(g prometheus.Gatherer, c *Client, interval time.Duration, labels map[string]string, reg prometheus.Registerer, log *slog.Logger) *MetricsShipper {
@@ -55,6 +60,13 @@ func NewMetricsShipper(g prometheus.Gatherer, c *Client, interval time.Duration,
 func (s *MetricsShipper) Run(ctx context.Context) error {
 	t := time.NewTicker(s.Interval)
 	defer t.Stop()
+	if s.skipFirst {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
 	for {
 		if n, err := s.ShipOnce(ctx, time.Now()); err != nil {
 			if ctx.Err() != nil {

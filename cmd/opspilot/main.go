@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -207,10 +206,6 @@ func errorHint(err error, server string) error {
 		return fmt.Errorf("%w\nis opspilot running at %s? start it with `opspilot up`, or pass --server", err, server)
 	case strings.Contains(msg, "401"):
 		return fmt.Errorf("%w\npass an API token with --token or OPSPILOT_TOKEN", err)
-	}
-	var es config.Errors
-	if errors.As(err, &es) {
-		return err
 	}
 	return err
 }

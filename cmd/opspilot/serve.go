@@ -129,6 +129,16 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 		if embedded != nil && cfg.SelfMonitoring.IncludeTSDB {
 			shipper.Extra = embedded.WriteMetrics
 		}
+		if embedded != nil {
+			// Write the first round before announcing readiness and make it
+			// searchable, so that `opspilot query opspilot_build_info` answers
+			// at once instead of after VictoriaMetrics' ~10 s new-series delay.
+			if _, err := shipper.ShipOnce(ctx, time.Now()); err != nil {
+				log.Warn("self-monitoring: first write failed; retrying every interval", "err", err)
+			}
+			embedded.Flush()
+			shipper.Skip()
+		}
 		g.Add(func() error { return shipper.Run(sctx) }, func(error) { cancel() })
 	}
 	{
