@@ -25,7 +25,7 @@ test:
 
 ## bench: the benchmarks recorded in bench/RESULTS.md
 bench:
-	$(GO) test ./bench -run '^$$' -bench Ingest -benchtime 10x -count 6
+	$(GO) test ./bench -run '^$$' -bench Ingest -benchtime 20x -count 5
 	$(GO) test ./bench -run '^$$' -bench Startup -benchtime 5x -count 3
 
 ## fuzz: run each fuzz target for FUZZTIME (default 60s)
