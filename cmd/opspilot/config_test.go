@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"opspilot/config"
 )
@@ -139,5 +140,45 @@ func TestConfigErrorsNameLineAndField(t *testing.T) {
 				t.Errorf("error should start with the file name: %v", err)
 			}
 		})
+	}
+}
+
+func FuzzParseTime(f *testing.F) {
+	for _, s := range []string{"1795693704", "1795693704.5", "2026-11-26T10:00:00Z", "2026-11-26T10:00:00+02:00", "", "now", "1e300", "-1", "NaN"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		tm, err := parseTime(s)
+		if err != nil {
+			if !strings.Contains(err.Error(), "RFC 3339") {
+				t.Fatalf("error for %q does not say what is accepted: %v", s, err)
+			}
+			return
+		}
+		// An accepted RFC 3339 time means exactly that instant.
+		if want, perr := time.Parse(time.RFC3339, s); perr == nil && !want.Equal(tm) {
+			t.Fatalf("%q parsed as %v, want %v", s, tm, want)
+		}
+	})
+}
+
+func TestParseTime(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want time.Time
+		ok   bool
+	}{
+		{"1795693704", time.Unix(1795693704, 0), true},
+		{"1795693704.25", time.Unix(1795693704, 250_000_000), true},
+		{"2026-11-26T10:00:00Z", time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC), true},
+		{"yesterday", time.Time{}, false},
+		{"NaN", time.Time{}, false},
+		{"1e300", time.Time{}, false},
+		{"-5", time.Time{}, false},
+	} {
+		got, err := parseTime(tc.in)
+		if (err == nil) != tc.ok || (tc.ok && !got.Equal(tc.want)) {
+			t.Errorf("parseTime(%q) = %v, %v; want %v ok=%v", tc.in, got, err, tc.want, tc.ok)
+		}
 	}
 }

@@ -92,6 +92,10 @@ func newQueryCmd() *cobra.Command {
 
 func parseTime(s string) (time.Time, error) {
 	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		// Unix seconds between 1970 and 5138: rejects NaN, Inf and typos.
+		if !(f >= 0 && f < 1e11) {
+			return time.Time{}, fmt.Errorf("%q is out of range for Unix seconds; use RFC 3339 (2026-11-26T10:00:00Z) or Unix seconds", s)
+		}
 		sec := int64(f)
 		return time.Unix(sec, int64((f-float64(sec))*1e9)), nil
 	}
