@@ -6,10 +6,11 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 BRANCH   ?= $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null || echo unknown)
 VPKG     := github.com/prometheus/common/version
-LDFLAGS  := -X $(VPKG).Version=$(VERSION) -X $(VPKG).Revision=$(REVISION) -X $(VPKG).Branch=$(BRANCH)
+BUILDDATE ?= $(shell date -u +%Y%m%d-%H:%M:%S)
+LDFLAGS  := -X $(VPKG).Version=$(VERSION) -X $(VPKG).Revision=$(REVISION) -X $(VPKG).Branch=$(BRANCH) -X $(VPKG).BuildDate=$(BUILDDATE)
 ARGS     ?=
 
-.PHONY: run build test check bench fuzz clean
+.PHONY: run build test bench fuzz clean
 
 ## run: build opspilot and start the all-in-one embedded default (opspilot up)
 run: build
