@@ -248,6 +248,56 @@ func (c *Client) writeBatch(ctx context.Context, batch []TimeSeries) error {
 	return nil
 }
 
+// WriteEncoded sends one remote-write request body that is already a
+// snappy-compressed protobuf WriteRequest (as the agent's disk queue holds
+// them), with the same retries as Write. samples is only for the metrics.
+func (c *Client) WriteEncoded(ctx context.Context, body []byte, samples int) error {
+	start := time.Now()
+	err := c.retry(ctx, "remote write to "+c.endpoints.WriteURL, func() error {
+		return c.postWrite(ctx, body)
+	})
+	c.metrics.writeDuration.Observe(time.Since(start).Seconds())
+	if err != nil {
+		c.metrics.writeRequests.WithLabelValues("error").Inc()
+		c.metrics.failedSamples.Add(float64(samples))
+		return err
+	}
+	c.metrics.writeRequests.WithLabelValues("ok").Inc()
+	c.metrics.writtenSamples.Add(float64(samples))
+	return nil
+}
+
+// EncodeWriteRequest appends series as a snappy-compressed protobuf
+// WriteRequest to dst, using scratch for the uncompressed bytes; it returns
+// both buffers for reuse.
+func EncodeWriteRequest(dst, scratch []byte, series []TimeSeries) ([]byte, []byte) {
+	wr := prompb.WriteRequest{Timeseries: series}
+	scratch = wr.MarshalProtobuf(scratch[:0])
+	n := s2.MaxEncodedLen(len(scratch))
+	if cap(dst)-len(dst) < n {
+		grown := make([]byte, len(dst), len(dst)+n)
+		copy(grown, dst)
+		dst = grown
+	}
+	enc := s2.EncodeSnappy(dst[len(dst):len(dst)+n], scratch)
+	return dst[:len(dst)+len(enc)], scratch
+}
+
+// IsRejected reports whether the store refused the request's content (400,
+// 413, 422): resending the same bytes cannot succeed. Auth failures (401,
+// 403) are not rejections: they heal when the credentials are fixed.
+func IsRejected(err error) bool {
+	var he *HTTPError
+	if !errors.As(err, &he) {
+		return false
+	}
+	switch he.Status {
+	case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity:
+		return true
+	}
+	return false
+}
+
 func (c *Client) postWrite(ctx context.Context, body []byte) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoints.WriteURL, bytes.NewReader(body))
 	if err != nil {

@@ -48,6 +48,10 @@ type EmbeddedConfig struct {
 	// bounds what a crash (kill -9, power loss) can lose. VictoriaMetrics
 	// defaults to 5s; the minimum is 1s.
 	FlushInterval time.Duration `yaml:"flush_interval"`
+	// DedupInterval keeps one sample per series per interval: 1ms removes
+	// exact duplicates that at-least-once delivery (agent retries after a
+	// lost acknowledgement) can write. 0 disables deduplication.
+	DedupInterval time.Duration `yaml:"dedup_interval"`
 }
 
 // RemoteConfig points at a remote Prometheus-compatible store.
@@ -122,6 +126,7 @@ func DefaultConfig() Config {
 			LatencyOffset:        time.Second,
 			LogLevel:             "warn",
 			FlushInterval:        time.Second,
+			DedupInterval:        time.Millisecond,
 		},
 		Client: DefaultClientConfig(),
 	}
@@ -167,6 +172,9 @@ func (c EmbeddedConfig) Validate() []config.Problem {
 	}
 	if c.LatencyOffset < 0 {
 		ps = append(ps, config.Problem{Field: "latency_offset", Msg: "must not be negative"})
+	}
+	if c.DedupInterval < 0 {
+		ps = append(ps, config.Problem{Field: "dedup_interval", Msg: "must not be negative; 0 disables deduplication"})
 	}
 	if c.FlushInterval < time.Second {
 		ps = append(ps, config.Problem{Field: "flush_interval", Msg: fmt.Sprintf("%s is below VictoriaMetrics' minimum of 1s", c.FlushInterval)})

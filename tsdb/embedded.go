@@ -108,6 +108,7 @@ func StartEmbedded(cfg EmbeddedConfig, log *slog.Logger) (*Embedded, error) {
 		"search.latencyOffset":      cfg.LatencyOffset.String(),
 		"loggerLevel":               level,
 		"inmemoryDataFlushInterval": cfg.FlushInterval.String(),
+		"dedup.minScrapeInterval":   cfg.DedupInterval.String(),
 	}
 	if cfg.MemoryAllowedBytes > 0 {
 		settings["memory.allowedBytes"] = strconv.FormatInt(cfg.MemoryAllowedBytes, 10)

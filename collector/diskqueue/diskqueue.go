@@ -46,6 +46,9 @@ type Options struct {
 	Sync         SyncPolicy
 	// OnDrop is told how many records and bytes were dropped for space.
 	OnDrop func(records int, bytes int64)
+	// OnDropRecord, if set, sees each unacknowledged record before it is
+	// dropped for space (to count what it held).
+	OnDropRecord func(rec []byte)
 }
 
 // segment is one file of the queue.
@@ -317,6 +320,16 @@ func (q *Queue) enforceLimitLocked() {
 		droppedBytes := old.end() - max(q.ack, old.start)
 		if q.ack > old.start {
 			dropped -= q.recordsBefore(old, q.ack)
+		}
+		if q.opts.OnDropRecord != nil {
+			for off := max(q.ack, old.start); off < old.end(); {
+				rec, err := q.readAtLocked(off)
+				if err != nil {
+					break
+				}
+				q.opts.OnDropRecord(rec)
+				off += headerSize + int64(len(rec))
+			}
 		}
 		if q.r != nil && q.rStart == old.start {
 			_ = q.r.Close()

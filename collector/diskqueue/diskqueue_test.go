@@ -123,11 +123,16 @@ func TestTornTailIsCutOff(t *testing.T) {
 
 func TestSizeLimitDropsOldest(t *testing.T) {
 	dir := t.TempDir()
-	var droppedRecs int
+	var droppedRecs, seen int
 	var droppedBytes int64
 	q, err := Open(dir, Options{MaxBytes: 16 << 10, SegmentBytes: 4 << 10, OnDrop: func(n int, b int64) {
 		droppedRecs += n
 		droppedBytes += b
+	}, OnDropRecord: func(rec []byte) {
+		if n, _ := strconv.Atoi(string(rec[:3])); n != seen {
+			t.Errorf("dropped record %d, want the oldest (%d)", n, seen)
+		}
+		seen++
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -141,6 +146,9 @@ func TestSizeLimitDropsOldest(t *testing.T) {
 	}
 	if q.Bytes() > 16<<10 {
 		t.Errorf("queue holds %d bytes, over the 16 KiB limit", q.Bytes())
+	}
+	if seen != droppedRecs {
+		t.Errorf("OnDropRecord saw %d records, OnDrop counted %d", seen, droppedRecs)
 	}
 	if droppedRecs == 0 || droppedRecs+q.Len() != 100 {
 		t.Fatalf("dropped %d + kept %d should be 100", droppedRecs, q.Len())
