@@ -16,9 +16,10 @@ ARGS     ?=
 run: build
 	./bin/opspilot up $(ARGS)
 
-## build: build bin/opspilot
+## build: build bin/opspilot, and bin/victoria-logs (the embedded log store) from go.mod
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/opspilot ./cmd/opspilot
+	$(GO) build -o bin/victoria-logs github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs
 
 ## test: formatting, vet, and every test with the race detector
 test:

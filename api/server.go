@@ -53,6 +53,15 @@ type Options struct {
 	// Registry holds the self-metrics served at /metrics.
 	Registry *prometheus.Registry
 	Log      *slog.Logger
+	// Routes are more endpoints (e.g. the local agent's push API), each
+	// behind the role it needs.
+	Routes []Route
+}
+
+// Route is an extra endpoint mounted by the wiring code.
+type Route struct {
+	Pattern, Name, Role string
+	Handler             http.Handler
 }
 
 // New checks cfg, loads the API tokens and builds the routes. It does not
@@ -114,6 +123,9 @@ func New(cfg Config, opts Options) (*Server, error) {
 	s.handle("/metrics", "metrics", RoleRead, promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
 	s.handle("/prometheus/", "prometheus", RoleRead, s.whenReady(tsdb))
 	s.handle("GET /api/v1/status", "status", RoleRead, http.HandlerFunc(s.statusHandler))
+	for _, rt := range opts.Routes {
+		s.handle(rt.Pattern, rt.Name, rt.Role, s.whenReady(rt.Handler))
+	}
 	s.handle("GET /api/v1/openapi.yaml", "openapi", "", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/yaml")
 		_, _ = w.Write(openAPIDoc)

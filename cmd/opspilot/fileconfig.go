@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"opspilot/api"
+	"opspilot/collector"
 	"opspilot/config"
 	"opspilot/tsdb"
 )
@@ -22,6 +23,22 @@ type FileConfig struct {
 	Server         api.Config           `yaml:"server"`
 	TSDB           tsdb.Config          `yaml:"tsdb"`
 	SelfMonitoring SelfMonitoringConfig `yaml:"self_monitoring"`
+	// Agent configures `opspilot agent` and the agent `opspilot up` runs.
+	Agent collector.Config `yaml:"agent"`
+	// LogStore is where logs go in `opspilot up`.
+	LogStore LogStoreConfig `yaml:"logstore"`
+}
+
+// LogStoreConfig is the log store `opspilot up` runs or points at.
+type LogStoreConfig struct {
+	// Mode is "embedded" (a VictoriaLogs process under data_dir/logs) or
+	// "remote" (agent.logs.url names an Elasticsearch-compatible endpoint).
+	Mode string `yaml:"mode"`
+	// HTTPAddr is the embedded VictoriaLogs' listen address.
+	HTTPAddr string `yaml:"http_addr"`
+	// Binary is the victoria-logs executable; empty: next to opspilot, on
+	// PATH, or built from the module with the Go toolchain.
+	Binary string `yaml:"binary"`
 }
 
 // LogConfig configures opspilot's own structured logs (stderr).
@@ -47,6 +64,8 @@ func defaultFileConfig() FileConfig {
 		Server:         api.DefaultConfig(),
 		TSDB:           tsdb.DefaultConfig(),
 		SelfMonitoring: SelfMonitoringConfig{Enabled: true, Interval: 10 * time.Second, IncludeTSDB: true},
+		Agent:          collector.DefaultConfig(),
+		LogStore:       LogStoreConfig{Mode: "embedded", HTTPAddr: "127.0.0.1:9428"},
 	}
 }
 
@@ -64,6 +83,10 @@ func (c FileConfig) Validate() []config.Problem {
 	}
 	ps = append(ps, config.Prefix("server", c.Server.Validate())...)
 	ps = append(ps, config.Prefix("tsdb", c.TSDB.Validate())...)
+	ps = append(ps, config.Prefix("agent", c.Agent.Validate())...)
+	if c.LogStore.Mode != "embedded" && c.LogStore.Mode != "remote" {
+		ps = append(ps, config.Problem{Field: "logstore.mode", Msg: fmt.Sprintf("unknown mode %q; use embedded or remote", c.LogStore.Mode)})
+	}
 	if c.SelfMonitoring.Enabled && c.SelfMonitoring.Interval < time.Second {
 		ps = append(ps, config.Problem{Field: "self_monitoring.interval", Msg: fmt.Sprintf("%s is below 1s; use e.g. 10s", c.SelfMonitoring.Interval)})
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/common/version"
 	"github.com/spf13/cobra"
 
+	"opspilot/collector"
 	"opspilot/config"
 )
 
@@ -46,6 +47,7 @@ Start everything on one machine with:  opspilot up`,
 	root.AddCommand(
 		newUpCmd(),
 		newServerCmd(),
+		newAgentCmd(),
 		newQueryCmd(),
 		newConfigCmd(),
 		newVersionCmd(),
@@ -104,6 +106,8 @@ func flagSource(file string) string {
 
 func newUpCmd() *cobra.Command {
 	var f serverFlags
+	var tails []string
+	var logstoreAddr string
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Run everything on this machine: embedded TSDB, API, self-monitoring",
@@ -119,13 +123,22 @@ loopback address without API tokens (local mode).`,
 				return err
 			}
 			cfg.Server.LocalMode = true
-			if cfg.TSDB.Mode == "" {
-				cfg.TSDB.Mode = "embedded"
+			if cmd.Flags().Changed("logstore-addr") {
+				cfg.LogStore.HTTPAddr = logstoreAddr
+			}
+			for _, p := range tails {
+				abs, err := filepath.Abs(p)
+				if err != nil {
+					return fmt.Errorf("--tail %s: %w", p, err)
+				}
+				cfg.Agent.Logs.Files = append(cfg.Agent.Logs.Files, collector.LogSource{Path: abs, Service: "local", Instance: filepath.Base(abs)})
 			}
 			return serve(cmd.Context(), cfg, cmd.OutOrStdout())
 		},
 	}
 	f.register(cmd, "./opspilot-data", "127.0.0.1:9440")
+	cmd.Flags().StringArrayVar(&tails, "tail", nil, "tail this log file into the log store (repeatable; agent.logs.files)")
+	cmd.Flags().StringVar(&logstoreAddr, "logstore-addr", "127.0.0.1:9428", "HOST:PORT of the embedded VictoriaLogs; port 0 picks a free one (logstore.http_addr)")
 	return cmd
 }
 

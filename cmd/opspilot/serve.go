@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -18,6 +21,8 @@ import (
 	"github.com/prometheus/common/version"
 
 	"opspilot/api"
+	"opspilot/collector"
+	"opspilot/collector/logs"
 	"opspilot/tsdb"
 )
 
@@ -69,9 +74,16 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 	}
 
 	// The TSDB handler is wired after the store starts; the server answers
-	// 503 on /prometheus and /healthz until then.
-	tsdbHandler := &lateHandler{}
-	srv, err := api.New(cfg.Server, api.Options{TSDB: tsdbHandler, Status: status, Registry: reg, Log: log})
+	// 503 on /prometheus and /healthz until then. So is the local agent's
+	// push API.
+	tsdbHandler, pushHandler := &lateHandler{}, &lateHandler{}
+	var routes []api.Route
+	if cfg.Server.LocalMode {
+		routes = append(routes,
+			api.Route{Pattern: "POST /agent/api/v1/write", Name: "agent_push", Role: api.RoleWrite, Handler: pushHandler},
+			api.Route{Pattern: "POST /agent/api/v1/import/prometheus", Name: "agent_push", Role: api.RoleWrite, Handler: pushHandler})
+	}
+	srv, err := api.New(cfg.Server, api.Options{TSDB: tsdbHandler, Status: status, Registry: reg, Log: log, Routes: routes})
 	if err != nil {
 		return err
 	}
@@ -122,6 +134,42 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 		sctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error { return srv.Serve(sctx) }, func(error) { cancel() })
 	}
+	// `opspilot up` runs one agent for this machine, and the log store.
+	var (
+		agent    *collector.Agent
+		logStore *logs.VictoriaLogs
+	)
+	if cfg.Server.LocalMode {
+		logsURL := ""
+		if cfg.Agent.Logs.Enabled && cfg.LogStore.Mode == "embedded" {
+			logStore, err = startLogStore(ctx, cfg, log)
+			if err != nil {
+				return err
+			}
+			defer logStore.Stop()
+			logsURL = logStore.InsertURL()
+		}
+		agent, err = collector.New(cfg.Agent, collector.Deps{
+			Writer: client, LogsURL: logsURL, DataDir: cfg.DataDir, Registry: reg, Log: log.With("component", "agent"),
+		})
+		if err != nil {
+			return err
+		}
+		pushHandler.set(http.StripPrefix("/agent", agent.PushHandler()))
+		// Start the agent now, not with the group, so that its first round
+		// is in the store before the ready line, like the server's own.
+		actx, acancel := context.WithCancel(ctx)
+		agentDone := make(chan error, 1)
+		go func() { agentDone <- agent.Run(actx) }()
+		g.Add(func() error {
+			select {
+			case err := <-agentDone:
+				return err
+			case <-actx.Done():
+				return <-agentDone
+			}
+		}, func(error) { acancel() })
+	}
 	if cfg.SelfMonitoring.Enabled {
 		sctx, cancel := context.WithCancel(ctx)
 		shipper := tsdb.NewMetricsShipper(reg, client, cfg.SelfMonitoring.Interval,
@@ -156,7 +204,21 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 		}, func(error) { cancel() })
 	}
 
+	if agent != nil && embedded != nil {
+		// Let the agent's first round reach the store, then make it
+		// searchable at once (see Embedded.Flush).
+		waitQueued(agent, 2*time.Second)
+		embedded.Flush()
+	}
 	printBanner(out, cfg, srv, embedded, client)
+	if agent != nil {
+		fmt.Fprintf(out, "  agent         datacenter %s, node %s: host and container metrics every %s; push: %s/agent/api/v1/write\n",
+			cfg.Agent.Datacenter, agent.Node(), cfg.Agent.Interval, srv.URL())
+	}
+	if logStore != nil {
+		fmt.Fprintf(out, "  logstore      VictoriaLogs at %s (LogsQL: %s/select/logsql/query), tailing %d files\n",
+			logStore.URL(), logStore.URL(), len(cfg.Agent.Logs.Files))
+	}
 	srv.SetReady(true)
 	ready = true
 	fmt.Fprintf(out, "opspilot ready on %s\n", srv.URL())
@@ -209,4 +271,44 @@ func (l *lateHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	(*h).ServeHTTP(w, r)
+}
+
+// startLogStore runs the embedded VictoriaLogs under data_dir/logs.
+func startLogStore(ctx context.Context, cfg FileConfig, log *slog.Logger) (*logs.VictoriaLogs, error) {
+	bin := cfg.LogStore.Binary
+	if bin == "" {
+		var err error
+		if bin, err = logs.FindVictoriaLogs(); err != nil {
+			return nil, fmt.Errorf("logstore: %w (or set logstore.mode: remote, or agent.logs.enabled: false)", err)
+		}
+	}
+	addr := cfg.LogStore.HTTPAddr
+	if host, port, err := net.SplitHostPort(addr); err == nil && port == "0" {
+		// Pick a free port now: VictoriaLogs would not tell us its choice.
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+		if err != nil {
+			return nil, fmt.Errorf("logstore.http_addr %s: %w", addr, err)
+		}
+		addr = ln.Addr().String()
+		_ = ln.Close()
+	}
+	vl, err := logs.StartVictoriaLogs(ctx, bin, filepath.Join(cfg.DataDir, "logs"), addr, log.With("component", "logstore"))
+	if err != nil {
+		return nil, fmt.Errorf("logstore: %w", err)
+	}
+	return vl, nil
+}
+
+// waitQueued waits until the agent's first round was collected and
+// delivered, or d.
+func waitQueued(a *collector.Agent, d time.Duration) {
+	deadline := time.Now().Add(d)
+	select {
+	case <-a.FirstRound():
+	case <-time.After(d):
+		return
+	}
+	for a.Pending() > 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
 }

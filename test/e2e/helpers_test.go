@@ -42,7 +42,7 @@ type server struct {
 // startUp runs `opspilot up` on dataDir and addr and waits for its ready line.
 func startUp(t testing.TB, dataDir, addr string) *server {
 	t.Helper()
-	s := launch(t, addr, dataDir, "up", "--data-dir", dataDir, "--http-addr", addr)
+	s := launch(t, addr, dataDir, "up", "--data-dir", dataDir, "--http-addr", addr, "--logstore-addr", "127.0.0.1:0")
 	s.waitReady(t, startTimeout)
 	return s
 }

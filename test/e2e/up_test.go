@@ -30,7 +30,7 @@ const crashDurability = 11 * time.Second
 func TestUpReadyWithin2s(t *testing.T) {
 	dir := t.TempDir()
 	addr := testbin.FreeAddr(t)
-	s := launch(t, addr, dir, "up", "--data-dir", dir, "--http-addr", addr)
+	s := launch(t, addr, dir, "up", "--data-dir", dir, "--http-addr", addr, "--logstore-addr", "127.0.0.1:0")
 	took := s.waitReady(t, 10*time.Second)
 	if took > 2*time.Second {
 		t.Errorf("ready line appeared %s after start, want within 2s\n%s", took.Round(time.Millisecond), tail(s.p))
@@ -93,7 +93,7 @@ func TestQueryBuildInfoWithin20s(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	addr := testbin.FreeAddr(t)
-	s := launch(t, addr, dir, "up", "--data-dir", dir, "--http-addr", addr)
+	s := launch(t, addr, dir, "up", "--data-dir", dir, "--http-addr", addr, "--logstore-addr", "127.0.0.1:0")
 	s.waitReady(t, startTimeout)
 
 	var r result
@@ -187,7 +187,7 @@ func TestSecondInstanceSameDataDirFails(t *testing.T) {
 	first.importText(t, "", "e2e_second_instance 3\n")
 
 	addr2 := testbin.FreeAddr(t)
-	second := launch(t, addr2, dir, "up", "--data-dir", dir, "--http-addr", addr2)
+	second := launch(t, addr2, dir, "up", "--data-dir", dir, "--http-addr", addr2, "--logstore-addr", "127.0.0.1:0")
 	code := waitExit(t, second.p, 10*time.Second)
 	if code == 0 {
 		t.Fatalf("second opspilot on the same data dir exited 0\n%s", tail(second.p))
@@ -221,7 +221,7 @@ func TestBusyPort(t *testing.T) {
 	dir := t.TempDir()
 	busy := ln.Addr().String()
 
-	s := launch(t, busy, dir, "up", "--data-dir", dir, "--http-addr", busy)
+	s := launch(t, busy, dir, "up", "--data-dir", dir, "--http-addr", busy, "--logstore-addr", "127.0.0.1:0")
 	if code := waitExit(t, s.p, 10*time.Second); code == 0 {
 		t.Fatalf("opspilot up on a busy port exited 0\n%s", tail(s.p))
 	}

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+
+	"opspilot/collector"
+	"opspilot/tsdb"
+)
+
+func newAgentCmd() *cobra.Command {
+	var (
+		f                                   serverFlags
+		server, tokenFile, caFile, dc, node string
+	)
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the node agent: host, container and KPI metrics and logs, shipped through a disk queue",
+		Long: `agent runs on every node. It collects host metrics (node_exporter names),
+container metrics (cAdvisor names), scrapes and accepts pushed business KPIs,
+tails logs, and ships samples to an opspilot server through an on-disk queue:
+while the server is unreachable samples wait on disk and nothing is lost.
+
+It needs a token with role write (agent.server.token_file or $OPSPILOT_TOKEN).`,
+		Example: "  opspilot agent --server https://opspilot:9440 --token-file /etc/opspilot/agent.token --datacenter dc-a",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadFileConfig(f.configFile)
+			if err != nil {
+				return err
+			}
+			a := &cfg.Agent
+			if cmd.Flags().Changed("data-dir") || f.configFile == "" {
+				cfg.DataDir = f.dataDir
+			}
+			if cmd.Flags().Changed("http-addr") {
+				a.HTTPAddr = f.httpAddr
+			}
+			if f.logLevel != "" {
+				cfg.Log.Level = f.logLevel
+			}
+			for flag, dst := range map[string]*string{"server": &a.Server.URL, "token-file": &a.Server.TokenFile, "ca-file": &a.Server.CAFile, "datacenter": &a.Datacenter, "node": &a.Node} {
+				if cmd.Flags().Changed(flag) {
+					*dst = map[string]string{"server": server, "token-file": tokenFile, "ca-file": caFile, "datacenter": dc, "node": node}[flag]
+				}
+			}
+			if a.Server.URL == "" {
+				return errors.New("agent.server.url: where should the agent ship? pass --server https://HOST:9440")
+			}
+			token := os.Getenv("OPSPILOT_TOKEN")
+			if a.Server.TokenFile != "" {
+				b, err := os.ReadFile(a.Server.TokenFile)
+				if err != nil {
+					return fmt.Errorf("agent.server.token_file: %w", err)
+				}
+				token = strings.TrimSpace(string(b))
+			}
+			return runAgent(cmd.Context(), cfg, token)
+		},
+	}
+	f.register(cmd, "./opspilot-agent-data", "127.0.0.1:9441")
+	cmd.Flags().StringVar(&server, "server", "", "opspilot server URL to ship to (agent.server.url)")
+	cmd.Flags().StringVar(&tokenFile, "token-file", "", "file with an API token of role write (agent.server.token_file; default $OPSPILOT_TOKEN)")
+	cmd.Flags().StringVar(&caFile, "ca-file", "", "CA certificate that signed the server's TLS certificate (agent.server.ca_file)")
+	cmd.Flags().StringVar(&dc, "datacenter", "", "datacenter label (agent.datacenter, default local)")
+	cmd.Flags().StringVar(&node, "node", "", "node label (agent.node, default the hostname)")
+	return cmd
+}
+
+// runAgent is the standalone agent's wiring: the client to the server, the
+// agent, and a small HTTP server for pushes, /metrics and /healthz.
+func runAgent(ctx context.Context, cfg FileConfig, token string) error {
+	log := newLogger(cfg.Log)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), versioncollector.NewCollector("opspilot_agent"))
+	remote := &tsdb.RemoteConfig{TLS: tsdb.TLSConfig{CAFile: cfg.Agent.Server.CAFile}}
+	ccfg := tsdb.DefaultClientConfig()
+	ccfg.RetryMaxElapsed = 5 * time.Second // the shipper retries forever around it
+	client, err := tsdb.NewClient(tsdb.LocalEndpoints(cfg.Agent.Server.URL), ccfg, tsdb.ClientOptions{Remote: remote, BearerToken: token, Registerer: reg})
+	if err != nil {
+		return err
+	}
+	agent, err := collector.New(cfg.Agent, collector.Deps{Writer: client, DataDir: cfg.DataDir, Registry: reg, Log: log})
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("POST /api/v1/write", agent.PushHandler())
+	mux.Handle("POST /api/v1/import/prometheus", agent.PushHandler())
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	hs := &http.Server{Addr: cfg.Agent.HTTPAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	errc := make(chan error, 2)
+	go func() { errc <- agent.Run(ctx) }()
+	go func() {
+		if err := hs.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("agent.http_addr %s: %w", cfg.Agent.HTTPAddr, err)
+		}
+	}()
+	log.Info("agent running", "server", cfg.Agent.Server.URL, "datacenter", cfg.Agent.Datacenter, "node", agent.Node(), "push", "http://"+cfg.Agent.HTTPAddr+"/api/v1/write")
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+		stop()
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = hs.Shutdown(sctx)
+	if runErr == nil {
+		runErr = <-errc
+	}
+	return runErr
+}
