@@ -77,6 +77,19 @@ type ContainerConfig struct {
 	CgroupRoot string `yaml:"cgroup_root"`
 	Docker     bool   `yaml:"docker"`
 	DockerHost string `yaml:"docker_host"`
+	// Instances are workloads in cgroups that no orchestrator manages
+	// (systemd services, hand-started processes); the orchestrator adds its
+	// own instances at run time.
+	Instances []CgroupInstance `yaml:"instances"`
+}
+
+// CgroupInstance is one statically configured cgroup to collect.
+type CgroupInstance struct {
+	Service  string `yaml:"service"`
+	Instance string `yaml:"instance"`
+	Tenant   string `yaml:"tenant"`
+	// CgroupPath is relative to cgroup_root, e.g. /system.slice/nginx.service.
+	CgroupPath string `yaml:"cgroup_path"`
 }
 
 // LogsConfig is log tailing and shipping.
@@ -143,6 +156,11 @@ func (c Config) Validate() []config.Problem {
 	}
 	if c.Shipper.RetryMinBackoff <= 0 || c.Shipper.RetryMaxBackoff < c.Shipper.RetryMinBackoff {
 		ps = append(ps, config.Problem{Field: "shipper.retry_max_backoff", Msg: "backoffs must be positive and max ≥ min"})
+	}
+	for i, in := range c.Containers.Instances {
+		if in.Service == "" || in.CgroupPath == "" {
+			ps = append(ps, config.Problem{Field: fmt.Sprintf("containers.instances[%d]", i), Msg: "needs service and cgroup_path"})
+		}
 	}
 	for i, f := range c.Logs.Files {
 		if f.Path == "" {
@@ -241,6 +259,11 @@ func New(cfg Config, d Deps) (*Agent, error) {
 		if a.container, err = container.New(cc); err != nil {
 			return nil, err
 		}
+		var insts []container.Instance
+		for _, in := range cfg.Containers.Instances {
+			insts = append(insts, container.Instance{Service: in.Service, Instance: in.Instance, Tenant: in.Tenant, CgroupPath: in.CgroupPath})
+		}
+		a.container.SetInstances(insts)
 	}
 	if a.scraper, err = scrape.New(cfg.Scrape, a.Append, reg, d.Log); err != nil {
 		return nil, err
