@@ -80,7 +80,7 @@ func BenchmarkLogShip(b *testing.B) {
 			}
 			reg := prometheus.NewRegistry()
 			p, err := logs.New(logs.Config{
-				Sources: []logs.Source{{Path: path, Service: "bench", Instance: fmt.Sprint(round)}},
+				Sources:  []logs.Source{{Path: path, Service: "bench", Instance: fmt.Sprint(round)}},
 				StateDir: filepath.Join(rdir, "state"), URL: vl.InsertURL(), Datacenter: "dc", Node: "n",
 			}, reg, slog.New(slog.DiscardHandler))
 			if err != nil {
