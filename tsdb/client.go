@@ -59,7 +59,6 @@ type Client struct {
 }
 
 type writeBuffers struct {
-	wr         prompb.WriteRequest
 	raw, block []byte
 }
 
@@ -222,30 +221,12 @@ func splitBatches(series []TimeSeries, max int) [][]TimeSeries {
 func (c *Client) writeBatch(ctx context.Context, batch []TimeSeries) error {
 	buf := c.bufs.Get().(*writeBuffers)
 	defer c.bufs.Put(buf)
-	buf.wr.Timeseries = batch
-	buf.raw = buf.wr.MarshalProtobuf(buf.raw[:0])
-	buf.wr.Timeseries = nil
-	// s2's Snappy-compatible encoder: the same bytes on the wire as
-	// golang/snappy, in about half the CPU time.
-	buf.block = s2.EncodeSnappy(buf.block[:cap(buf.block)], buf.raw)
+	buf.block, buf.raw = EncodeWriteRequest(buf.block[:0], buf.raw, batch)
 	samples := 0
 	for _, ts := range batch {
 		samples += len(ts.Samples)
 	}
-
-	start := time.Now()
-	err := c.retry(ctx, "remote write to "+c.endpoints.WriteURL, func() error {
-		return c.postWrite(ctx, buf.block)
-	})
-	c.metrics.writeDuration.Observe(time.Since(start).Seconds())
-	if err != nil {
-		c.metrics.writeRequests.WithLabelValues("error").Inc()
-		c.metrics.failedSamples.Add(float64(samples))
-		return err
-	}
-	c.metrics.writeRequests.WithLabelValues("ok").Inc()
-	c.metrics.writtenSamples.Add(float64(samples))
-	return nil
+	return c.WriteEncoded(ctx, buf.block, samples)
 }
 
 // WriteEncoded sends one remote-write request body that is already a
@@ -269,7 +250,8 @@ func (c *Client) WriteEncoded(ctx context.Context, body []byte, samples int) err
 
 // EncodeWriteRequest appends series as a snappy-compressed protobuf
 // WriteRequest to dst, using scratch for the uncompressed bytes; it returns
-// both buffers for reuse.
+// both buffers for reuse. Compression is s2's Snappy-compatible encoder:
+// the same bytes on the wire as golang/snappy in about half the CPU time.
 func EncodeWriteRequest(dst, scratch []byte, series []TimeSeries) ([]byte, []byte) {
 	wr := prompb.WriteRequest{Timeseries: series}
 	scratch = wr.MarshalProtobuf(scratch[:0])
