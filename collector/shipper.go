@@ -66,6 +66,12 @@ func NewShipper(cfg ShipperConfig, dir string, qopts diskqueue.Options, w Writer
 	s.queued = prometheus.NewCounter(prometheus.CounterOpts{Name: "opspilot_agent_samples_queued_total", Help: "Samples written into the agent's disk queue."})
 	s.sent = prometheus.NewCounter(prometheus.CounterOpts{Name: "opspilot_agent_samples_sent_total", Help: "Samples the TSDB acknowledged."})
 	s.dropped = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "opspilot_agent_samples_dropped_total", Help: "Samples dropped, by reason: queue_full (oldest dropped to stay under the size limit) or rejected (the TSDB refused the request as malformed)."}, []string{"reason"})
+	if qopts.AckPersistInterval == 0 {
+		// Persisting every acknowledgement costs a file rewrite per request;
+		// a crash then resends at most 100 ms of delivered data, which the
+		// TSDB deduplicates.
+		qopts.AckPersistInterval = 100 * time.Millisecond
+	}
 	q, err := diskqueue.Open(dir, s.queueOptions(qopts))
 	if err != nil {
 		return nil, err

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 const (
@@ -49,6 +50,10 @@ type Options struct {
 	// OnDropRecord, if set, sees each unacknowledged record before it is
 	// dropped for space (to count what it held).
 	OnDropRecord func(rec []byte)
+	// AckPersistInterval, when > 0, persists the acknowledged offset at
+	// most this often (and on Close) instead of on every Ack: after a crash
+	// up to that much acknowledged data is delivered again (at-least-once).
+	AckPersistInterval time.Duration
 }
 
 // segment is one file of the queue.
@@ -77,6 +82,9 @@ type Queue struct {
 
 	r      *os.File // reader's open segment
 	rStart int64
+
+	ackDirty     bool
+	lastAckWrite time.Time
 }
 
 // Open opens or creates the queue in dir, recovering from a crash: torn
@@ -454,8 +462,11 @@ func (q *Queue) Ack(end int64) error {
 	}
 	q.unackRec -= q.countBetweenLocked(q.ack, end)
 	q.ack = end
-	if err := q.writeAckLocked(); err != nil {
-		return err
+	q.ackDirty = true
+	if q.opts.AckPersistInterval <= 0 || time.Since(q.lastAckWrite) >= q.opts.AckPersistInterval {
+		if err := q.writeAckLocked(); err != nil {
+			return err
+		}
 	}
 	for len(q.segs) > 1 && q.segs[0].end() <= q.ack {
 		if q.r != nil && q.rStart == q.segs[0].start {
@@ -490,6 +501,8 @@ func (q *Queue) writeAckLocked() error {
 	if err := os.Rename(tmp, filepath.Join(q.dir, ackFile)); err != nil {
 		return fmt.Errorf("disk queue: write ack: %w", err)
 	}
+	q.ackDirty = false
+	q.lastAckWrite = time.Now()
 	return nil
 }
 
@@ -510,6 +523,9 @@ func (q *Queue) Close() error {
 	}
 	q.closed = true
 	q.cond.Broadcast()
+	if q.ackDirty {
+		_ = q.writeAckLocked()
+	}
 	if q.r != nil {
 		_ = q.r.Close()
 	}
