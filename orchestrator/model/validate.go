@@ -1,0 +1,283 @@
+package model
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode"
+
+	"opspilot/config"
+)
+
+// Validate checks the datacenter's name.
+func (d *Datacenter) Validate() []config.Problem {
+	return checkName(nil, "name", d.Name)
+}
+
+// Validate checks the node's names, labels and resources.
+func (n *Node) Validate() []config.Problem {
+	ps := checkName(nil, "name", n.Name)
+	ps = checkName(ps, "datacenter", n.Datacenter)
+	if n.Partition != "" {
+		ps = checkName(ps, "partition", n.Partition)
+	}
+	ps = checkLabels(ps, "labels", n.Labels)
+	ps = append(ps, config.Prefix("capacity", n.Capacity.Validate())...)
+	ps = append(ps, config.Prefix("allocated", n.Allocated.Validate())...)
+	return ps
+}
+
+// Validate checks the tenant's name, quota and weight.
+func (t *Tenant) Validate() []config.Problem {
+	ps := checkName(nil, "name", t.Name)
+	ps = append(ps, config.Prefix("quota", t.Quota.Validate())...)
+	if t.Weight < 0 || math.IsNaN(t.Weight) || math.IsInf(t.Weight, 0) {
+		ps = append(ps, config.Problem{Field: "weight", Msg: "must be a positive number (or 0 for the default, 1)"})
+	}
+	return ps
+}
+
+// Validate checks the service: runtime and what it needs, resources,
+// replicas, ports, probes and placement.
+func (s *Service) Validate() []config.Problem {
+	ps := checkName(nil, "name", s.Name)
+	if s.Tenant != "" {
+		ps = checkName(ps, "tenant", s.Tenant)
+	}
+	switch s.Runtime {
+	case RuntimeProcess:
+		if len(s.Command) == 0 || s.Command[0] == "" {
+			ps = append(ps, config.Problem{Field: "command", Msg: `the "process" runtime needs a command to run, e.g. command: ["/usr/bin/myapp", "--port", "8080"]`})
+		}
+		if s.Image != "" {
+			ps = append(ps, config.Problem{Field: "image", Msg: `the "process" runtime does not use an image; remove it or set runtime: docker`})
+		}
+	case RuntimeDocker:
+		if s.Image == "" {
+			ps = append(ps, config.Problem{Field: "image", Msg: `the "docker" runtime needs an image, e.g. image: nginx:1.27`})
+		}
+	case "":
+		ps = append(ps, config.Problem{Field: "runtime", Msg: `missing; set "process" or "docker"`})
+	default:
+		ps = append(ps, config.Problem{Field: "runtime", Msg: fmt.Sprintf(`unknown runtime %q; use "process" or "docker"`, s.Runtime)})
+	}
+	for k := range s.Env {
+		if !validEnvName(k) {
+			ps = append(ps, config.Problem{Field: joinKey("env", k), Msg: "environment variable names are letters, digits and _, not starting with a digit"})
+		}
+	}
+	ps = append(ps, config.Prefix("requests", s.Requests.Validate())...)
+	ps = append(ps, config.Prefix("limits", s.Limits.Validate())...)
+	if s.Limits.MilliCPU != 0 && s.Limits.MilliCPU < s.Requests.MilliCPU {
+		ps = append(ps, config.Problem{Field: "limits.cpu", Msg: fmt.Sprintf("limit %s is below the request %s; a limit must be at least the request", s.Limits.MilliCPU, s.Requests.MilliCPU)})
+	}
+	if s.Limits.MemoryBytes != 0 && s.Limits.MemoryBytes < s.Requests.MemoryBytes {
+		ps = append(ps, config.Problem{Field: "limits.memory", Msg: fmt.Sprintf("limit %s is below the request %s; a limit must be at least the request", s.Limits.MemoryBytes, s.Requests.MemoryBytes)})
+	}
+	if s.Replicas < 0 {
+		ps = append(ps, config.Problem{Field: "replicas", Msg: "must not be negative"})
+	}
+	ps = s.validatePorts(ps)
+	if s.Liveness != nil {
+		ps = append(ps, config.Prefix("liveness", s.Liveness.Validate())...)
+	}
+	if s.Readiness != nil {
+		ps = append(ps, config.Prefix("readiness", s.Readiness.Validate())...)
+	}
+	ps = append(ps, config.Prefix("placement", s.Placement.Validate())...)
+	return ps
+}
+
+func (s *Service) validatePorts(ps []config.Problem) []config.Problem {
+	names := map[string]bool{}
+	numbers := map[string]bool{}
+	for i, p := range s.Ports {
+		at := "ports[" + strconv.Itoa(i) + "]"
+		if p.Name != "" {
+			if names[p.Name] {
+				ps = append(ps, config.Problem{Field: at + ".name", Msg: fmt.Sprintf("port name %q is used twice", p.Name)})
+			}
+			names[p.Name] = true
+		}
+		ps = checkPort(ps, at+".port", p.Port)
+		proto := p.Protocol
+		switch proto {
+		case "":
+			proto = "tcp"
+		case "tcp", "udp":
+		default:
+			ps = append(ps, config.Problem{Field: at + ".protocol", Msg: fmt.Sprintf(`unknown protocol %q; use "tcp" or "udp"`, p.Protocol)})
+		}
+		key := strconv.Itoa(p.Port) + "/" + proto
+		if numbers[key] {
+			ps = append(ps, config.Problem{Field: at + ".port", Msg: fmt.Sprintf("port %s is listed twice", key)})
+		}
+		numbers[key] = true
+	}
+	return ps
+}
+
+// Validate checks that exactly one kind of check is set and that the
+// timings make sense.
+func (p *Probe) Validate() []config.Problem {
+	var ps []config.Problem
+	kinds := 0
+	if p.HTTP != nil {
+		kinds++
+		if !strings.HasPrefix(p.HTTP.Path, "/") {
+			ps = append(ps, config.Problem{Field: "http.path", Msg: `must start with "/", e.g. /healthz`})
+		}
+		ps = checkPort(ps, "http.port", p.HTTP.Port)
+	}
+	if p.TCP != nil {
+		kinds++
+		ps = checkPort(ps, "tcp.port", p.TCP.Port)
+	}
+	if p.Exec != nil {
+		kinds++
+		if len(p.Exec.Command) == 0 || p.Exec.Command[0] == "" {
+			ps = append(ps, config.Problem{Field: "exec.command", Msg: "needs a command to run"})
+		}
+	}
+	switch {
+	case kinds == 0:
+		ps = append(ps, config.Problem{Msg: "set one of http, tcp or exec"})
+	case kinds > 1:
+		ps = append(ps, config.Problem{Msg: "set only one of http, tcp or exec"})
+	}
+	if p.Period < 0 {
+		ps = append(ps, config.Problem{Field: "period", Msg: "must not be negative"})
+	}
+	if p.Timeout < 0 {
+		ps = append(ps, config.Problem{Field: "timeout", Msg: "must not be negative"})
+	}
+	if d := p.WithDefaults(); p.Period >= 0 && p.Timeout >= 0 && d.Timeout > d.Period {
+		ps = append(ps, config.Problem{Field: "timeout", Msg: fmt.Sprintf("%s is longer than the period %s; a check must end before the next starts", d.Timeout, d.Period)})
+	}
+	if p.FailureThreshold < 0 {
+		ps = append(ps, config.Problem{Field: "failure_threshold", Msg: "must not be negative"})
+	}
+	return ps
+}
+
+// Validate checks weights, partitions, labels and the strategy.
+func (p *Placement) Validate() []config.Problem {
+	var ps []config.Problem
+	total := 0
+	for _, dc := range sortedKeys(p.Datacenters) {
+		w := p.Datacenters[dc]
+		at := joinKey("datacenters", dc)
+		ps = checkName(ps, at, dc)
+		if w < 0 {
+			ps = append(ps, config.Problem{Field: at, Msg: fmt.Sprintf("weight %d is negative; use 0 to keep the service out of a datacenter", w)})
+		} else {
+			total += w
+		}
+	}
+	if len(p.Datacenters) > 0 && total == 0 {
+		ps = append(ps, config.Problem{Field: "datacenters", Msg: "all weights are zero, so no datacenter may run the service; give at least one a positive weight, or remove datacenters to use all"})
+	}
+	for i, part := range p.Partitions {
+		ps = checkName(ps, "partitions["+strconv.Itoa(i)+"]", part)
+	}
+	ps = checkLabels(ps, "node_labels", p.NodeLabels)
+	switch p.Strategy {
+	case "", StrategySpread, StrategyBinpack:
+	default:
+		ps = append(ps, config.Problem{Field: "strategy", Msg: fmt.Sprintf(`unknown strategy %q; use "spread" or "binpack"`, p.Strategy)})
+	}
+	return ps
+}
+
+// Validate checks the instance's identity and state.
+func (i *Instance) Validate() []config.Problem {
+	var ps []config.Problem
+	if i.ID == "" {
+		ps = append(ps, config.Problem{Field: "id", Msg: "missing"})
+	}
+	ps = checkName(ps, "service", i.Service)
+	switch i.State {
+	case StatePending, StateStarting, StateRunning, StateReady, StateStopping, StateStopped, StateFailed:
+	default:
+		ps = append(ps, config.Problem{Field: "state", Msg: fmt.Sprintf("unknown state %q; one of pending, starting, running, ready, stopping, stopped, failed", i.State)})
+	}
+	if i.Restarts < 0 {
+		ps = append(ps, config.Problem{Field: "restarts", Msg: "must not be negative"})
+	}
+	return ps
+}
+
+// checkName accepts names of letters, digits, '-', '_' and '.', starting
+// with a letter or digit, at most 63 characters.
+func checkName(ps []config.Problem, field, name string) []config.Problem {
+	if name == "" {
+		return append(ps, config.Problem{Field: field, Msg: "missing"})
+	}
+	ok := len(name) <= 63
+	for i, r := range name {
+		if !ok {
+			break
+		}
+		alnum := r < unicode.MaxASCII && (unicode.IsLetter(r) || unicode.IsDigit(r))
+		ok = alnum || i > 0 && strings.ContainsRune("-_.", r)
+	}
+	if !ok {
+		return append(ps, config.Problem{Field: field, Msg: fmt.Sprintf("invalid name %q: use at most 63 letters, digits, '-', '_' or '.', starting with a letter or digit", name)})
+	}
+	return ps
+}
+
+func checkLabels(ps []config.Problem, field string, labels map[string]string) []config.Problem {
+	for _, k := range sortedKeys(labels) {
+		if k == "" || strings.ContainsAny(k, " \t\n=") {
+			ps = append(ps, config.Problem{Field: joinKey(field, k), Msg: "label names must be non-empty, without spaces or '='"})
+		}
+	}
+	return ps
+}
+
+func checkPort(ps []config.Problem, field string, port int) []config.Problem {
+	if port < 1 || port > 65535 {
+		return append(ps, config.Problem{Field: field, Msg: fmt.Sprintf("port %d is out of range 1-65535", port)})
+	}
+	return ps
+}
+
+func validEnvName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i, r := range k {
+		if !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || i > 0 && r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// joinKey appends a map key to a field path the way opspilot/config
+// writes paths: "datacenters.B", but labels["app.kubernetes.io/name"] for
+// keys that are not plain names.
+func joinKey(path, key string) string {
+	plain := key != ""
+	for _, r := range key {
+		if !unicode.IsLetter(r) && !unicode.IsDigit(r) && !strings.ContainsRune("_-/:@+", r) {
+			plain = false
+		}
+	}
+	if !plain {
+		return path + "[" + strconv.Quote(key) + "]"
+	}
+	return path + "." + key
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
