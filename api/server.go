@@ -285,7 +285,10 @@ func (s *Server) authorize(role string, h http.Handler) http.Handler {
 			return
 		}
 		if need != RoleRead {
-			s.log.Info("audit", "token", t.name, "role", t.role, "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
+			// Who did what, and why when the caller says (the CLI sends
+			// --reason as X-Opspilot-Reason).
+			s.log.Info("audit", "token", t.name, "role", t.role, "method", r.Method, "path", r.URL.Path,
+				"remote", r.RemoteAddr, "reason", r.Header.Get("X-Opspilot-Reason"))
 		}
 		h.ServeHTTP(w, r)
 	})
