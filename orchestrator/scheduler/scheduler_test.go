@@ -437,3 +437,40 @@ func BenchmarkSchedule10kOn1200Nodes(b *testing.B) {
 		Schedule(c, reqs)
 	}
 }
+
+// firstFit is the baseline for BenchmarkSchedule10kOn1200Nodes: the
+// simplest scheduler that honours resource fit alone — each instance on the
+// first node (by index) with room, no weights, filters, ranking, quotas or
+// explanations. It shows what the real pipeline's extra work costs.
+func firstFit(c Cluster, reqs []Request) int {
+	free := make([]model.Resources, len(c.Nodes))
+	for i := range c.Nodes {
+		free[i] = c.Nodes[i].Free()
+	}
+	placed := 0
+	for _, r := range reqs {
+		for range r.Count {
+			for i := range free {
+				if r.Service.Requests.Fits(free[i]) {
+					free[i] = free[i].Sub(r.Service.Requests)
+					placed++
+					break
+				}
+			}
+		}
+	}
+	return placed
+}
+
+// BenchmarkSchedule10kBaselineFirstFit places the same 10,000 instances
+// with firstFit. Compare with BenchmarkSchedule10kOn1200Nodes in one run:
+// go test ./orchestrator/scheduler -run '^$' -bench 'Schedule10k' -benchtime 5x -count 3
+func BenchmarkSchedule10kBaselineFirstFit(b *testing.B) {
+	c, reqs := bigCluster(33, 1200, 100, 10000)
+	b.ReportAllocs()
+	for b.Loop() {
+		if n := firstFit(c, reqs); n != 10000 {
+			b.Fatalf("first fit placed %d", n)
+		}
+	}
+}
