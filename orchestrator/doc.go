@@ -9,5 +9,8 @@
 // etcd's client and opspilot/tsdb. It must not import the autoscaler,
 // alerting or runbooks: they call its API.
 //
-// Filled by the orchestrator and datacenter issues; this file reserves the package.
+// So far: model (the objects and their validation), scheduler (the pure
+// placement pipeline with explanations) and store (objects in etcd with
+// versions, optimistic concurrency and resumable watches). The runtimes,
+// reconcilers, rollouts, endpoints and gateway follow (issues 4 and 9).
 package orchestrator
