@@ -386,11 +386,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.logs != nil {
 		add(a.logs.Run)
 	}
-	// Every actor stops only when ctx ends; a failing one stops the rest.
-	add(func(ctx context.Context) error {
-		<-ctx.Done()
-		return nil
-	})
+	// The first actor to return (ctx ended, or one failed) stops the rest.
 	err := g.Run()
 	if errors.Is(err, context.Canceled) {
 		err = nil

@@ -46,14 +46,14 @@ type Shipper struct {
 	w     Writer
 	log   *slog.Logger
 
-	mu             sync.Mutex // serialises encoding into the queue
-	buf, scratch   []byte
-	queued, sent   prometheus.Counter
-	dropped        *prometheus.CounterVec
-	queueBytes     prometheus.GaugeFunc
-	queueRecords   prometheus.GaugeFunc
-	sendDuration   prometheus.Histogram
-	lastSendErrors prometheus.Counter
+	mu           sync.Mutex // serialises encoding into the queue
+	buf, scratch []byte
+	queued, sent prometheus.Counter
+	dropped      *prometheus.CounterVec
+	queueBytes   prometheus.GaugeFunc
+	queueRecords prometheus.GaugeFunc
+	sendDuration prometheus.Histogram
+	sendErrors   prometheus.Counter
 }
 
 // NewShipper opens the disk queue in dir, wires it to w and registers the
@@ -80,11 +80,11 @@ func NewShipper(cfg ShipperConfig, dir string, qopts diskqueue.Options, w Writer
 	s.queueBytes = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "opspilot_agent_queue_bytes", Help: "Bytes waiting in the disk queue."}, func() float64 { return float64(q.Bytes()) })
 	s.queueRecords = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "opspilot_agent_queue_records", Help: "Remote-write requests waiting in the disk queue."}, func() float64 { return float64(q.Len()) })
 	s.sendDuration = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "opspilot_agent_send_duration_seconds", Help: "Time to deliver one request to the TSDB, retries included.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 10)})
-	s.lastSendErrors = prometheus.NewCounter(prometheus.CounterOpts{Name: "opspilot_agent_send_errors_total", Help: "Failed delivery attempts (each is retried)."})
+	s.sendErrors = prometheus.NewCounter(prometheus.CounterOpts{Name: "opspilot_agent_send_errors_total", Help: "Failed delivery attempts (each is retried)."})
 	s.dropped.WithLabelValues("queue_full")
 	s.dropped.WithLabelValues("rejected")
 	if reg != nil {
-		reg.MustRegister(s.queued, s.sent, s.dropped, s.queueBytes, s.queueRecords, s.sendDuration, s.lastSendErrors)
+		reg.MustRegister(s.queued, s.sent, s.dropped, s.queueBytes, s.queueRecords, s.sendDuration, s.sendErrors)
 	}
 	return s, nil
 }
@@ -197,7 +197,7 @@ func (s *Shipper) deliver(ctx context.Context, body []byte, samples int) bool {
 			s.log.Error("agent shipper: the TSDB rejected a request; dropping it", "samples", samples, "err", err)
 			return true
 		}
-		s.lastSendErrors.Inc()
+		s.sendErrors.Inc()
 		wait := b.NextBackOff()
 		if attempt == 1 || attempt%10 == 0 {
 			s.log.Warn("agent shipper: cannot deliver samples; they wait in the disk queue", "attempt", attempt, "retry_in", wait.Round(time.Millisecond), "queued_bytes", s.queue.Bytes(), "err", err)

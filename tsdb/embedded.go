@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -27,6 +26,8 @@ import (
 	"github.com/VictoriaMetrics/VictoriaMetrics/lib/fs"
 	"github.com/VictoriaMetrics/VictoriaMetrics/lib/logger"
 	"github.com/VictoriaMetrics/metrics"
+
+	"opspilot/internal/dirlock"
 )
 
 // VictoriaMetricsVersion is the embedded VictoriaMetrics release.
@@ -190,28 +191,15 @@ func (e *Embedded) Stop() {
 	})
 }
 
-// lockDataDir takes opspilot's lock on dir and writes our PID into it, so
-// that a second opspilot on the same directory can say who holds it.
+// lockDataDir takes opspilot's lock on dir, naming the holder on conflict.
 func lockDataDir(dir string) (*os.File, error) {
-	path := filepath.Join(dir, lockFileName)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := dirlock.Lock(filepath.Join(dir, lockFileName))
+	var inUse *dirlock.InUseError
+	if errors.As(err, &inUse) {
+		return nil, fmt.Errorf("embedded tsdb: data directory %s is in use by %s; stop it or choose another --data-dir", dir, inUse.Holder())
+	}
 	if err != nil {
-		return nil, fmt.Errorf("embedded tsdb: open lock file: %w", err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		holder, _ := os.ReadFile(path)
-		_ = f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			who := "another process"
-			if pid := strings.TrimSpace(string(holder)); pid != "" {
-				who = "another opspilot (pid " + pid + ")"
-			}
-			return nil, fmt.Errorf("embedded tsdb: data directory %s is in use by %s; stop it or choose another --data-dir", dir, who)
-		}
-		return nil, fmt.Errorf("embedded tsdb: lock %s: %w", path, err)
-	}
-	if err := f.Truncate(0); err == nil {
-		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+		return nil, fmt.Errorf("embedded tsdb: %w", err)
 	}
 	return f, nil
 }

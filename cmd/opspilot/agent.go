@@ -53,9 +53,18 @@ It needs a token with role write (agent.server.token_file or $OPSPILOT_TOKEN).`,
 			if f.logLevel != "" {
 				cfg.Log.Level = f.logLevel
 			}
-			for flag, dst := range map[string]*string{"server": &a.Server.URL, "token-file": &a.Server.TokenFile, "ca-file": &a.Server.CAFile, "datacenter": &a.Datacenter, "node": &a.Node} {
-				if cmd.Flags().Changed(flag) {
-					*dst = map[string]string{"server": server, "token-file": tokenFile, "ca-file": caFile, "datacenter": dc, "node": node}[flag]
+			for _, o := range []struct {
+				flag     string
+				from, to *string
+			}{
+				{"server", &server, &a.Server.URL},
+				{"token-file", &tokenFile, &a.Server.TokenFile},
+				{"ca-file", &caFile, &a.Server.CAFile},
+				{"datacenter", &dc, &a.Datacenter},
+				{"node", &node, &a.Node},
+			} {
+				if cmd.Flags().Changed(o.flag) {
+					*o.to = *o.from
 				}
 			}
 			if a.Server.URL == "" {

@@ -203,7 +203,7 @@ func newVersionCmd() *cobra.Command {
 		Short: "Print the version, revision and Go version",
 		Args:  cobra.NoArgs,
 		Run: func(cmd *cobra.Command, _ []string) {
-			fmt.Fprintln(cmd.OutOrStdout(), version.Print(filepath.Base("opspilot")))
+			fmt.Fprintln(cmd.OutOrStdout(), version.Print("opspilot"))
 		},
 	}
 }

@@ -3,13 +3,13 @@ package container
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"time"
 
+	"opspilot/internal/smallfile"
 	"opspilot/tsdb"
 )
 
@@ -57,33 +57,15 @@ func (r *instanceReader) err() error {
 	return fmt.Errorf("container instance %q (service %q): %w", r.in.Instance, r.in.Service, errors.Join(r.errs...))
 }
 
-// readFile reads path into the collector's reused buffer.
+// readFile reads a whole file into the collector's reused buffer. The
+// returned bytes are valid until the next readFile.
 func (c *Collector) readFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	var err error
+	c.buf, err = smallfile.Read(c.buf, path, maxFileSize)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	buf := c.buf[:0]
-	for {
-		if len(buf) == cap(buf) {
-			if len(buf) >= maxFileSize {
-				return nil, fmt.Errorf("read %s: larger than %d bytes", path, maxFileSize)
-			}
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := f.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			c.buf = buf
-			return nil, err
-		}
-	}
-	c.buf = buf
-	return buf, nil
+	return c.buf, nil
 }
 
 func (c *Collector) collectInstance(e *emitter, in *Instance, now time.Time) error {

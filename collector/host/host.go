@@ -3,12 +3,10 @@ package host
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -16,6 +14,7 @@ import (
 	"github.com/prometheus/procfs"
 	"github.com/prometheus/procfs/blockdevice"
 
+	"opspilot/internal/smallfile"
 	"opspilot/tsdb"
 )
 
@@ -260,34 +259,15 @@ func (c *Collector) procFile(name string) string {
 // maxFileSize bounds a single /proc read; the files read here are a few KB.
 const maxFileSize = 4 << 20
 
-// readFile reads a whole /proc file into the reused buffer. The returned
-// bytes are valid until the next readFile.
+// readFile reads a whole file into the collector's reused buffer. The
+// returned bytes are valid until the next readFile.
 func (c *Collector) readFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	var err error
+	c.buf, err = smallfile.Read(c.buf, path, maxFileSize)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	buf := c.buf[:0]
-	for {
-		if len(buf) == cap(buf) {
-			if len(buf) >= maxFileSize {
-				return nil, fmt.Errorf("%s: larger than %d bytes", path, maxFileSize)
-			}
-			buf = slices.Grow(buf, len(buf))
-		}
-		n, err := f.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			c.buf = buf
-			return nil, err
-		}
-	}
-	c.buf = buf
-	return buf, nil
+	return c.buf, nil
 }
 
 // intern returns b as a string, reusing the string from earlier calls so

@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,6 +17,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+
+	"opspilot/internal/dirlock"
 )
 
 // Defaults applied by Config.withDefaults.
@@ -254,29 +255,17 @@ func (s *Store) Close() error {
 // Client returns the underlying etcd client for leases and elections.
 func (s *Store) Client() *clientv3.Client { return s.client }
 
-// lockDataDir takes opspilot's flock on dir and writes our PID into it so a
-// second Open can say who holds it. flock locks belong to the open file, so
-// a second Open in the same process conflicts too.
+// lockDataDir takes opspilot's flock on dir, naming the holder on conflict.
+// flock locks belong to the open file, so a second Open in the same process
+// conflicts too.
 func lockDataDir(dir string) (*os.File, error) {
-	path := filepath.Join(dir, lockFileName)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := dirlock.Lock(filepath.Join(dir, lockFileName))
+	var inUse *dirlock.InUseError
+	if errors.As(err, &inUse) {
+		return nil, fmt.Errorf("store: etcd data directory %s is in use by %s; stop it or choose another data directory", dir, inUse.Holder())
+	}
 	if err != nil {
-		return nil, fmt.Errorf("store: open lock file: %w", err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		holder, _ := os.ReadFile(path)
-		_ = f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			who := "another process"
-			if pid := strings.TrimSpace(string(holder)); pid != "" {
-				who = "another opspilot (pid " + pid + ")"
-			}
-			return nil, fmt.Errorf("store: etcd data directory %s is in use by %s; stop it or choose another data directory", dir, who)
-		}
-		return nil, fmt.Errorf("store: lock %s: %w", path, err)
-	}
-	if err := f.Truncate(0); err == nil {
-		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+		return nil, fmt.Errorf("store: %w", err)
 	}
 	return f, nil
 }
