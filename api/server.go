@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"crypto/subtle"
+	"crypto/tls"
 	_ "embed"
 	"encoding/json"
 	"errors"
@@ -37,6 +38,8 @@ type Server struct {
 	reg      *prometheus.Registry
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	tls      *tls.Config
+	authn    func(string) (Caller, bool)
 }
 
 type loadedToken struct {
@@ -56,6 +59,12 @@ type Options struct {
 	// Routes are more endpoints (e.g. the local agent's push API), each
 	// behind the role it needs.
 	Routes []Route
+	// Authenticate, when set, vouches for bearer tokens that are not API
+	// tokens (the orchestrator's node tokens, which may write samples).
+	Authenticate func(token string) (Caller, bool)
+	// TLS, when set and no certificate files are configured, serves HTTPS
+	// with it (the control plane's own CA, see orchestrator/pki).
+	TLS *tls.Config
 }
 
 // Route is an extra endpoint mounted by the wiring code.
@@ -71,6 +80,10 @@ func New(cfg Config, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("server config: %s: %s", ps[0].Field, ps[0].Msg)
 	}
 	s := &Server{cfg: cfg, log: opts.Log, mux: http.NewServeMux(), status: opts.Status, reg: opts.Registry}
+	if cfg.TLSCertFile == "" {
+		s.tls = opts.TLS
+	}
+	s.authn = opts.Authenticate
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -180,7 +193,7 @@ func (s *Server) Addr() string {
 // URL is the base URL clients use.
 func (s *Server) URL() string {
 	scheme := "http"
-	if s.cfg.TLSCertFile != "" {
+	if s.cfg.TLSCertFile != "" || s.tls != nil {
 		scheme = "https"
 	}
 	return scheme + "://" + s.Addr()
@@ -203,9 +216,13 @@ func (s *Server) Serve(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() {
 		var err error
-		if s.cfg.TLSCertFile != "" {
+		switch {
+		case s.cfg.TLSCertFile != "":
 			err = s.srv.ServeTLS(s.listener, s.cfg.TLSCertFile, s.cfg.TLSKeyFile)
-		} else {
+		case s.tls != nil:
+			s.srv.TLSConfig = s.tls
+			err = s.srv.ServeTLS(s.listener, "", "")
+		default:
 			err = s.srv.Serve(s.listener)
 		}
 		if errors.Is(err, http.ErrServerClosed) {
@@ -265,7 +282,7 @@ func (s *Server) authorize(role string, h http.Handler) http.Handler {
 			need = RoleWrite
 		}
 		if s.cfg.LocalMode && len(s.tokens) == 0 {
-			h.ServeHTTP(w, r)
+			h.ServeHTTP(w, r.WithContext(WithCaller(r.Context(), Caller{Name: "local", Role: RoleAdmin})))
 			return
 		}
 		tok, ok := bearer(r)
@@ -275,6 +292,11 @@ func (s *Server) authorize(role string, h http.Handler) http.Handler {
 			return
 		}
 		t := s.lookup(tok)
+		if t == nil && s.authn != nil {
+			if c, ok := s.authn(tok); ok {
+				t = &loadedToken{name: c.Name, role: c.Role}
+			}
+		}
 		if t == nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="opspilot", error="invalid_token"`)
 			writeError(w, http.StatusUnauthorized, "unknown API token")
@@ -290,7 +312,7 @@ func (s *Server) authorize(role string, h http.Handler) http.Handler {
 			s.log.Info("audit", "token", t.name, "role", t.role, "method", r.Method, "path", r.URL.Path,
 				"remote", r.RemoteAddr, "reason", r.Header.Get("X-Opspilot-Reason"))
 		}
-		h.ServeHTTP(w, r)
+		h.ServeHTTP(w, r.WithContext(WithCaller(r.Context(), Caller{Name: t.name, Role: t.role})))
 	})
 }
 

@@ -393,3 +393,25 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	return err
 }
+
+// SetInstances replaces the orchestrator-managed instances whose cgroups
+// the container collector reads, in addition to the configured ones.
+func (a *Agent) SetInstances(in []container.Instance) {
+	if a.container == nil {
+		return
+	}
+	all := make([]container.Instance, 0, len(a.cfg.Containers.Instances)+len(in))
+	for _, c := range a.cfg.Containers.Instances {
+		all = append(all, container.Instance{Service: c.Service, Instance: c.Instance, Tenant: c.Tenant, CgroupPath: c.CgroupPath})
+	}
+	a.container.SetInstances(append(all, in...))
+}
+
+// AddLogSource tails one more file (an instance's stdout or stderr). It is
+// a no-op when log shipping is off.
+func (a *Agent) AddLogSource(s logs.Source) error {
+	if a.logs == nil {
+		return nil
+	}
+	return a.logs.AddSource(s)
+}

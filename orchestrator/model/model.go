@@ -22,6 +22,32 @@ type Node struct {
 	// Allocated is computed, not configured: the requests of the instances
 	// currently on the node.
 	Allocated Resources `yaml:"-" json:"allocated"`
+	// Address is the host name or IP other machines reach the node's
+	// instances at; the agent reports it when it joins.
+	Address string `yaml:"address" json:"address,omitempty"`
+	// Unschedulable (cordoned, or drained) keeps new instances off the node.
+	Unschedulable bool `yaml:"unschedulable" json:"unschedulable,omitempty"`
+	// Status is set by the control plane, not configured.
+	Status NodeStatus `yaml:"-" json:"status"`
+}
+
+// Node states.
+const (
+	NodeReady = "ready"
+	NodeLost  = "lost"
+)
+
+// NodeStatus is what the control plane knows of a node's agent.
+type NodeStatus struct {
+	// State is "ready" while heartbeats arrive and "lost" after none came
+	// for the configured timeout.
+	State string `json:"state,omitempty"`
+	// Since is when State last changed.
+	Since time.Time `json:"since,omitzero"`
+	// AgentVersion is the version of opspilot the agent runs.
+	AgentVersion string `json:"agent_version,omitempty"`
+	// Runtimes the agent can run ("process", "docker").
+	Runtimes []string `json:"runtimes,omitempty"`
 }
 
 // Free returns Capacity minus Allocated.
@@ -77,6 +103,55 @@ type Service struct {
 	Liveness  *Probe            `yaml:"liveness" json:"liveness,omitempty"`
 	Readiness *Probe            `yaml:"readiness" json:"readiness,omitempty"`
 	Placement Placement         `yaml:"placement" json:"placement"`
+	// Configs mounts files from the named config libraries (kind Config)
+	// into each instance.
+	Configs []ConfigMount `yaml:"configs" json:"configs,omitempty"`
+	// Rollout bounds how a new version replaces the old one.
+	Rollout RolloutStrategy `yaml:"rollout" json:"rollout"`
+	// StopGrace is how long an instance has between SIGTERM and SIGKILL;
+	// zero means DefaultStopGrace.
+	StopGrace time.Duration `yaml:"stop_grace" json:"stop_grace,omitempty"`
+	// DrainDelay is how long an instance keeps running after it left the
+	// endpoints, so gateways stop sending before it is told to stop; zero
+	// means DefaultDrainDelay.
+	DrainDelay time.Duration `yaml:"drain_delay" json:"drain_delay,omitempty"`
+}
+
+// Service defaults.
+const (
+	DefaultStopGrace        = 10 * time.Second
+	DefaultDrainDelay       = 500 * time.Millisecond
+	DefaultProgressDeadline = 60 * time.Second
+)
+
+// RolloutStrategy is a rolling update's shape, as in a Kubernetes
+// Deployment: at most MaxSurge instances above the desired replicas and at
+// most MaxUnavailable below them while versions change.
+type RolloutStrategy struct {
+	// MaxSurge is the number of extra instances a rollout may start; zero
+	// with MaxUnavailable zero means 1.
+	MaxSurge int `yaml:"max_surge" json:"max_surge,omitempty"`
+	// MaxUnavailable is how many instances may be missing; zero keeps full
+	// capacity throughout.
+	MaxUnavailable int `yaml:"max_unavailable" json:"max_unavailable,omitempty"`
+	// ProgressDeadline is how long a new instance may take to become ready
+	// before the rollout is rolled back; zero means
+	// DefaultProgressDeadline.
+	ProgressDeadline time.Duration `yaml:"progress_deadline" json:"progress_deadline,omitempty"`
+}
+
+// ConfigMount puts a config library's files into each instance, under Path
+// (relative to the instance's directory; default "config/NAME").
+type ConfigMount struct {
+	Name string `yaml:"name" json:"name"`
+	Path string `yaml:"path" json:"path,omitempty"`
+}
+
+// ConfigLibrary is a named set of files services mount.
+type ConfigLibrary struct {
+	Name string `yaml:"name" json:"name"`
+	// Files maps file names (no directories) to their contents.
+	Files map[string]string `yaml:"files" json:"files"`
 }
 
 // Port is a port an instance listens on.
@@ -169,18 +244,50 @@ const (
 	StateFailed   = "failed"
 )
 
+// Desired instance states, set by the control plane.
+const (
+	DesiredRun  = "run"
+	DesiredStop = "stop"
+)
+
 // Instance is one running (or wanted) copy of a service on a node.
 type Instance struct {
 	ID         string `yaml:"id" json:"id"`
 	Service    string `yaml:"service" json:"service"`
+	Tenant     string `yaml:"tenant" json:"tenant,omitempty"`
 	Version    string `yaml:"version" json:"version,omitempty"`
 	Node       string `yaml:"node" json:"node,omitempty"`
 	Datacenter string `yaml:"datacenter" json:"datacenter,omitempty"`
-	State      string `yaml:"state" json:"state"`
-	Restarts   int    `yaml:"restarts" json:"restarts,omitempty"`
+	// Requests are copied from the service version, so node allocation
+	// can be computed from instances alone.
+	Requests Resources `yaml:"requests" json:"requests"`
+	// Desired is what the control plane wants: "run" or "stop".
+	Desired string `yaml:"desired" json:"desired"`
+	// State is what the node's agent last reported.
+	State    string `yaml:"state" json:"state"`
+	Restarts int    `yaml:"restarts" json:"restarts,omitempty"`
 	// LastExit describes how the process last ended, e.g. "exit status 1".
 	LastExit string `yaml:"last_exit" json:"last_exit,omitempty"`
+	// Message explains the state (a probe failure, a start error).
+	Message string `yaml:"message" json:"message,omitempty"`
+	// Address and Ports are where the instance serves: Ports maps each
+	// declared port's name (or its number, when unnamed) to the host port.
+	// Port is the host port of the first declared port (the one gateways
+	// send to).
+	Address string         `yaml:"address" json:"address,omitempty"`
+	Port    int            `yaml:"port" json:"port,omitempty"`
+	Ports   map[string]int `yaml:"ports" json:"ports,omitempty"`
+	// Created is when the control plane placed the instance; ReadySince
+	// when it last became ready; StopAt when a stopping instance may be
+	// signalled (after its drain delay).
+	Created    time.Time `yaml:"created" json:"created,omitzero"`
+	ReadySince time.Time `yaml:"ready_since" json:"ready_since,omitzero"`
+	StopAt     time.Time `yaml:"stop_at" json:"stop_at,omitzero"`
 }
+
+// Ready reports whether the instance should receive traffic: desired to
+// run, and reported ready.
+func (i *Instance) Ready() bool { return i.Desired != DesiredStop && i.State == StateReady }
 
 // Active reports whether the instance occupies its node: every state but
 // stopped and failed.

@@ -87,7 +87,63 @@ func (s *Service) Validate() []config.Problem {
 		ps = append(ps, config.Prefix("readiness", s.Readiness.Validate())...)
 	}
 	ps = append(ps, config.Prefix("placement", s.Placement.Validate())...)
+	seen := map[string]bool{}
+	for i, m := range s.Configs {
+		at := "configs[" + strconv.Itoa(i) + "]"
+		ps = checkName(ps, at+".name", m.Name)
+		if m.Path != "" && !validRelPath(m.Path) {
+			ps = append(ps, config.Problem{Field: at + ".path", Msg: `must be a relative path inside the instance directory, without ".." (e.g. config/app)`})
+		}
+		if seen[m.Name] {
+			ps = append(ps, config.Problem{Field: at + ".name", Msg: fmt.Sprintf("config %q is mounted twice", m.Name)})
+		}
+		seen[m.Name] = true
+	}
+	r := s.Rollout
+	if r.MaxSurge < 0 {
+		ps = append(ps, config.Problem{Field: "rollout.max_surge", Msg: "must not be negative"})
+	}
+	if r.MaxUnavailable < 0 {
+		ps = append(ps, config.Problem{Field: "rollout.max_unavailable", Msg: "must not be negative"})
+	}
+	if r.ProgressDeadline < 0 {
+		ps = append(ps, config.Problem{Field: "rollout.progress_deadline", Msg: "must not be negative"})
+	}
+	if s.StopGrace < 0 {
+		ps = append(ps, config.Problem{Field: "stop_grace", Msg: "must not be negative"})
+	}
+	if s.DrainDelay < 0 {
+		ps = append(ps, config.Problem{Field: "drain_delay", Msg: "must not be negative"})
+	}
 	return ps
+}
+
+// Validate checks the library's name and file names.
+func (l *ConfigLibrary) Validate() []config.Problem {
+	ps := checkName(nil, "name", l.Name)
+	total := 0
+	for name, content := range l.Files {
+		if name == "" || strings.ContainsAny(name, "/\\\x00") || name == "." || name == ".." {
+			ps = append(ps, config.Problem{Field: joinKey("files", name), Msg: "file names are plain names without directories"})
+		}
+		total += len(content)
+	}
+	if total > 1<<20 {
+		ps = append(ps, config.Problem{Field: "files", Msg: fmt.Sprintf("%d bytes in total; a config library holds at most 1 MiB", total)})
+	}
+	return ps
+}
+
+func validRelPath(p string) bool {
+	if strings.HasPrefix(p, "/") || strings.Contains(p, "\x00") {
+		return false
+	}
+	for _, part := range strings.Split(p, "/") {
+		if part == ".." || part == "" {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Service) validatePorts(ps []config.Problem) []config.Problem {

@@ -180,3 +180,14 @@ func failedCompare(op, kind, name string, version int64, resp *clientv3.TxnRespo
 	}
 	return fmt.Errorf("%s %s %q: %w", op, kind, name, ErrNotFound)
 }
+
+// Key returns the etcd key of kind/name, for callers that use the etcd
+// client directly (e.g. to attach a lease). It panics on a bad kind or
+// name, which is a programming error.
+func (s *Store) Key(kind, name string) string {
+	k, err := s.key(kind, name)
+	if err != nil {
+		panic(err)
+	}
+	return k
+}

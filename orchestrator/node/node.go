@@ -1,0 +1,358 @@
+// Package node is the orchestrator's side of `opspilot agent`: it joins
+// the control plane with the cluster's join token, sends a heartbeat every
+// second (and at once when an instance changes), long-polls its
+// assignments and hands them to an Executor (orchestrator/runtime's
+// Manager through an adapter), which runs the instances.
+//
+// While the server is unreachable the agent keeps its instances running
+// and retries with backoff: a partition is not a crash. When it is back
+// and its node was declared lost meanwhile, the server no longer assigns
+// it the instances that were rebuilt elsewhere, and Sync stops them
+// (fencing) before the agent reports anything ready.
+//
+// Dependencies: orchestrator/agentproto and model, cenkalti/backoff, the
+// standard library. It must not import the control plane.
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+
+	"opspilot/orchestrator/agentproto"
+	"opspilot/orchestrator/model"
+)
+
+// Executor runs the node's instances.
+type Executor interface {
+	// Sync makes the running instances match as (returns quickly).
+	Sync(as []agentproto.Assignment)
+	// Statuses reports every instance the executor knows.
+	Statuses() []agentproto.InstanceStatus
+}
+
+// Config configures an Agent.
+type Config struct {
+	// Server is the control plane's base URL.
+	Server string
+	// JoinToken is the cluster's join token.
+	JoinToken string
+	// StateDir keeps the node token between restarts.
+	StateDir string
+	// Node describes this machine (name, datacenter, partition, labels,
+	// capacity, address).
+	Node model.Node
+	// Runtimes the executor supports.
+	Runtimes     []string
+	AgentVersion string
+	// Client talks to the server (its TLS config trusts the server's CA).
+	Client *http.Client
+	// HeartbeatInterval overrides the server's suggestion when set.
+	HeartbeatInterval time.Duration
+	// PollTimeout is the long-poll timeout; zero means 30s.
+	PollTimeout time.Duration
+	Log         *slog.Logger
+}
+
+// Agent is a joined node.
+type Agent struct {
+	cfg  Config
+	exec Executor
+	log  *slog.Logger
+
+	mu        sync.Mutex
+	token     string
+	interval  time.Duration
+	changed   chan struct{}
+	joined    chan struct{}
+	joinOnce  sync.Once
+	lastHash  string
+	heartbeat time.Time
+}
+
+// New returns an agent; Run joins and serves.
+func New(cfg Config, exec Executor) (*Agent, error) {
+	if cfg.Server == "" {
+		return nil, errors.New("agent: no server URL; pass --server https://HOST:9440")
+	}
+	if cfg.Node.Name == "" || cfg.Node.Datacenter == "" {
+		return nil, errors.New("agent: the node needs a name and a datacenter (--node, --datacenter)")
+	}
+	if cfg.Client == nil {
+		cfg.Client = &http.Client{}
+	}
+	if cfg.PollTimeout == 0 {
+		cfg.PollTimeout = 30 * time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	return &Agent{cfg: cfg, exec: exec, log: cfg.Log, changed: make(chan struct{}, 1), joined: make(chan struct{}), interval: time.Second}, nil
+}
+
+// Changed tells the agent an instance changed state, so the next heartbeat
+// goes now.
+func (a *Agent) Changed() {
+	select {
+	case a.changed <- struct{}{}:
+	default:
+	}
+}
+
+// Joined is closed once the node has joined.
+func (a *Agent) Joined() <-chan struct{} { return a.joined }
+
+type savedToken struct {
+	Server string `json:"server"`
+	Node   string `json:"node"`
+	Token  string `json:"token"`
+}
+
+func (a *Agent) tokenPath() string { return filepath.Join(a.cfg.StateDir, "node-token.json") }
+
+func (a *Agent) loadToken() {
+	if a.cfg.StateDir == "" {
+		return
+	}
+	data, err := os.ReadFile(a.tokenPath())
+	if err != nil {
+		return
+	}
+	var t savedToken
+	if json.Unmarshal(data, &t) == nil && t.Server == a.cfg.Server && t.Node == a.cfg.Node.Name {
+		a.token = t.Token
+	}
+}
+
+func (a *Agent) saveToken(tok string) error {
+	if a.cfg.StateDir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(a.cfg.StateDir, 0o700); err != nil {
+		return err
+	}
+	data, _ := json.Marshal(savedToken{Server: a.cfg.Server, Node: a.cfg.Node.Name, Token: tok})
+	tmp := a.tokenPath() + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, a.tokenPath())
+}
+
+// errRejoin means the node token was refused.
+var errRejoin = errors.New("node token refused")
+
+// join registers the node, retrying until it works or ctx ends. A refused
+// join token is permanent.
+func (a *Agent) join(ctx context.Context) error {
+	req := agentproto.JoinRequest{Token: a.cfg.JoinToken, Node: a.cfg.Node, Runtimes: a.cfg.Runtimes, AgentVersion: a.cfg.AgentVersion}
+	op := func() (agentproto.JoinResponse, error) {
+		var resp agentproto.JoinResponse
+		err := a.call(ctx, http.MethodPost, "/agent/v1/join", "", req, &resp)
+		var he *httpError
+		if errors.As(err, &he) && (he.code == http.StatusUnauthorized || he.code == http.StatusBadRequest) {
+			return resp, backoff.Permanent(err)
+		}
+		if err != nil {
+			a.log.Warn("join: server unreachable, retrying", "server", a.cfg.Server, "err", err)
+		}
+		return resp, err
+	}
+	resp, err := backoff.Retry(ctx, op, backoff.WithBackOff(retryPolicy()), backoff.WithMaxElapsedTime(0))
+	if err != nil {
+		return fmt.Errorf("join %s as node %s: %w", a.cfg.Server, a.cfg.Node.Name, err)
+	}
+	a.mu.Lock()
+	a.token = resp.NodeToken
+	if resp.HeartbeatInterval > 0 {
+		a.interval = resp.HeartbeatInterval
+	}
+	if a.cfg.HeartbeatInterval > 0 {
+		a.interval = a.cfg.HeartbeatInterval
+	}
+	a.mu.Unlock()
+	if err := a.saveToken(resp.NodeToken); err != nil {
+		a.log.Warn("could not keep the node token; the node joins again after a restart", "err", err)
+	}
+	a.log.Info("joined", "server", a.cfg.Server, "node", a.cfg.Node.Name, "datacenter", a.cfg.Node.Datacenter)
+	a.joinOnce.Do(func() { close(a.joined) })
+	return nil
+}
+
+func retryPolicy() *backoff.ExponentialBackOff {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = 100 * time.Millisecond
+	b.MaxInterval = 2 * time.Second
+	return b
+}
+
+// Run joins (or reuses the saved node token), then heartbeats and follows
+// assignments until ctx ends.
+func (a *Agent) Run(ctx context.Context) error {
+	a.loadToken()
+	if a.token == "" {
+		if err := a.join(ctx); err != nil {
+			return err
+		}
+	} else {
+		a.joinOnce.Do(func() { close(a.joined) })
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- a.heartbeats(ctx) }()
+	go func() { errc <- a.follow(ctx) }()
+	err := <-errc
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// rejoin joins again after the node token was refused (the server lost
+// its store, or the node was deleted).
+func (a *Agent) rejoin(ctx context.Context, seen string) error {
+	a.mu.Lock()
+	if a.token != seen {
+		a.mu.Unlock()
+		return nil // someone else rejoined already
+	}
+	a.mu.Unlock()
+	a.log.Warn("node token refused; joining again")
+	return a.join(ctx)
+}
+
+func (a *Agent) currentToken() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.token
+}
+
+func (a *Agent) heartbeats(ctx context.Context) error {
+	for {
+		a.mu.Lock()
+		interval := a.interval
+		a.mu.Unlock()
+		tok := a.currentToken()
+		var resp agentproto.HeartbeatResponse
+		err := a.call(ctx, http.MethodPost, "/agent/v1/nodes/"+url.PathEscape(a.cfg.Node.Name)+"/heartbeat", tok,
+			agentproto.Heartbeat{Instances: a.exec.Statuses()}, &resp)
+		var he *httpError
+		switch {
+		case errors.As(err, &he) && he.code == http.StatusUnauthorized, err == nil && resp.Rejoin:
+			if err := a.rejoin(ctx, tok); err != nil {
+				return err
+			}
+			continue
+		case err != nil && ctx.Err() == nil:
+			a.log.Debug("heartbeat failed", "err", err)
+		}
+		t := time.NewTimer(interval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-a.changed:
+			t.Stop()
+		case <-t.C:
+		}
+	}
+}
+
+// follow long-polls assignments and syncs the executor.
+func (a *Agent) follow(ctx context.Context) error {
+	b := retryPolicy()
+	for ctx.Err() == nil {
+		tok := a.currentToken()
+		q := url.Values{"have": {a.lastHash}, "timeout": {a.cfg.PollTimeout.String()}}
+		var as agentproto.Assignments
+		err := a.call(ctx, http.MethodGet, "/agent/v1/nodes/"+url.PathEscape(a.cfg.Node.Name)+"/assignments?"+q.Encode(), tok, nil, &as)
+		var he *httpError
+		switch {
+		case errors.As(err, &he) && he.code == http.StatusUnauthorized:
+			if err := a.rejoin(ctx, tok); err != nil {
+				return err
+			}
+			continue
+		case err != nil:
+			if ctx.Err() != nil {
+				return nil
+			}
+			d := b.NextBackOff()
+			a.log.Debug("assignments: retrying", "in", d, "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(d):
+			}
+			continue
+		}
+		b.Reset()
+		if as.Hash != a.lastHash {
+			a.lastHash = as.Hash
+			a.exec.Sync(as.Assignments)
+			a.Changed()
+		}
+	}
+	return nil
+}
+
+type httpError struct {
+	code int
+	msg  string
+}
+
+func (e *httpError) Error() string { return fmt.Sprintf("server answered %d: %s", e.code, e.msg) }
+
+func (a *Agent) call(ctx context.Context, method, path, token string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		data, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(data)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, a.cfg.Server+path, rd)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := a.cfg.Client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		var e struct {
+			Error string `json:"error"`
+		}
+		_ = json.Unmarshal(data, &e)
+		if e.Error == "" {
+			e.Error = string(bytes.TrimSpace(data))
+		}
+		return &httpError{code: resp.StatusCode, msg: e.Error}
+	}
+	if out != nil {
+		return json.Unmarshal(data, out)
+	}
+	return nil
+}
