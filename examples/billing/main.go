@@ -1,7 +1,7 @@
-// Command billing is opspilot's demo workload: a small payment service whose
+// Package billing is opspilot's demo workload: a small payment service whose
 // latency and error rate follow a simple capacity model, exposing business
 // KPIs in the Prometheus format. See README.md.
-package main
+package billing
 
 import (
 	"context"
@@ -163,19 +163,23 @@ func serve(ctx context.Context, s *server, ln net.Listener, listening func(addr 
 	return nil
 }
 
-func main() {
+// Main runs the service with args (without the program name) until
+// SIGTERM or SIGINT, then drains, and returns the exit code. The billing
+// command and `opspilot demo billing` both call it.
+func Main(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	go func() {
 		<-ctx.Done()
 		stop() // a second signal kills the process at once
 	}()
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stderr, nil)
+	err := run(ctx, args, os.Getenv, os.Stderr, nil)
 	switch {
 	case err == nil:
+		return 0
 	case errors.Is(err, flag.ErrHelp):
-		os.Exit(0)
+		return 0
 	default:
 		fmt.Fprintln(os.Stderr, "billing:", err)
-		os.Exit(1)
+		return 1
 	}
 }

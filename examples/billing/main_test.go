@@ -1,4 +1,4 @@
-package main
+package billing
 
 import (
 	"bufio"
@@ -487,9 +487,7 @@ func TestRunFlagsAndEnv(t *testing.T) {
 // SIGTERM: it must exit 0.
 func TestSIGTERM(t *testing.T) {
 	if os.Getenv("BILLING_TEST_MAIN") == "1" {
-		os.Args = []string{"billing", "-addr", "127.0.0.1:0"}
-		main()
-		os.Exit(0)
+		os.Exit(Main([]string{"-addr", "127.0.0.1:0"}))
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestSIGTERM$")
 	cmd.Env = append(os.Environ(), "BILLING_TEST_MAIN=1")
