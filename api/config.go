@@ -45,6 +45,14 @@ type Config struct {
 	// TLSCertFile and TLSKeyFile, both set, serve HTTPS.
 	TLSCertFile string `yaml:"tls_cert_file"`
 	TLSKeyFile  string `yaml:"tls_key_file"`
+	// AutoTLS serves HTTPS with the control plane's own CA (created under
+	// DATA_DIR/pki on first start) when no certificate files are set.
+	// `opspilot up`'s local mode serves plain HTTP on loopback instead.
+	// Turn it off only behind a TLS-terminating proxy.
+	AutoTLS bool `yaml:"auto_tls"`
+	// TLSHosts are extra host names and IPs the automatic certificate
+	// covers (the listen address, localhost and the hostname always are).
+	TLSHosts []string `yaml:"tls_hosts"`
 	Auth        Auth   `yaml:"auth"`
 	// ReadHeaderTimeout bounds how long a client may take to send headers.
 	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
@@ -79,6 +87,7 @@ type Token struct {
 func DefaultConfig() Config {
 	return Config{
 		HTTPAddr:          "127.0.0.1:9440",
+		AutoTLS:           true,
 		ReadHeaderTimeout: 10 * time.Second,
 		ShutdownTimeout:   shutdownGrace,
 		MaxRequestBytes:   64 << 20,

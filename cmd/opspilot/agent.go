@@ -26,6 +26,7 @@ func newAgentCmd() *cobra.Command {
 	var (
 		f                                   serverFlags
 		server, tokenFile, caFile, dc, node string
+		joinToken                           string
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -35,9 +36,16 @@ container metrics (cAdvisor names), scrapes and accepts pushed business KPIs,
 tails logs, and ships samples to an opspilot server through an on-disk queue:
 while the server is unreachable samples wait on disk and nothing is lost.
 
-It needs a token with role write (agent.server.token_file or $OPSPILOT_TOKEN).`,
-		Example: "  opspilot agent --server https://opspilot:9440 --token-file /etc/opspilot/agent.token --datacenter dc-a",
-		Args:    cobra.NoArgs,
+With --join-token (printed by ` + "`opspilot server`" + `) it also joins the
+orchestrator as a node: it fetches and pins the server's CA from the token,
+heartbeats every second, and runs the instances the server assigns to it
+(process and, where an engine answers, docker runtime). It then ships its
+samples with the node credential it received. Without a join token it only
+collects and needs an API token of role write (agent.server.token_file or
+$OPSPILOT_TOKEN).`,
+		Example: `  opspilot agent --server https://opspilot:9440 --datacenter A --join-token K10...::...
+  opspilot agent --server https://opspilot:9440 --token-file /etc/opspilot/agent.token --datacenter dc-a`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadFileConfig(f.configFile)
 			if err != nil {
@@ -78,7 +86,20 @@ It needs a token with role write (agent.server.token_file or $OPSPILOT_TOKEN).`,
 				}
 				token = strings.TrimSpace(string(b))
 			}
-			return runAgent(cmd.Context(), cfg, token)
+			if !cmd.Flags().Changed("join-token") {
+				joinToken = os.Getenv("OPSPILOT_JOIN_TOKEN")
+			}
+			if joinToken == "" && cfg.Node.JoinTokenFile != "" {
+				b, err := os.ReadFile(cfg.Node.JoinTokenFile)
+				if err != nil {
+					return fmt.Errorf("node.join_token_file: %w", err)
+				}
+				joinToken = strings.TrimSpace(string(b))
+			}
+			if token == "" && joinToken == "" {
+				return errNoJoinToken
+			}
+			return runAgent(cmd.Context(), cfg, token, joinToken)
 		},
 	}
 	f.register(cmd, "./opspilot-agent-data", "127.0.0.1:9441")
@@ -87,12 +108,13 @@ It needs a token with role write (agent.server.token_file or $OPSPILOT_TOKEN).`,
 	cmd.Flags().StringVar(&caFile, "ca-file", "", "CA certificate that signed the server's TLS certificate (agent.server.ca_file)")
 	cmd.Flags().StringVar(&dc, "datacenter", "", "datacenter label (agent.datacenter, default local)")
 	cmd.Flags().StringVar(&node, "node", "", "node label (agent.node, default the hostname)")
+	cmd.Flags().StringVar(&joinToken, "join-token", "", "join the orchestrator with this token (default $OPSPILOT_JOIN_TOKEN or node.join_token_file)")
 	return cmd
 }
 
 // runAgent is the standalone agent's wiring: the client to the server, the
 // agent, and a small HTTP server for pushes, /metrics and /healthz.
-func runAgent(ctx context.Context, cfg FileConfig, token string) error {
+func runAgent(ctx context.Context, cfg FileConfig, token, joinToken string) error {
 	// The agent's heap is small and steady; collecting earlier keeps its
 	// resident memory down (VictoriaMetrics' own binaries run at GOGC=30).
 	// An explicit GOGC in the environment wins.
@@ -102,6 +124,21 @@ func runAgent(ctx context.Context, cfg FileConfig, token string) error {
 	log := newLogger(cfg.Log)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), versioncollector.NewCollector("opspilot_agent"))
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	// Joining comes first: it gives the server's CA (pinned by the join
+	// token) and the node credential samples are shipped with.
+	var na *nodeAgent
+	if joinToken != "" {
+		var err error
+		na, err = joinAsNode(ctx, &cfg, joinToken, log)
+		if err != nil {
+			return err
+		}
+		if token == "" {
+			token = na.agent.Token()
+		}
+	}
 	remote := &tsdb.RemoteConfig{TLS: tsdb.TLSConfig{CAFile: cfg.Agent.Server.CAFile}}
 	ccfg := tsdb.DefaultClientConfig()
 	ccfg.RetryMaxElapsed = 5 * time.Second // the shipper retries forever around it
@@ -120,27 +157,38 @@ func runAgent(ctx context.Context, cfg FileConfig, token string) error {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	hs := &http.Server{Addr: cfg.Agent.HTTPAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	errc := make(chan error, 2)
-	go func() { errc <- agent.Run(ctx) }()
+	collectDone, nodeDone, httpErr := make(chan error, 1), make(chan error, 1), make(chan error, 1)
+	go func() { collectDone <- agent.Run(ctx) }()
+	if na != nil {
+		na.observe(agent, log)
+		go func() { nodeDone <- na.run(ctx) }()
+	} else {
+		nodeDone <- nil
+	}
 	go func() {
 		if err := hs.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			errc <- fmt.Errorf("agent.http_addr %s: %w", cfg.Agent.HTTPAddr, err)
+			httpErr <- fmt.Errorf("agent.http_addr %s: %w", cfg.Agent.HTTPAddr, err)
 		}
 	}()
 	log.Info("agent running", "server", cfg.Agent.Server.URL, "datacenter", cfg.Agent.Datacenter, "node", agent.Node(), "push", "http://"+cfg.Agent.HTTPAddr+"/api/v1/write")
 	var runErr error
 	select {
 	case <-ctx.Done():
-	case runErr = <-errc:
-		stop()
+	case runErr = <-httpErr:
+	case runErr = <-collectDone:
+		collectDone <- nil
+	case runErr = <-nodeDone:
+		nodeDone <- nil
 	}
+	stop()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = hs.Shutdown(sctx)
-	if runErr == nil {
-		runErr = <-errc
+	// Both the collector and the node (which stops its instances) finish.
+	for _, c := range []chan error{collectDone, nodeDone} {
+		if err := <-c; runErr == nil {
+			runErr = err
+		}
 	}
 	return runErr
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"opspilot/orchestrator/control"
+	"opspilot/orchestrator/model"
 	"os"
 	"strings"
 	"time"
@@ -27,6 +29,62 @@ type FileConfig struct {
 	Agent collector.Config `yaml:"agent"`
 	// LogStore is where logs go in `opspilot up`.
 	LogStore LogStoreConfig `yaml:"logstore"`
+	// Orchestrator is the control plane that runs services on nodes.
+	Orchestrator OrchestratorConfig `yaml:"orchestrator"`
+	// Node describes this machine to the orchestrator (`opspilot agent`
+	// and the node `opspilot up` runs).
+	Node NodeConfig `yaml:"node"`
+
+	// Demo is set by `opspilot up --demo`; not a file setting.
+	Demo DemoConfig `yaml:"-"`
+}
+
+// DemoConfig is `opspilot up --demo`: the billing service and a gateway.
+type DemoConfig struct {
+	Enabled     bool
+	GatewayAddr string
+}
+
+// OrchestratorConfig is the `orchestrator:` section.
+type OrchestratorConfig struct {
+	control.Config `yaml:",inline"`
+	Store          StoreConfig `yaml:"store"`
+}
+
+// StoreConfig says where the orchestrator's state lives.
+type StoreConfig struct {
+	// Mode is "embedded" (etcd inside opspilot, data under data_dir/etcd)
+	// or "external" (an etcd cluster at endpoints).
+	Mode      string   `yaml:"mode"`
+	Endpoints []string `yaml:"endpoints"`
+	// Prefix is put before every key (several opspilots can share one
+	// etcd cluster).
+	Prefix string `yaml:"prefix"`
+	// DataDir overrides data_dir/etcd.
+	DataDir string `yaml:"data_dir"`
+}
+
+// NodeConfig describes the node to the orchestrator.
+type NodeConfig struct {
+	// Partition groups nodes within a datacenter (e.g. "db").
+	Partition string            `yaml:"partition"`
+	Labels    map[string]string `yaml:"labels"`
+	// Address is how other machines reach this node's instances; empty
+	// means the address the server sees the agent connect from (127.0.0.1
+	// in `opspilot up`).
+	Address string `yaml:"address"`
+	// Capacity is what instances may request here; zero amounts are
+	// detected (all CPUs, physical memory).
+	Capacity model.Resources `yaml:"capacity"`
+	// Runtimes the node offers: process, docker. Empty means process, and
+	// docker when an engine answers.
+	Runtimes []string `yaml:"runtimes"`
+	// JoinTokenFile holds the cluster's join token (`opspilot agent`;
+	// --join-token and $OPSPILOT_JOIN_TOKEN override it).
+	JoinTokenFile string `yaml:"join_token_file"`
+	// InstancesDir holds the instances' working directories and logs;
+	// default data_dir/instances.
+	InstancesDir string `yaml:"instances_dir"`
 }
 
 // LogStoreConfig is the log store `opspilot up` runs or points at.
@@ -66,6 +124,7 @@ func defaultFileConfig() FileConfig {
 		SelfMonitoring: SelfMonitoringConfig{Enabled: true, Interval: 10 * time.Second, IncludeTSDB: true},
 		Agent:          collector.DefaultConfig(),
 		LogStore:       LogStoreConfig{Mode: "embedded", HTTPAddr: "127.0.0.1:9428"},
+		Orchestrator:   OrchestratorConfig{Config: control.DefaultConfig(), Store: StoreConfig{Mode: "embedded"}},
 	}
 }
 
@@ -87,6 +146,23 @@ func (c FileConfig) Validate() []config.Problem {
 	if c.LogStore.Mode != "embedded" && c.LogStore.Mode != "remote" {
 		ps = append(ps, config.Problem{Field: "logstore.mode", Msg: fmt.Sprintf("unknown mode %q; use embedded or remote", c.LogStore.Mode)})
 	}
+	ps = append(ps, config.Prefix("orchestrator", c.Orchestrator.Config.Validate())...)
+	switch c.Orchestrator.Store.Mode {
+	case "embedded":
+	case "external":
+		if len(c.Orchestrator.Store.Endpoints) == 0 {
+			ps = append(ps, config.Problem{Field: "orchestrator.store.endpoints", Msg: "the external store needs etcd endpoints, e.g. [http://etcd-1:2379]"})
+		}
+	default:
+		ps = append(ps, config.Problem{Field: "orchestrator.store.mode", Msg: fmt.Sprintf("unknown mode %q; use embedded or external", c.Orchestrator.Store.Mode)})
+	}
+	for i, r := range c.Node.Runtimes {
+		if r != model.RuntimeProcess && r != model.RuntimeDocker {
+			ps = append(ps, config.Problem{Field: fmt.Sprintf("node.runtimes[%d]", i), Msg: fmt.Sprintf("unknown runtime %q; use process or docker", r)})
+		}
+	}
+	n := model.Node{Name: "x", Datacenter: "x", Partition: c.Node.Partition, Labels: c.Node.Labels, Capacity: c.Node.Capacity}
+	ps = append(ps, config.Prefix("node", n.Validate())...)
 	if c.SelfMonitoring.Enabled && c.SelfMonitoring.Interval < time.Second {
 		ps = append(ps, config.Problem{Field: "self_monitoring.interval", Msg: fmt.Sprintf("%s is below 1s; use e.g. 10s", c.SelfMonitoring.Interval)})
 	}

@@ -49,6 +49,15 @@ Start everything on one machine with:  opspilot up`,
 		newServerCmd(),
 		newAgentCmd(),
 		newQueryCmd(),
+		newApplyCmd(),
+		newGetCmd(),
+		newDescribeCmd(),
+		newDeleteCmd(),
+		newScaleCmd(),
+		newRolloutCmd(),
+		newDemoCmd(),
+		newGatewayCmd(),
+		newLoadgenCmd(),
 		newConfigCmd(),
 		newVersionCmd(),
 	)
@@ -107,15 +116,21 @@ func flagSource(file string) string {
 func newUpCmd() *cobra.Command {
 	var f serverFlags
 	var tails []string
-	var logstoreAddr string
+	var logstoreAddr, gatewayAddr string
+	var demo bool
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Run everything on this machine: embedded TSDB, API, self-monitoring",
 		Long: `up runs opspilot's all-in-one embedded default on one machine: an in-process
 VictoriaMetrics, the HTTP API with the Prometheus-compatible query and
 remote-write API under /prometheus, and self-monitoring. It serves on a
-loopback address without API tokens (local mode).`,
-		Example: "  opspilot up\n  opspilot up --data-dir /tmp/ops --http-addr 127.0.0.1:9440",
+loopback address without API tokens (local mode). This machine is the
+orchestrator's one node: services applied with ` + "`opspilot apply`" + ` run here.
+
+With --demo it also deploys the demo billing service (3 instances, run from
+this binary) and a gateway in front of it, so services, instances and
+business KPIs show within seconds; drive it with ` + "`opspilot loadgen`" + `.`,
+		Example: "  opspilot up\n  opspilot up --demo\n  opspilot up --data-dir /tmp/ops --http-addr 127.0.0.1:9440",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := f.load(cmd)
@@ -133,10 +148,13 @@ loopback address without API tokens (local mode).`,
 				}
 				cfg.Agent.Logs.Files = append(cfg.Agent.Logs.Files, collector.LogSource{Path: abs, Service: "local", Instance: filepath.Base(abs)})
 			}
+			cfg.Demo = DemoConfig{Enabled: demo, GatewayAddr: gatewayAddr}
 			return serve(cmd.Context(), cfg, cmd.OutOrStdout())
 		},
 	}
 	f.register(cmd, "./opspilot-data", "127.0.0.1:9440")
+	cmd.Flags().BoolVar(&demo, "demo", false, "deploy the demo billing service (3 instances) and a gateway")
+	cmd.Flags().StringVar(&gatewayAddr, "gateway-addr", "127.0.0.1:9480", "HOST:PORT of the demo's gateway; port 0 picks a free one")
 	cmd.Flags().StringArrayVar(&tails, "tail", nil, "tail this log file into the log store (repeatable; agent.logs.files)")
 	cmd.Flags().StringVar(&logstoreAddr, "logstore-addr", "127.0.0.1:9428", "HOST:PORT of the embedded VictoriaLogs; port 0 picks a free one (logstore.http_addr)")
 	return cmd

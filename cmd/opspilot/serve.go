@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -23,6 +25,7 @@ import (
 	"opspilot/api"
 	"opspilot/collector"
 	"opspilot/collector/logs"
+	"opspilot/orchestrator/model"
 	"opspilot/tsdb"
 )
 
@@ -83,11 +86,25 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 			api.Route{Pattern: "POST /agent/api/v1/write", Name: "agent_push", Role: api.RoleWrite, Handler: pushHandler},
 			api.Route{Pattern: "POST /agent/api/v1/import/prometheus", Name: "agent_push", Role: api.RoleWrite, Handler: pushHandler})
 	}
-	srv, err := api.New(cfg.Server, api.Options{TSDB: tsdbHandler, Status: status, Registry: reg, Log: log, Routes: routes})
+	// A busy port is reported before anything touches the data.
+	if err := checkPortFree(cfg.Server.HTTPAddr); err != nil {
+		return err
+	}
+	orch, err := openOrchestrator(ctx, cfg, reg, log)
 	if err != nil {
 		return err
 	}
-	// Bind first: a busy port is reported before anything touches the data.
+	defer orch.Close()
+	routes = append(routes, orch.routes()...)
+	var serverTLS *tls.Config
+	if orch.pki != nil && cfg.Server.AutoTLS {
+		serverTLS = orch.pki.ServerTLSConfig()
+	}
+	srv, err := api.New(cfg.Server, api.Options{TSDB: tsdbHandler, Status: status, Registry: reg, Log: log, Routes: routes,
+		Authenticate: orch.ctrl.NodeAuthenticator(), TLS: serverTLS})
+	if err != nil {
+		return err
+	}
 	if err := srv.Listen(); err != nil {
 		return err
 	}
@@ -134,6 +151,10 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 		sctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error { return srv.Serve(sctx) }, func(error) { cancel() })
 	}
+	{
+		cctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error { return orch.ctrl.Run(cctx) }, func(error) { cancel() })
+	}
 	// `opspilot up` runs one agent for this machine, and the log store.
 	var (
 		agent    *collector.Agent
@@ -169,6 +190,48 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 				return <-agentDone
 			}
 		}, func(error) { acancel() })
+	}
+	var local *nodeAgent
+	if cfg.Server.LocalMode {
+		// This machine is the cluster's one node.
+		local, err = newNodeAgent(ctx, cfg, srv.URL(), orch.JoinToken(), &http.Client{}, log.With("component", "node"))
+		if err != nil {
+			return err
+		}
+		local.observe(agent, log)
+		nctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- local.run(nctx) }()
+		g.Add(func() error {
+			select {
+			case err := <-done:
+				return err
+			case <-nctx.Done():
+				return <-done
+			}
+		}, func(error) { cancel() })
+	}
+	var demoGateway *gatewayServer
+	if cfg.Demo.Enabled {
+		demoGateway, err = startDemo(ctx, cfg, orch, srv, reg, log)
+		if err != nil {
+			return err
+		}
+		gctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error { return demoGateway.run(gctx) }, func(error) { cancel() })
+		g.Add(func() error {
+			// Registered in-process: the controller lists it for loadgen.
+			t := time.NewTicker(5 * time.Second)
+			defer t.Stop()
+			for {
+				orch.ctrl.RegisterGateway(model.Gateway{Name: "demo", URL: demoGateway.url, Datacenter: cfg.Agent.Datacenter})
+				select {
+				case <-gctx.Done():
+					return nil
+				case <-t.C:
+				}
+			}
+		}, func(error) { cancel() })
 	}
 	if cfg.SelfMonitoring.Enabled {
 		sctx, cancel := context.WithCancel(ctx)
@@ -218,6 +281,17 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 	if logStore != nil {
 		fmt.Fprintf(out, "  logstore      VictoriaLogs at %s (LogsQL: %s/select/logsql/query), tailing %d files\n",
 			logStore.URL(), logStore.URL(), len(cfg.Agent.Logs.Files))
+	}
+	if orch.pki != nil {
+		fmt.Fprintf(out, "  orchestrator  etcd %s; join nodes with:\n                opspilot agent --server %s --datacenter DC --join-token %s\n",
+			storeDesc(cfg), srv.URL(), orch.JoinToken())
+	} else {
+		fmt.Fprintf(out, "  orchestrator  etcd %s; this machine is node %s in datacenter %s\n", storeDesc(cfg), local.agentName(), cfg.Agent.Datacenter)
+	}
+	if demoGateway != nil {
+		fmt.Fprintf(out, "  demo          service billing (3 instances) behind the gateway %s/billing/\n"+
+			"                try: curl -X POST -d '{\"amount\": 12.5, \"shop\": \"s1\"}' %s/billing/pay\n"+
+			"                     opspilot get instances; opspilot loadgen --rate 50 --duration 1m\n", demoGateway.url, demoGateway.url)
 	}
 	srv.SetReady(true)
 	ready = true
@@ -311,4 +385,27 @@ func waitQueued(a *collector.Agent, d time.Duration) {
 	for a.Pending() > 0 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// checkPortFree fails when addr cannot be bound, naming it.
+func checkPortFree(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		if strings.Contains(err.Error(), "address already in use") {
+			return fmt.Errorf("server.http_addr %s is already in use (another opspilot?); stop that process or choose another address with --http-addr", addr)
+		}
+		return fmt.Errorf("server.http_addr %s: %w", addr, err)
+	}
+	return ln.Close()
+}
+
+func storeDesc(cfg FileConfig) string {
+	if cfg.Orchestrator.Store.Mode == "external" {
+		return strings.Join(cfg.Orchestrator.Store.Endpoints, ",")
+	}
+	dir := cfg.Orchestrator.Store.DataDir
+	if dir == "" {
+		dir = filepath.Join(cfg.DataDir, "etcd")
+	}
+	return "embedded in " + dir
 }

@@ -47,6 +47,8 @@ type InstanceStatus struct {
 	Address  string         `json:"address,omitempty"`
 	Port     int            `json:"port,omitempty"`
 	Ports    map[string]int `json:"ports,omitempty"`
+	// PID is the instance's main process on the node (0 if unknown).
+	PID int `json:"pid,omitempty"`
 }
 
 // Heartbeat says the node is alive, with its instances' states.

@@ -188,14 +188,14 @@ func (a *agentAPI) heartbeat(w http.ResponseWriter, r *http.Request, node string
 				return false // not this node's instance (any more)
 			}
 			if in.State == s.State && in.Restarts == s.Restarts && in.LastExit == s.LastExit && in.Message == s.Message &&
-				in.Address == s.Address && in.Port == s.Port && maps.Equal(in.Ports, s.Ports) {
+				in.Address == s.Address && in.Port == s.Port && in.PID == s.PID && maps.Equal(in.Ports, s.Ports) {
 				return false
 			}
 			if s.State == model.StateReady && in.State != model.StateReady {
 				in.ReadySince = now
 			}
 			in.State, in.Restarts, in.LastExit, in.Message = s.State, s.Restarts, s.LastExit, s.Message
-			in.Address, in.Port, in.Ports = s.Address, s.Port, s.Ports
+			in.Address, in.Port, in.Ports, in.PID = s.Address, s.Port, s.Ports, s.PID
 			return true
 		})
 		switch {
@@ -213,7 +213,7 @@ func (a *agentAPI) heartbeat(w http.ResponseWriter, r *http.Request, node string
 
 func sameStatus(a, b agentproto.InstanceStatus) bool {
 	return a.ID == b.ID && a.State == b.State && a.Restarts == b.Restarts && a.LastExit == b.LastExit &&
-		a.Message == b.Message && a.Address == b.Address && a.Port == b.Port && maps.Equal(a.Ports, b.Ports)
+		a.Message == b.Message && a.Address == b.Address && a.Port == b.Port && a.PID == b.PID && maps.Equal(a.Ports, b.Ports)
 }
 
 // assignments long-polls the node's instances.
@@ -259,7 +259,7 @@ func (c *Controller) assignmentsFor(ctx context.Context, insts []model.Instance)
 		// State fields change with every report; the agent needs only
 		// what to run and whether to stop.
 		i.State, i.Restarts, i.LastExit, i.Message, i.ReadySince = "", 0, "", "", time.Time{}
-		i.Address, i.Port, i.Ports = "", 0, nil
+		i.Address, i.Port, i.Ports, i.PID = "", 0, nil, 0
 		out.Assignments = append(out.Assignments, agentproto.Assignment{Instance: i, Spec: rev.Spec, Files: rev.Files})
 	}
 	data, _ := json.Marshal(out.Assignments)

@@ -758,3 +758,21 @@ func (r *restAPI) registerGateway(w http.ResponseWriter, req *http.Request) {
 	r.c.RegisterGateway(gw)
 	writeJSONBody(w, http.StatusOK, map[string]string{"status": "registered"})
 }
+
+// ApplyService creates or updates a service as PUT /api/v1/services/NAME
+// does, recording who and why.
+func (c *Controller) ApplyService(ctx context.Context, s model.Service, who, why string) (ApplyResult, error) {
+	if ps := s.Validate(); len(ps) > 0 {
+		return ApplyResult{}, fmt.Errorf("service %s: %s: %s", s.Name, ps[0].Field, ps[0].Msg)
+	}
+	res, err := applyObject(ctx, c.st, store.KindService, s.Name, s, 0)
+	if err != nil {
+		return res, err
+	}
+	res.Kind = "service"
+	if res.Result != "unchanged" {
+		c.events.Record(ctx, Event{Kind: "service", Object: s.Name, Reason: strings.ToUpper(res.Result[:1]) + res.Result[1:], Message: "service " + s.Name + " " + res.Result, Who: who, Why: why})
+		c.Poke()
+	}
+	return res, nil
+}

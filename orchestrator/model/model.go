@@ -16,17 +16,17 @@ type Node struct {
 	Datacenter string `yaml:"datacenter" json:"datacenter"`
 	// Partition groups nodes within a datacenter (e.g. "db", "web");
 	// services may be restricted to partitions. Empty means none.
-	Partition string            `yaml:"partition" json:"partition,omitempty"`
-	Labels    map[string]string `yaml:"labels" json:"labels,omitempty"`
-	Capacity  Resources         `yaml:"capacity" json:"capacity"`
+	Partition string            `yaml:"partition,omitempty" json:"partition,omitempty"`
+	Labels    map[string]string `yaml:"labels,omitempty" json:"labels,omitempty"`
+	Capacity  Resources         `yaml:"capacity,omitempty" json:"capacity"`
 	// Allocated is computed, not configured: the requests of the instances
 	// currently on the node.
 	Allocated Resources `yaml:"-" json:"allocated"`
 	// Address is the host name or IP other machines reach the node's
 	// instances at; the agent reports it when it joins.
-	Address string `yaml:"address" json:"address,omitempty"`
+	Address string `yaml:"address,omitempty" json:"address,omitempty"`
 	// Unschedulable (cordoned, or drained) keeps new instances off the node.
-	Unschedulable bool `yaml:"unschedulable" json:"unschedulable,omitempty"`
+	Unschedulable bool `yaml:"unschedulable,omitempty" json:"unschedulable,omitempty"`
 	// Status is set by the control plane, not configured.
 	Status NodeStatus `yaml:"-" json:"status"`
 }
@@ -59,11 +59,11 @@ type Tenant struct {
 	Name string `yaml:"name" json:"name"`
 	// Quota caps the summed requests of the tenant's instances. A zero
 	// amount means no limit for that resource.
-	Quota Resources `yaml:"quota" json:"quota"`
+	Quota Resources `yaml:"quota,omitempty" json:"quota"`
 	// Weight is the tenant's share in fair allocation when capacity is
 	// short; a tenant with weight 2 gets twice the dominant share of one
 	// with weight 1. Zero means 1.
-	Weight float64 `yaml:"weight" json:"weight,omitempty"`
+	Weight float64 `yaml:"weight,omitempty" json:"weight,omitempty"`
 }
 
 // EffectiveWeight returns Weight, or 1 when Weight is not positive.
@@ -89,32 +89,32 @@ const (
 // Service is a user's workload: how to run it and where.
 type Service struct {
 	Name   string `yaml:"name" json:"name"`
-	Tenant string `yaml:"tenant" json:"tenant,omitempty"`
+	Tenant string `yaml:"tenant,omitempty" json:"tenant,omitempty"`
 	// Runtime is "process" (Command is run by the agent) or "docker"
 	// (Image is run as a container, with Command as its arguments).
 	Runtime   string            `yaml:"runtime" json:"runtime"`
-	Command   []string          `yaml:"command" json:"command,omitempty"`
-	Image     string            `yaml:"image" json:"image,omitempty"`
-	Env       map[string]string `yaml:"env" json:"env,omitempty"`
-	Requests  Resources         `yaml:"requests" json:"requests"`
-	Limits    Resources         `yaml:"limits" json:"limits"`
+	Command   []string          `yaml:"command,omitempty" json:"command,omitempty"`
+	Image     string            `yaml:"image,omitempty" json:"image,omitempty"`
+	Env       map[string]string `yaml:"env,omitempty" json:"env,omitempty"`
+	Requests  Resources         `yaml:"requests,omitempty" json:"requests"`
+	Limits    Resources         `yaml:"limits,omitempty" json:"limits"`
 	Replicas  int               `yaml:"replicas" json:"replicas"`
-	Ports     []Port            `yaml:"ports" json:"ports,omitempty"`
-	Liveness  *Probe            `yaml:"liveness" json:"liveness,omitempty"`
-	Readiness *Probe            `yaml:"readiness" json:"readiness,omitempty"`
-	Placement Placement         `yaml:"placement" json:"placement"`
+	Ports     []Port            `yaml:"ports,omitempty" json:"ports,omitempty"`
+	Liveness  *Probe            `yaml:"liveness,omitempty" json:"liveness,omitempty"`
+	Readiness *Probe            `yaml:"readiness,omitempty" json:"readiness,omitempty"`
+	Placement Placement         `yaml:"placement,omitempty" json:"placement"`
 	// Configs mounts files from the named config libraries (kind Config)
 	// into each instance.
-	Configs []ConfigMount `yaml:"configs" json:"configs,omitempty"`
+	Configs []ConfigMount `yaml:"configs,omitempty" json:"configs,omitempty"`
 	// Rollout bounds how a new version replaces the old one.
-	Rollout RolloutStrategy `yaml:"rollout" json:"rollout"`
+	Rollout RolloutStrategy `yaml:"rollout,omitempty" json:"rollout"`
 	// StopGrace is how long an instance has between SIGTERM and SIGKILL;
 	// zero means DefaultStopGrace.
-	StopGrace time.Duration `yaml:"stop_grace" json:"stop_grace,omitempty"`
+	StopGrace time.Duration `yaml:"stop_grace,omitempty" json:"stop_grace,omitempty"`
 	// DrainDelay is how long an instance keeps running after it left the
 	// endpoints, so gateways stop sending before it is told to stop; zero
 	// means DefaultDrainDelay.
-	DrainDelay time.Duration `yaml:"drain_delay" json:"drain_delay,omitempty"`
+	DrainDelay time.Duration `yaml:"drain_delay,omitempty" json:"drain_delay,omitempty"`
 }
 
 // Service defaults.
@@ -130,21 +130,21 @@ const (
 type RolloutStrategy struct {
 	// MaxSurge is the number of extra instances a rollout may start; zero
 	// with MaxUnavailable zero means 1.
-	MaxSurge int `yaml:"max_surge" json:"max_surge,omitempty"`
+	MaxSurge int `yaml:"max_surge,omitempty" json:"max_surge,omitempty"`
 	// MaxUnavailable is how many instances may be missing; zero keeps full
 	// capacity throughout.
-	MaxUnavailable int `yaml:"max_unavailable" json:"max_unavailable,omitempty"`
+	MaxUnavailable int `yaml:"max_unavailable,omitempty" json:"max_unavailable,omitempty"`
 	// ProgressDeadline is how long a new instance may take to become ready
 	// before the rollout is rolled back; zero means
 	// DefaultProgressDeadline.
-	ProgressDeadline time.Duration `yaml:"progress_deadline" json:"progress_deadline,omitempty"`
+	ProgressDeadline time.Duration `yaml:"progress_deadline,omitempty" json:"progress_deadline,omitempty"`
 }
 
 // ConfigMount puts a config library's files into each instance, under Path
 // (relative to the instance's directory; default "config/NAME").
 type ConfigMount struct {
 	Name string `yaml:"name" json:"name"`
-	Path string `yaml:"path" json:"path,omitempty"`
+	Path string `yaml:"path,omitempty" json:"path,omitempty"`
 }
 
 // ConfigLibrary is a named set of files services mount.
@@ -159,7 +159,7 @@ type Port struct {
 	Name string `yaml:"name" json:"name"`
 	Port int    `yaml:"port" json:"port"`
 	// Protocol is "tcp" or "udp"; empty means tcp.
-	Protocol string `yaml:"protocol" json:"protocol,omitempty"`
+	Protocol string `yaml:"protocol,omitempty" json:"protocol,omitempty"`
 }
 
 // Probe defaults, used where a field is zero.
@@ -172,17 +172,17 @@ const (
 // Probe checks an instance's health. Exactly one of HTTP, TCP and Exec is
 // set.
 type Probe struct {
-	HTTP *HTTPProbe `yaml:"http" json:"http,omitempty"`
-	TCP  *TCPProbe  `yaml:"tcp" json:"tcp,omitempty"`
-	Exec *ExecProbe `yaml:"exec" json:"exec,omitempty"`
+	HTTP *HTTPProbe `yaml:"http,omitempty" json:"http,omitempty"`
+	TCP  *TCPProbe  `yaml:"tcp,omitempty" json:"tcp,omitempty"`
+	Exec *ExecProbe `yaml:"exec,omitempty" json:"exec,omitempty"`
 	// Period between checks; zero means DefaultProbePeriod.
-	Period time.Duration `yaml:"period" json:"period,omitempty"`
+	Period time.Duration `yaml:"period,omitempty" json:"period,omitempty"`
 	// Timeout of one check; zero means DefaultProbeTimeout. It must not
 	// exceed the period.
-	Timeout time.Duration `yaml:"timeout" json:"timeout,omitempty"`
+	Timeout time.Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
 	// FailureThreshold is how many consecutive failures make the instance
 	// unhealthy; zero means DefaultProbeFailureThreshold.
-	FailureThreshold int `yaml:"failure_threshold" json:"failure_threshold,omitempty"`
+	FailureThreshold int `yaml:"failure_threshold,omitempty" json:"failure_threshold,omitempty"`
 }
 
 // WithDefaults returns a copy of p with zero timing fields set to their
@@ -221,16 +221,16 @@ type Placement struct {
 	// Datacenters maps datacenter names to weights: {A: 6, B: 4} puts 60%
 	// of the instances in A. Empty means every datacenter, evenly. A zero
 	// weight keeps the service out of that datacenter.
-	Datacenters map[string]int `yaml:"datacenters" json:"datacenters,omitempty"`
+	Datacenters map[string]int `yaml:"datacenters,omitempty" json:"datacenters,omitempty"`
 	// Partitions restricts instances to nodes in these partitions; empty
 	// means any.
-	Partitions []string `yaml:"partitions" json:"partitions,omitempty"`
+	Partitions []string `yaml:"partitions,omitempty" json:"partitions,omitempty"`
 	// NodeLabels restricts instances to nodes having all these labels.
-	NodeLabels map[string]string `yaml:"node_labels" json:"node_labels,omitempty"`
+	NodeLabels map[string]string `yaml:"node_labels,omitempty" json:"node_labels,omitempty"`
 	// Strategy is "spread" (the default when empty) or "binpack".
-	Strategy string `yaml:"strategy" json:"strategy,omitempty"`
+	Strategy string `yaml:"strategy,omitempty" json:"strategy,omitempty"`
 	// AntiAffinity allows at most one instance of the service per node.
-	AntiAffinity bool `yaml:"anti_affinity" json:"anti_affinity,omitempty"`
+	AntiAffinity bool `yaml:"anti_affinity,omitempty" json:"anti_affinity,omitempty"`
 }
 
 // Instance states.
@@ -254,35 +254,37 @@ const (
 type Instance struct {
 	ID         string `yaml:"id" json:"id"`
 	Service    string `yaml:"service" json:"service"`
-	Tenant     string `yaml:"tenant" json:"tenant,omitempty"`
-	Version    string `yaml:"version" json:"version,omitempty"`
-	Node       string `yaml:"node" json:"node,omitempty"`
-	Datacenter string `yaml:"datacenter" json:"datacenter,omitempty"`
+	Tenant     string `yaml:"tenant,omitempty" json:"tenant,omitempty"`
+	Version    string `yaml:"version,omitempty" json:"version,omitempty"`
+	Node       string `yaml:"node,omitempty" json:"node,omitempty"`
+	Datacenter string `yaml:"datacenter,omitempty" json:"datacenter,omitempty"`
 	// Requests are copied from the service version, so node allocation
 	// can be computed from instances alone.
-	Requests Resources `yaml:"requests" json:"requests"`
+	Requests Resources `yaml:"requests,omitempty" json:"requests"`
 	// Desired is what the control plane wants: "run" or "stop".
 	Desired string `yaml:"desired" json:"desired"`
 	// State is what the node's agent last reported.
 	State    string `yaml:"state" json:"state"`
-	Restarts int    `yaml:"restarts" json:"restarts,omitempty"`
+	Restarts int    `yaml:"restarts,omitempty" json:"restarts,omitempty"`
 	// LastExit describes how the process last ended, e.g. "exit status 1".
-	LastExit string `yaml:"last_exit" json:"last_exit,omitempty"`
+	LastExit string `yaml:"last_exit,omitempty" json:"last_exit,omitempty"`
 	// Message explains the state (a probe failure, a start error).
-	Message string `yaml:"message" json:"message,omitempty"`
+	Message string `yaml:"message,omitempty" json:"message,omitempty"`
 	// Address and Ports are where the instance serves: Ports maps each
 	// declared port's name (or its number, when unnamed) to the host port.
 	// Port is the host port of the first declared port (the one gateways
 	// send to).
-	Address string         `yaml:"address" json:"address,omitempty"`
-	Port    int            `yaml:"port" json:"port,omitempty"`
-	Ports   map[string]int `yaml:"ports" json:"ports,omitempty"`
+	Address string         `yaml:"address,omitempty" json:"address,omitempty"`
+	Port    int            `yaml:"port,omitempty" json:"port,omitempty"`
+	Ports   map[string]int `yaml:"ports,omitempty" json:"ports,omitempty"`
+	// PID is the main process's id on the node, as the agent reported it.
+	PID int `yaml:"pid,omitempty" json:"pid,omitempty"`
 	// Created is when the control plane placed the instance; ReadySince
 	// when it last became ready; StopAt when a stopping instance may be
 	// signalled (after its drain delay).
-	Created    time.Time `yaml:"created" json:"created,omitzero"`
-	ReadySince time.Time `yaml:"ready_since" json:"ready_since,omitzero"`
-	StopAt     time.Time `yaml:"stop_at" json:"stop_at,omitzero"`
+	Created    time.Time `yaml:"created,omitempty" json:"created,omitzero"`
+	ReadySince time.Time `yaml:"ready_since,omitempty" json:"ready_since,omitzero"`
+	StopAt     time.Time `yaml:"stop_at,omitempty" json:"stop_at,omitzero"`
 }
 
 // Ready reports whether the instance should receive traffic: desired to

@@ -79,6 +79,9 @@ func (m *Millicores) UnmarshalYAML(unmarshal func(any) error) error {
 
 // String formats m as cores when whole ("2"), otherwise as cores with up to
 // three decimals ("1.5", "0.25").
+// MarshalYAML writes the quantity as String does ("500m" is written "0.5").
+func (m Millicores) MarshalYAML() (any, error) { return m.String(), nil }
+
 func (m Millicores) String() string {
 	if m%1000 == 0 {
 		return strconv.FormatInt(int64(m/1000), 10)
@@ -140,6 +143,9 @@ func (b *Bytes) UnmarshalYAML(unmarshal func(any) error) error {
 
 // String formats b with the largest binary suffix that divides it exactly:
 // "512Mi", "2Gi", "1000".
+// MarshalYAML writes the quantity as String does ("512Mi").
+func (b Bytes) MarshalYAML() (any, error) { return b.String(), nil }
+
 func (b Bytes) String() string {
 	for i := 4; i >= 0; i-- {
 		x := byteSuffixes[i]
@@ -153,8 +159,8 @@ func (b Bytes) String() string {
 // Resources is an amount of CPU and memory: a node's capacity, a service's
 // requests or limits, a tenant's quota.
 type Resources struct {
-	MilliCPU    Millicores `yaml:"cpu" json:"cpu"`
-	MemoryBytes Bytes      `yaml:"memory" json:"memory"`
+	MilliCPU    Millicores `yaml:"cpu,omitempty" json:"cpu"`
+	MemoryBytes Bytes      `yaml:"memory,omitempty" json:"memory"`
 }
 
 // Add returns r+o.

@@ -111,6 +111,12 @@ func (a *Agent) Changed() {
 	}
 }
 
+// Name is the node's name.
+func (a *Agent) Name() string { return a.cfg.Node.Name }
+
+// Token is the node token (empty before the join).
+func (a *Agent) Token() string { return a.currentToken() }
+
 // Joined is closed once the node has joined.
 func (a *Agent) Joined() <-chan struct{} { return a.joined }
 
@@ -198,16 +204,27 @@ func retryPolicy() *backoff.ExponentialBackOff {
 	return b
 }
 
+// Join registers the node unless a node token from an earlier join was
+// kept; it retries while the server is unreachable. Run calls it.
+func (a *Agent) Join(ctx context.Context) error {
+	a.mu.Lock()
+	if a.token == "" {
+		a.loadToken()
+	}
+	have := a.token != ""
+	a.mu.Unlock()
+	if !have {
+		return a.join(ctx)
+	}
+	a.joinOnce.Do(func() { close(a.joined) })
+	return nil
+}
+
 // Run joins (or reuses the saved node token), then heartbeats and follows
 // assignments until ctx ends.
 func (a *Agent) Run(ctx context.Context) error {
-	a.loadToken()
-	if a.token == "" {
-		if err := a.join(ctx); err != nil {
-			return err
-		}
-	} else {
-		a.joinOnce.Do(func() { close(a.joined) })
+	if err := a.Join(ctx); err != nil {
+		return err
 	}
 	errc := make(chan error, 2)
 	go func() { errc <- a.heartbeats(ctx) }()

@@ -25,6 +25,7 @@ func TestServerRemoteMode(t *testing.T) {
 	cfg := writeFile(t, dir, "opspilot.yaml", fmt.Sprintf(`data_dir: %s
 server:
   http_addr: %s
+  auto_tls: false
   auth:
     tokens:
       - {name: reader, role: read, token: %q}

@@ -33,6 +33,7 @@ func tokenConfig(dataDir, addr string) string {
 	return fmt.Sprintf(`data_dir: %s
 server:
   http_addr: %s
+  auto_tls: false
   auth:
     tokens:
       - {name: reader, role: read, token: %q}

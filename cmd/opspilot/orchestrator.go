@@ -1,0 +1,311 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	goruntime "runtime"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/procfs"
+
+	"opspilot/api"
+	"opspilot/collector"
+	"opspilot/collector/container"
+	"opspilot/collector/logs"
+	"opspilot/orchestrator/control"
+	"opspilot/orchestrator/model"
+	"opspilot/orchestrator/node"
+	"opspilot/orchestrator/pki"
+	"opspilot/orchestrator/runtime"
+	"opspilot/orchestrator/store"
+)
+
+// orchestrator is the control plane as serve wires it.
+type orchestrator struct {
+	st   *store.Store
+	ctrl *control.Controller
+	pki  *pki.Authority // nil in local mode
+	// joinSecret is local mode's in-process join token.
+	joinSecret string
+}
+
+// openOrchestrator opens the store and builds the controller, and in
+// server mode the CA (whose join token agents use).
+func openOrchestrator(ctx context.Context, cfg FileConfig, reg prometheus.Registerer, log *slog.Logger) (*orchestrator, error) {
+	sc := cfg.Orchestrator.Store
+	scfg := store.Config{Prefix: sc.Prefix}
+	if sc.Mode == "external" {
+		scfg.Endpoints = sc.Endpoints
+	} else {
+		scfg.Embedded = true
+		scfg.DataDir = sc.DataDir
+		if scfg.DataDir == "" {
+			scfg.DataDir = filepath.Join(cfg.DataDir, "etcd")
+		}
+	}
+	st, err := store.Open(ctx, scfg, log.With("component", "store"))
+	if err != nil {
+		return nil, err
+	}
+	ctrl, err := control.New(st, cfg.Orchestrator.Config, reg, log.With("component", "orchestrator"))
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	o := &orchestrator{st: st, ctrl: ctrl}
+	if cfg.Server.LocalMode {
+		var b [16]byte
+		_, _ = rand.Read(b[:])
+		o.joinSecret = hex.EncodeToString(b[:])
+		return o, nil
+	}
+	host, _, _ := net.SplitHostPort(cfg.Server.HTTPAddr)
+	hosts := append([]string{}, cfg.Server.TLSHosts...)
+	if host != "" && host != "0.0.0.0" && host != "::" {
+		hosts = append(hosts, host)
+	}
+	o.pki, err = pki.EnsureCA(filepath.Join(cfg.DataDir, "pki"), hosts, time.Now())
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	for _, c := range o.pki.Changes() {
+		log.Info("pki", "change", c)
+	}
+	return o, nil
+}
+
+func (o *orchestrator) Close() error { return o.st.Close() }
+
+// CheckJoinToken implements control.JoinVerifier.
+func (o *orchestrator) CheckJoinToken(tok string) bool {
+	if o.pki != nil {
+		return o.pki.CheckJoinToken(tok)
+	}
+	return o.joinSecret != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(o.joinSecret)) == 1
+}
+
+// JoinToken is what agents pass to join.
+func (o *orchestrator) JoinToken() string {
+	if o.pki != nil {
+		return o.pki.JoinToken()
+	}
+	return o.joinSecret
+}
+
+// routes mounts the REST API, the agent protocol and (server mode) the CA.
+func (o *orchestrator) routes() []api.Route {
+	rs := append(o.ctrl.Routes(), o.ctrl.AgentRoutes(o)...)
+	if o.pki != nil {
+		rs = append(rs, api.Route{Pattern: "GET " + pki.CAPath, Name: "pki_ca", Handler: pki.CAHandler(o.pki)})
+	}
+	return rs
+}
+
+// detectCapacity fills zero capacity amounts from the machine.
+func detectCapacity(c model.Resources) model.Resources {
+	if c.MilliCPU == 0 {
+		c.MilliCPU = model.Millicores(goruntime.NumCPU() * 1000)
+	}
+	if c.MemoryBytes == 0 {
+		if fs, err := procfs.NewDefaultFS(); err == nil {
+			if mi, err := fs.Meminfo(); err == nil && mi.MemTotal != nil {
+				c.MemoryBytes = model.Bytes(*mi.MemTotal * 1024)
+			}
+		}
+	}
+	return c
+}
+
+// nodeAgent is a node's orchestrator side: the runtime manager and the
+// agent that joins and follows assignments.
+type nodeAgent struct {
+	agent   *node.Agent
+	manager *runtime.Manager
+	docker  *runtime.Docker
+	exec    *node.RuntimeExecutor
+}
+
+// newNodeAgent builds the runtimes (process always; docker when listed or,
+// by default, when an engine answers), the manager and the agent.
+func newNodeAgent(ctx context.Context, cfg FileConfig, server, joinToken string, client *http.Client, log *slog.Logger) (*nodeAgent, error) {
+	nodeName := cfg.Agent.Node
+	if nodeName == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("node name not set and hostname unknown: %w", err)
+		}
+		nodeName = h
+	}
+	want := cfg.Node.Runtimes
+	runtimes := map[string]runtime.Runtime{model.RuntimeProcess: runtime.NewProcess(runtime.ProcessConfig{Log: log})}
+	na := &nodeAgent{}
+	if len(want) == 0 || contains(want, model.RuntimeDocker) {
+		dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		d, err := runtime.NewDocker(dctx, runtime.DockerConfig{Log: log})
+		cancel()
+		switch {
+		case err == nil:
+			runtimes[model.RuntimeDocker] = d
+			na.docker = d
+		case contains(want, model.RuntimeDocker):
+			return nil, fmt.Errorf("node.runtimes lists docker: %w", err)
+		default:
+			log.Info("docker runtime off: no engine answers", "err", err)
+		}
+	}
+	if len(want) > 0 && !contains(want, model.RuntimeProcess) {
+		delete(runtimes, model.RuntimeProcess)
+	}
+	names := make([]string, 0, len(runtimes))
+	for name := range runtimes {
+		names = append(names, name)
+	}
+	dir := cfg.Node.InstancesDir
+	if dir == "" {
+		dir = filepath.Join(cfg.DataDir, "instances")
+	}
+	var ag *node.Agent
+	m, err := runtime.NewManager(runtime.ManagerConfig{
+		Dir: dir, Runtimes: runtimes, Host: cfg.Node.Address, Node: nodeName, Datacenter: cfg.Agent.Datacenter,
+		Log: log, OnChange: func() {
+			if ag != nil {
+				ag.Changed()
+			}
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	na.manager = m
+	exec := &node.RuntimeExecutor{M: m}
+	na.exec = exec
+	ag, err = node.New(node.Config{
+		Server: strings.TrimRight(server, "/"), JoinToken: joinToken, StateDir: filepath.Join(cfg.DataDir, "node"),
+		Node: model.Node{
+			Name: nodeName, Datacenter: cfg.Agent.Datacenter, Partition: cfg.Node.Partition, Labels: cfg.Node.Labels,
+			Capacity: detectCapacity(cfg.Node.Capacity), Address: cfg.Node.Address,
+		},
+		Runtimes: names, AgentVersion: version.Version, Client: client, Log: log,
+	}, exec)
+	if err != nil {
+		return nil, err
+	}
+	na.agent = ag
+	// Instances an earlier agent left behind are stopped before the first
+	// assignment: the server's list is the truth.
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := m.Cleanup(cctx); err != nil {
+		log.Warn("cleaning up after the previous agent", "err", err)
+	}
+	return na, nil
+}
+
+func (n *nodeAgent) agentName() string { return n.agent.Name() }
+
+// observe has the collector read the instances' cgroups and tail their
+// logs. Call it before run.
+func (n *nodeAgent) observe(coll *collector.Agent, log *slog.Logger) {
+	if coll == nil {
+		return
+	}
+	tailed := map[string]bool{}
+	n.exec.Observe = func(cgroups []container.Instance, files []logs.Source) {
+		coll.SetInstances(cgroups)
+		for _, f := range files {
+			if !tailed[f.Path] {
+				tailed[f.Path] = true
+				if err := coll.AddLogSource(f); err != nil {
+					log.Debug("tail instance log", "path", f.Path, "err", err)
+				}
+			}
+		}
+	}
+}
+
+// joinAsNode joins the orchestrator at cfg.Agent.Server.URL. For an https
+// server without a CA file it fetches the CA the join token pins and keeps
+// it in DATA_DIR/node/ca.crt, which the sample shipper then uses too.
+func joinAsNode(ctx context.Context, cfg *FileConfig, joinToken string, log *slog.Logger) (*nodeAgent, error) {
+	server := strings.TrimRight(cfg.Agent.Server.URL, "/")
+	client := &http.Client{}
+	switch {
+	case cfg.Agent.Server.CAFile != "":
+		pem, err := os.ReadFile(cfg.Agent.Server.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("agent.server.ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("agent.server.ca_file %s: no PEM certificate in it", cfg.Agent.Server.CAFile)
+		}
+		client.Transport = &http.Transport{TLSClientConfig: pki.ClientTLSConfig(pool)}
+	case strings.HasPrefix(server, "https://"):
+		caHash, _, err := pki.ParseJoinToken(joinToken)
+		if err != nil {
+			return nil, err
+		}
+		fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		pool, pem, err := pki.FetchCA(fctx, server, caHash)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		dir := filepath.Join(cfg.DataDir, "node")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
+		caFile := filepath.Join(dir, "ca.crt")
+		if err := os.WriteFile(caFile, pem, 0o644); err != nil {
+			return nil, err
+		}
+		cfg.Agent.Server.CAFile = caFile
+		client.Transport = &http.Transport{TLSClientConfig: pki.ClientTLSConfig(pool)}
+	}
+	na, err := newNodeAgent(ctx, *cfg, server, joinToken, client, log.With("component", "node"))
+	if err != nil {
+		return nil, err
+	}
+	if err := na.agent.Join(ctx); err != nil {
+		return nil, err
+	}
+	return na, nil
+}
+
+// run follows assignments until ctx ends, then stops the instances.
+func (n *nodeAgent) run(ctx context.Context) error {
+	err := n.agent.Run(ctx)
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	n.manager.Close(sctx)
+	if n.docker != nil {
+		_ = n.docker.Close()
+	}
+	return err
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// errNoJoinToken explains how to get one.
+var errNoJoinToken = errors.New("no join token: pass --join-token (or $OPSPILOT_JOIN_TOKEN, or node.join_token_file); `opspilot server` prints it at start and keeps it in DATA_DIR/pki/join-token")
