@@ -53,7 +53,7 @@ type Config struct {
 	// TLSHosts are extra host names and IPs the automatic certificate
 	// covers (the listen address, localhost and the hostname always are).
 	TLSHosts []string `yaml:"tls_hosts"`
-	Auth        Auth   `yaml:"auth"`
+	Auth     Auth     `yaml:"auth"`
 	// ReadHeaderTimeout bounds how long a client may take to send headers.
 	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
 	// ShutdownTimeout is how long in-flight requests get on stop.
