@@ -15,6 +15,9 @@ const (
 	RoleRead  = "read"  // queries, status, metrics
 	RoleWrite = "write" // plus writing samples
 	RoleAdmin = "admin" // plus deleting data and (later issues) every mutating action
+	// RoleNode is a joined node's credential: it may write samples
+	// (remote write and imports under /prometheus/) and nothing else.
+	RoleNode = "node"
 )
 
 const minTokenLength = 16

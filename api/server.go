@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -19,10 +20,31 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"sigs.k8s.io/yaml"
 )
 
 //go:embed openapi.yaml
 var openAPIDoc []byte
+
+// openAPIJSON is openAPIDoc converted once, at program start: the document
+// is embedded, so a conversion error is a build defect (the tests catch it).
+var openAPIJSON = mustYAMLToJSON(openAPIDoc)
+
+func mustYAMLToJSON(y []byte) []byte {
+	j, err := yaml.YAMLToJSON(y)
+	if err != nil {
+		panic(fmt.Sprintf("api: embedded openapi.yaml does not convert to JSON: %v", err))
+	}
+	return j
+}
+
+// OpenAPIYAML returns the REST API's OpenAPI 3 document as served at
+// /api/v1/openapi.yaml.
+func OpenAPIYAML() []byte { return slices.Clone(openAPIDoc) }
+
+// OpenAPIJSON returns the same document as JSON, as served at
+// /api/v1/openapi.json.
+func OpenAPIJSON() []byte { return slices.Clone(openAPIJSON) }
 
 // Server is opspilot's HTTP front: health, the REST API, the TSDB's
 // Prometheus-compatible API and the self-metrics page, behind token auth.
@@ -143,16 +165,20 @@ func New(cfg Config, opts Options) (*Server, error) {
 		w.Header().Set("Content-Type", "application/yaml")
 		_, _ = w.Write(openAPIDoc)
 	}))
+	s.handle("GET /api/v1/openapi.json", "openapi_json", "", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(openAPIJSON)
+	}))
 	s.handle("/api/v1/", "api_not_found", "", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no API endpoint %s %s; see /api/v1/openapi.yaml", r.Method, r.URL.Path))
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no API endpoint %s %s; see /api/v1/openapi.yaml or /api/v1/openapi.json", r.Method, r.URL.Path))
 	}))
 	s.handle("/", "not_found", "", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/" {
-			writeError(w, http.StatusNotFound, fmt.Sprintf("no page %s; the Prometheus API is under /prometheus/api/v1/, the REST API under /api/v1/", r.URL.Path))
+			writeError(w, http.StatusNotFound, fmt.Sprintf("no page %s; the Prometheus API is under /prometheus/api/v1/, the REST API under /api/v1/ (described at /api/v1/openapi.json)", r.URL.Path))
 			return
 		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprint(w, "opspilot\n\n/healthz                 readiness\n/prometheus/api/v1/...  Prometheus query and remote-write API (Grafana datasource URL: this address + /prometheus)\n/prometheus/vmui/       VictoriaMetrics UI\n/api/v1/status          server status\n/api/v1/openapi.yaml    REST API description\n/metrics                self-metrics\n")
+		fmt.Fprint(w, "opspilot\n\n/healthz                 readiness\n/prometheus/api/v1/...  Prometheus query and remote-write API (Grafana datasource URL: this address + /prometheus)\n/prometheus/vmui/       VictoriaMetrics UI\n/api/v1/status          server status\n/api/v1/openapi.yaml    REST API description (OpenAPI 3)\n/api/v1/openapi.json    the same, as JSON\n/metrics                self-metrics\n")
 	}))
 	return s, nil
 }
@@ -302,6 +328,15 @@ func (s *Server) authorize(role string, h http.Handler) http.Handler {
 			writeError(w, http.StatusUnauthorized, "unknown API token")
 			return
 		}
+		if t.role == RoleNode {
+			// A node's credential writes samples, nothing else.
+			if r.Method != http.MethodPost || !isSampleWritePath(r.URL.Path) {
+				writeError(w, http.StatusForbidden, fmt.Sprintf("%s is a node credential: it may only write samples, not %s %s", t.name, r.Method, r.URL.Path))
+				return
+			}
+			h.ServeHTTP(w, r.WithContext(WithCaller(r.Context(), Caller{Name: t.name, Role: t.role})))
+			return
+		}
 		if !roleAllows(t.role, need) {
 			writeError(w, http.StatusForbidden, fmt.Sprintf("token %q has role %s; %s %s needs role %s", t.name, t.role, r.Method, r.URL.Path, need))
 			return
@@ -337,6 +372,19 @@ func bearer(r *http.Request) (string, bool) {
 }
 
 // isMutatingTSDBPath reports the VictoriaMetrics paths that change data.
+// isSampleWritePath is remote write or an import under /prometheus/.
+func isSampleWritePath(path string) bool {
+	if !strings.HasPrefix(path, "/prometheus/") {
+		return false
+	}
+	for _, p := range []string{"/api/v1/write", "/api/v1/import", "/api/v1/push"} {
+		if strings.Contains(path, p) {
+			return true
+		}
+	}
+	return false
+}
+
 func isMutatingTSDBPath(path string) bool {
 	for _, p := range []string{"/api/v1/write", "/api/v1/push", "/api/v1/import", "/api/v1/admin/", "/write", "/influx/", "/datadog/", "/opentelemetry/", "/newrelic/", "/internal/", "/snapshot/"} {
 		if strings.Contains(path, p) {

@@ -10,12 +10,15 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.yaml.in/yaml/v3"
 )
 
 const (
@@ -36,6 +39,9 @@ func start(t *testing.T, cfg Config, ready bool) (*Server, *bytes.Buffer) {
 		Status:   func() any { return map[string]any{"version": "test"} },
 		Registry: prometheus.NewRegistry(),
 		Log:      slog.New(slog.NewTextHandler(&logs, nil)),
+		Authenticate: func(tok string) (Caller, bool) {
+			return Caller{Name: "node:n1", Role: RoleNode}, tok == nodeTok
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -88,6 +94,8 @@ func do(t *testing.T, method, url, token string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
+const nodeTok = "node-token-for-n1-0123456789"
+
 func TestAuthorization(t *testing.T) {
 	s, logs := start(t, withTokens(), true)
 	base := s.URL()
@@ -98,6 +106,7 @@ func TestAuthorization(t *testing.T) {
 	}{
 		{"health needs no token", "GET", "/healthz", "", 200, "ok"},
 		{"openapi needs no token", "GET", "/api/v1/openapi.yaml", "", 200, "openapi: 3"},
+		{"openapi.json needs no token", "GET", "/api/v1/openapi.json", "", 200, `"openapi":"3.0.3"`},
 		{"status without token", "GET", "/api/v1/status", "", 401, "missing API token"},
 		{"status with unknown token", "GET", "/api/v1/status", "not-a-token-at-all", 401, "unknown API token"},
 		{"status with read token", "GET", "/api/v1/status", readTok, 200, `"version": "test"`},
@@ -109,8 +118,14 @@ func TestAuthorization(t *testing.T) {
 		{"remote write with write token", "POST", "/prometheus/api/v1/write", writeTok, 200, "tsdb saw POST /prometheus/api/v1/write"},
 		{"remote write with admin token", "POST", "/prometheus/api/v1/write", adminTok, 200, "tsdb saw"},
 		{"metrics with read token", "GET", "/metrics", readTok, 200, "opspilot_http_requests_total"},
+		{"node token writes samples", "POST", "/prometheus/api/v1/write", nodeTok, 200, "tsdb saw POST /prometheus/api/v1/write"},
+		{"node token imports samples", "POST", "/prometheus/api/v1/import/prometheus", nodeTok, 200, "tsdb saw"},
+		{"node token cannot query", "GET", "/prometheus/api/v1/query?query=up", nodeTok, 403, "node:n1 is a node credential: it may only write samples"},
+		{"node token cannot delete series", "POST", "/prometheus/api/v1/admin/tsdb/delete_series", nodeTok, 403, "may only write samples"},
+		{"node token cannot read status", "GET", "/api/v1/status", nodeTok, 403, "node credential"},
 		{"metrics without token", "GET", "/metrics", "", 401, ""},
-		{"unknown API path", "GET", "/api/v1/nothing", readTok, 404, "no API endpoint GET /api/v1/nothing"},
+		{"unknown API path", "GET", "/api/v1/nothing", readTok, 404, "no API endpoint GET /api/v1/nothing; see /api/v1/openapi.yaml or /api/v1/openapi.json"},
+		{"index names openapi.json", "GET", "/", "", 200, "/api/v1/openapi.json"},
 		{"unknown page", "GET", "/nothing", "", 404, "no page /nothing"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -130,7 +145,7 @@ func TestAuthorization(t *testing.T) {
 	if !strings.Contains(logs.String(), "msg=audit token=agent role=write method=POST path=/prometheus/api/v1/write") {
 		t.Errorf("no audit record for the write:\n%s", logs.String())
 	}
-	if got := testutil.ToFloat64(s.requests.WithLabelValues("prometheus", "403")); got != 2 {
+	if got := testutil.ToFloat64(s.requests.WithLabelValues("prometheus", "403")); got != 4 { // 2 read-token writes, 2 node-token reads
 		t.Errorf("403s counted on the prometheus handler: %v", got)
 	}
 }
@@ -285,4 +300,78 @@ func TestConfigValidate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestOpenAPIJSON checks that /api/v1/openapi.json is served without a
+// token and is the YAML document: the same paths and methods, and the same
+// document as a YAML 1.2 parser reads the YAML (the conversion uses a YAML
+// 1.1 parser, which reads unquoted yes/no/on/off as booleans).
+func TestOpenAPIJSON(t *testing.T) {
+	s, _ := start(t, withTokens(), false) // not ready: the document is served regardless
+	resp, err := http.Get(s.URL() + "/api/v1/openapi.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("GET /api/v1/openapi.json without a token: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	if !bytes.Equal(body, OpenAPIJSON()) {
+		t.Error("the served JSON differs from OpenAPIJSON()")
+	}
+	var fromJSON map[string]any
+	if err := json.Unmarshal(body, &fromJSON); err != nil {
+		t.Fatalf("openapi.json is not valid JSON: %v", err)
+	}
+
+	code, served := do(t, "GET", s.URL()+"/api/v1/openapi.yaml", "")
+	if code != 200 || served != string(OpenAPIYAML()) {
+		t.Fatalf("GET /api/v1/openapi.yaml: %d, or differs from OpenAPIYAML()", code)
+	}
+	var fromYAML map[string]any
+	if err := yaml.Unmarshal(OpenAPIYAML(), &fromYAML); err != nil {
+		t.Fatalf("openapi.yaml: %v", err)
+	}
+	// Through JSON, so numbers compare as float64 on both sides.
+	data, err := json.Marshal(fromYAML)
+	if err != nil {
+		t.Fatalf("openapi.yaml has a mapping with non-string keys: %v", err)
+	}
+	fromYAML = nil
+	if err := json.Unmarshal(data, &fromYAML); err != nil {
+		t.Fatal(err)
+	}
+
+	jsonOps, yamlOps := operations(t, fromJSON), operations(t, fromYAML)
+	if len(yamlOps) < 30 {
+		t.Errorf("openapi.yaml documents only %d operations", len(yamlOps))
+	}
+	if !slices.Equal(jsonOps, yamlOps) {
+		t.Errorf("paths and methods differ:\n json: %v\n yaml: %v", jsonOps, yamlOps)
+	}
+	if !reflect.DeepEqual(fromJSON, fromYAML) {
+		t.Error("openapi.json differs from openapi.yaml as a YAML 1.2 parser reads it; quote scalars such as yes, no, on, off in the YAML")
+	}
+}
+
+// operations lists "METHOD /path" for every operation of an OpenAPI
+// document, sorted.
+func operations(t *testing.T, doc map[string]any) []string {
+	t.Helper()
+	paths, ok := doc["paths"].(map[string]any)
+	if !ok {
+		t.Fatal("the document has no paths")
+	}
+	var out []string
+	for path, item := range paths {
+		for method := range item.(map[string]any) {
+			switch method {
+			case "get", "put", "post", "delete", "patch", "head", "options", "trace":
+				out = append(out, strings.ToUpper(method)+" "+path)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }

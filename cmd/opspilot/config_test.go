@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"errors"
 	"os"
 	"path/filepath"
@@ -28,6 +29,21 @@ func TestExampleConfigIsValidAndMatchesDefaults(t *testing.T) {
 	if got, exp := strings.ReplaceAll(pretty(cfg), " ", ""), strings.ReplaceAll(pretty(want), " ", ""); got != exp {
 		t.Errorf("examples/opspilot.yaml drifted from the defaults:\n got  %s\n want %s", got, exp)
 	}
+	// The orchestrator and node sections, field by field.
+	if g, w := fmt.Sprintf("%+v|%+v|%v", cfg.Orchestrator, cfg.Node, cfg.Server.AutoTLS), fmt.Sprintf("%+v|%+v|%v", want.Orchestrator, normalizeNode(want.Node), want.Server.AutoTLS); strings.ReplaceAll(g, "map[]", "") != strings.ReplaceAll(w, "map[]", "") {
+		t.Errorf("examples/opspilot.yaml orchestrator/node drifted from the defaults:\n got  %s\n want %s", g, w)
+	}
+}
+
+// normalizeNode gives the empty lists and maps the example spells out.
+func normalizeNode(n NodeConfig) NodeConfig {
+	if n.Labels == nil {
+		n.Labels = map[string]string{}
+	}
+	if n.Runtimes == nil {
+		n.Runtimes = []string{}
+	}
+	return n
 }
 
 func pretty(c FileConfig) string {

@@ -612,7 +612,7 @@ func newScaleCmd() *cobra.Command {
 				From     int `json:"from"`
 				Replicas int `json:"replicas"`
 			}
-			if err := c.do(cmd.Context(), "POST", "/api/v1/services/"+url.PathEscape(args[0])+"/scale", control.ScaleRequest{Replicas: n}, &res); err != nil {
+			if err := c.do(cmd.Context(), "POST", "/api/v1/services/"+url.PathEscape(args[0])+"/scale", control.ScaleRequest{Replicas: &n}, &res); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "service/%s scaled from %d to %d\n", args[0], res.From, res.Replicas)

@@ -111,6 +111,7 @@ func (a *agentAPI) joinHandler(w http.ResponseWriter, r *http.Request) {
 	a.mu.Lock()
 	a.creds[n.Name] = hash
 	a.mu.Unlock()
+	a.c.nodeAuth.forget(n.Name)
 	a.c.events.Record(ctx, Event{Kind: "node", Object: n.Name, Reason: "Joined",
 		Message: fmt.Sprintf("node %s joined datacenter %s (capacity %s, runtimes %s, agent %s)", n.Name, n.Datacenter, n.Capacity, strings.Join(req.Runtimes, ","), req.AgentVersion),
 		Who:     n.Name})
@@ -308,45 +309,55 @@ func writeErr(w http.ResponseWriter, code int, msg string) {
 	writeJSONBody(w, code, map[string]string{"status": "error", "error": msg})
 }
 
+// nodeAuthCache maps node-token hashes to node names.
+type nodeAuthCache struct {
+	mu      sync.Mutex
+	byHash  map[string]string
+	refresh time.Time
+}
+
+// forget drops a node's cached credential (the node was deleted or joined
+// again).
+func (n *nodeAuthCache) forget(node string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for h, name := range n.byHash {
+		if name == node {
+			delete(n.byHash, h)
+		}
+	}
+}
+
 // NodeAuthenticator returns a function that accepts node tokens as
-// callers with role write (so agents ship their samples with the
-// credential they joined with). Tokens are looked up by hash in etcd and
-// cached.
+// callers with role node, which may write samples and nothing else (so
+// agents ship with the credential they joined with). Tokens are looked up
+// by hash in etcd and cached.
 func (c *Controller) NodeAuthenticator() func(token string) (api.Caller, bool) {
-	var (
-		mu      sync.Mutex
-		cache   = map[string]string{} // hash → node
-		refresh time.Time
-	)
+	n := &c.nodeAuth
 	return func(token string) (api.Caller, bool) {
 		h := hashToken(token)
-		mu.Lock()
-		node, ok := cache[h]
-		mu.Unlock()
-		if ok {
-			return api.Caller{Name: "node:" + node, Role: api.RoleWrite}, true
-		}
-		mu.Lock()
-		if time.Since(refresh) < time.Second {
+		n.mu.Lock()
+		node, ok := n.byHash[h]
+		if ok || time.Since(n.refresh) < time.Second {
 			// Unknown tokens re-read etcd at most once a second.
-			mu.Unlock()
-			return api.Caller{}, false
+			n.mu.Unlock()
+			return api.Caller{Name: "node:" + node, Role: api.RoleNode}, ok
 		}
-		refresh = time.Now()
-		mu.Unlock()
+		n.refresh = time.Now()
+		n.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		creds, _, err := store.List[nodeCredential](ctx, c.st, KindNodeCredential)
 		if err != nil {
 			return api.Caller{}, false
 		}
-		mu.Lock()
-		defer mu.Unlock()
-		clear(cache)
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		n.byHash = make(map[string]string, len(creds))
 		for _, cr := range creds {
-			cache[cr.Value.Hash] = cr.Value.Node
+			n.byHash[cr.Value.Hash] = cr.Value.Node
 		}
-		node, ok = cache[h]
-		return api.Caller{Name: "node:" + node, Role: api.RoleWrite}, ok
+		node, ok = n.byHash[h]
+		return api.Caller{Name: "node:" + node, Role: api.RoleNode}, ok
 	}
 }

@@ -257,7 +257,7 @@ func TestScaleUpAndDown(t *testing.T) {
 	}
 
 	var scaled map[string]any
-	if code := cl.do("POST", "/api/v1/services/billing/scale", ScaleRequest{Replicas: 1}, &scaled); code != 200 {
+	if code := cl.do("POST", "/api/v1/services/billing/scale", ScaleRequest{Replicas: ptr(1)}, &scaled); code != 200 {
 		t.Fatalf("scale: %d", code)
 	}
 	cl.waitFor(5*time.Second, "1 instance left", func() bool {
@@ -272,7 +272,7 @@ func TestScaleUpAndDown(t *testing.T) {
 	if code := cl.do("POST", "/api/v1/services/billing/scale", map[string]any{"replicas": -1}, nil); code != 400 {
 		t.Errorf("negative replicas: %d, want 400", code)
 	}
-	if code := cl.do("POST", "/api/v1/services/nope/scale", ScaleRequest{Replicas: 1}, nil); code != 404 {
+	if code := cl.do("POST", "/api/v1/services/nope/scale", ScaleRequest{Replicas: ptr(1)}, nil); code != 404 {
 		t.Errorf("unknown service: %d, want 404", code)
 	}
 }
@@ -493,3 +493,5 @@ func TestEndpointsLongPoll(t *testing.T) {
 		t.Fatal("long poll did not answer on change")
 	}
 }
+
+func ptr[T any](v T) *T { return &v }

@@ -80,6 +80,8 @@ type Controller struct {
 	// event once, not once a second.
 	unschedulable map[string]string
 
+	nodeAuth nodeAuthCache
+
 	m metrics
 }
 

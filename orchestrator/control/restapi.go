@@ -356,7 +356,7 @@ func (r *restAPI) service(w http.ResponseWriter, req *http.Request) {
 
 // ScaleRequest is the body of POST /api/v1/services/NAME/scale.
 type ScaleRequest struct {
-	Replicas int `json:"replicas"`
+	Replicas *int `json:"replicas"`
 }
 
 func (r *restAPI) scale(w http.ResponseWriter, req *http.Request) {
@@ -365,17 +365,17 @@ func (r *restAPI) scale(w http.ResponseWriter, req *http.Request) {
 	if !decodeBody(w, req, &body) {
 		return
 	}
-	if body.Replicas < 0 || body.Replicas > 100000 {
-		writeErr(w, http.StatusBadRequest, "replicas must be between 0 and 100000")
+	if body.Replicas == nil || *body.Replicas < 0 || *body.Replicas > 100000 {
+		writeErr(w, http.StatusBadRequest, `the body needs "replicas": a whole number between 0 and 100000`)
 		return
 	}
 	from := 0
-	_, err := r.c.Scale(req.Context(), name, body.Replicas, api.CallerFrom(req.Context()).Name, api.Reason(req), &from)
+	_, err := r.c.Scale(req.Context(), name, *body.Replicas, api.CallerFrom(req.Context()).Name, api.Reason(req), &from)
 	if err != nil {
 		storeErr(w, err, "service "+name)
 		return
 	}
-	writeJSONBody(w, http.StatusOK, map[string]any{"service": name, "from": from, "replicas": body.Replicas})
+	writeJSONBody(w, http.StatusOK, map[string]any{"service": name, "from": from, "replicas": *body.Replicas})
 }
 
 // Scale sets a service's replicas and records who and why. It is the
@@ -489,6 +489,10 @@ func (r *restAPI) undo(w http.ResponseWriter, req *http.Request) {
 		return nil
 	})
 	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			writeErr(w, http.StatusNotFound, err.Error())
+			return
+		}
 		storeErr(w, err, "service "+name)
 		return
 	}
@@ -638,6 +642,7 @@ func (r *restAPI) deleteNode(w http.ResponseWriter, req *http.Request) {
 	}
 	_ = store.Delete(req.Context(), r.c.st, KindNodeCredential, name, 0)
 	r.c.nodes.forget(name)
+	r.c.nodeAuth.forget(name)
 	r.c.record(req, Event{Type: EventWarning, Kind: "node", Object: name, Reason: "Deleted", Message: "node " + name + " removed; its instances are rebuilt elsewhere"})
 	r.c.Poke()
 	writeJSONBody(w, http.StatusOK, map[string]string{"status": "deleted", "kind": "node", "name": name})

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"opspilot/orchestrator/model"
+)
+
+func TestParseSpecs(t *testing.T) {
+	src := `kind: Config
+name: billing-conf
+files: {app.toml: "x = 1"}
+---
+kind: Tenant
+name: shop
+quota: {cpu: 8, memory: 16Gi}
+weight: 2
+---
+kind: Service
+name: billing
+tenant: shop
+runtime: process
+command: [/usr/bin/billing]
+replicas: 3
+requests: {cpu: 250m, memory: 128Mi}
+configs: [{name: billing-conf}]
+placement: {datacenters: {A: 6, B: 4}, strategy: spread}
+rollout: {max_surge: 2, progress_deadline: 30s}
+`
+	objs, err := parseSpecs("specs.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objs) != 3 || objs[0].kind != "config" || objs[1].kind != "tenant" || objs[2].kind != "service" {
+		t.Fatalf("objects: %+v", objs)
+	}
+	svc := objs[2].value.(model.Service)
+	if svc.Requests.MilliCPU != 250 || svc.Placement.Datacenters["A"] != 6 || svc.Rollout.MaxSurge != 2 || objs[2].source != "specs.yaml:10" {
+		t.Errorf("service: %+v from %s", svc, objs[2].source)
+	}
+	// The diff form shows quantities as people write them.
+	if y := toYAML(svc); !strings.Contains(y, "memory: 128Mi") || !strings.Contains(y, "progress_deadline: 30s") {
+		t.Errorf("toYAML:\n%s", y)
+	}
+
+	bad := strings.Replace(src, "replicas: 3", "replicas: -3", 1)
+	bad = strings.Replace(bad, "kind: Tenant", "kind: Tenent", 1)
+	_, err = parseSpecs("specs.yaml", []byte(bad))
+	for _, want := range []string{`specs.yaml:5:7: kind: unknown kind "Tenent"`, "specs.yaml:15:11: replicas: must not be negative"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+}
+
+func FuzzParseSpecs(f *testing.F) {
+	f.Add("kind: Service\nname: a\nruntime: process\ncommand: [x]\nreplicas: 1\n")
+	f.Add("kind: Tenant\nname: t\nquota: {cpu: 1}\n---\nkind: Config\nname: c\nfiles: {a: b}\n")
+	f.Add("kind: Service\nname: a\nruntime: docker\nimage: x\nports: [{port: 99999}]\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		objs, err := parseSpecs("f.yaml", []byte(s))
+		if err != nil {
+			if strings.TrimSpace(err.Error()) == "" {
+				t.Fatal("empty error")
+			}
+			return
+		}
+		for _, o := range objs {
+			if o.name == "" || o.path == "" {
+				t.Fatalf("accepted an object without a name: %+v", o)
+			}
+		}
+	})
+}
