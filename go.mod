@@ -265,4 +265,5 @@ tool (
 	github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-metrics
 	github.com/prometheus/prometheus/cmd/promtool
 	opspilot/cmd/opspilot
+	opspilot/examples/billing/cmd/billing
 )

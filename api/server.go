@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"slices"
 	"strings"
@@ -158,6 +159,10 @@ func New(cfg Config, opts Options) (*Server, error) {
 	s.handle("/metrics", "metrics", RoleRead, promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
 	s.handle("/prometheus/", "prometheus", RoleRead, s.whenReady(tsdb))
 	s.handle("GET /api/v1/status", "status", RoleRead, http.HandlerFunc(s.statusHandler))
+	// Go's profiler, for admins: go tool pprof http://HOST/debug/pprof/profile
+	s.handle("GET /debug/pprof/", "pprof", RoleAdmin, http.HandlerFunc(pprof.Index))
+	s.handle("GET /debug/pprof/profile", "pprof", RoleAdmin, http.HandlerFunc(pprof.Profile))
+	s.handle("GET /debug/pprof/trace", "pprof", RoleAdmin, http.HandlerFunc(pprof.Trace))
 	for _, rt := range opts.Routes {
 		s.handle(rt.Pattern, rt.Name, rt.Role, s.whenReady(rt.Handler))
 	}

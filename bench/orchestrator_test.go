@@ -62,12 +62,12 @@ func call(b *testing.B, method, url string, body, out any) {
 	}
 }
 
-// billingService runs the demo service from the opspilot binary, probed
-// every 100 ms once started (as the runtime does until first ready).
+// billingService runs the demo service (its own small binary, as a
+// service would ship; examples/billing/cmd/billing).
 func billingService(b *testing.B, replicas int) model.Service {
 	return model.Service{
 		Name: "billing", Runtime: model.RuntimeProcess, Replicas: replicas,
-		Command:   []string{testbin.Tool(b, "opspilot"), "demo", "billing"},
+		Command:   []string{testbin.Tool(b, "billing")},
 		Requests:  model.Resources{MilliCPU: 10, MemoryBytes: 16 << 20},
 		Ports:     []model.Port{{Name: "http", Port: 8080}},
 		Readiness: &model.Probe{HTTP: &model.HTTPProbe{Path: "/readyz", Port: 8080}, Period: time.Second},
@@ -107,23 +107,24 @@ func waitReady(b *testing.B, base string, n int, limit time.Duration) {
 
 // startBilling starts the billing process by hand on a free port and
 // returns it with the time until /readyz answered 200.
-func startBilling(b *testing.B) (*exec.Cmd, time.Duration) {
-	addr := testbin.FreeAddr(b)
-	cmd := exec.Command(testbin.Tool(b, "opspilot"), "demo", "billing", "-addr", addr)
+func startBilling(bin, addr string) (*exec.Cmd, time.Duration, error) {
+	cmd := exec.Command(bin, "-addr", addr)
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
+		return nil, 0, err
 	}
 	for {
 		resp, err := http.Get("http://" + addr + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return cmd, time.Since(start)
+				return cmd, time.Since(start), nil
 			}
 		}
-		if time.Since(start) > 10*time.Second {
-			b.Fatal("billing not ready by hand")
+		if time.Since(start) > 60*time.Second {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			return nil, 0, fmt.Errorf("billing on %s not ready after 60 s by hand: %v", addr, err)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -141,18 +142,21 @@ func report(b *testing.B, name string, ds []time.Duration) {
 }
 
 // BenchmarkCrashReplacement: kill -9 an instance's process, time until the
-// API shows it ready again. Baseline: starting the same process by hand
-// until its /readyz answers.
+// API shows it ready again. Each iteration kills a different instance, so
+// every crash is a first crash (an instance that crashes in a loop backs
+// off on purpose). Baseline: starting the same process by hand until its
+// /readyz answers.
 func BenchmarkCrashReplacement(b *testing.B) {
 	base := upServer(b)
-	call(b, "PUT", base+"/api/v1/services/billing", billingService(b, 3), nil)
-	waitReady(b, base, 3, 30*time.Second)
+	call(b, "PUT", base+"/api/v1/services/billing", billingService(b, b.N), nil)
+	waitReady(b, base, b.N, 60*time.Second)
+	all := instances(b, base)
 
 	var heal, byHand []time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		is := instances(b, base)
-		victim := is[i%len(is)]
+		var victim model.Instance
+		call(b, "GET", base+"/api/v1/instances/"+all[i].ID, nil, &victim)
 		start := time.Now()
 		if err := syscall.Kill(victim.PID, syscall.SIGKILL); err != nil {
 			b.Fatal(err)
@@ -169,11 +173,13 @@ func BenchmarkCrashReplacement(b *testing.B) {
 			}
 			time.Sleep(2 * time.Millisecond)
 		}
-		cmd, d := startBilling(b)
+		cmd, d, err := startBilling(testbin.Tool(b, "billing"), testbin.FreeAddr(b))
+		if err != nil {
+			b.Fatal(err)
+		}
 		byHand = append(byHand, d)
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
-		waitReady(b, base, 3, 10*time.Second)
 	}
 	b.StopTimer()
 	report(b, "heal", heal)
@@ -197,23 +203,37 @@ func BenchmarkScaleOut(b *testing.B) {
 		call(b, "POST", base+"/api/v1/services/billing/scale", map[string]int{"replicas": 0}, nil)
 		waitReady(b, base, 0, 60*time.Second)
 
+		bin := testbin.Tool(b, "billing")
+		addrs := make([]string, n)
+		for k := range addrs {
+			addrs[k] = testbin.FreeAddr(b)
+		}
 		start = time.Now()
 		var wg sync.WaitGroup
-		cmds := make([]*exec.Cmd, n)
+		cmds, errs := make([]*exec.Cmd, n), make([]error, n)
 		for k := range n {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				cmds[k], _ = startBilling(b)
+				cmds[k], _, errs[k] = startBilling(bin, addrs[k])
 			}()
 		}
 		wg.Wait()
 		byHand = append(byHand, time.Since(start))
 		for _, c := range cmds {
-			_ = c.Process.Signal(os.Interrupt)
+			if c != nil {
+				_ = c.Process.Signal(os.Interrupt)
+			}
 		}
 		for _, c := range cmds {
-			_ = c.Wait()
+			if c != nil {
+				_ = c.Wait()
+			}
+		}
+		for _, err := range errs {
+			if err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
 	report(b, "scale", scale)
