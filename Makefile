@@ -12,9 +12,9 @@ ARGS     ?=
 
 .PHONY: run build test bench fuzz clean
 
-## run: build opspilot and start the all-in-one embedded default (opspilot up)
+## run: build opspilot and start the all-in-one embedded default with the demo workload (opspilot up --demo)
 run: build
-	./bin/opspilot up $(ARGS)
+	./bin/opspilot up --demo $(ARGS)
 
 ## build: build bin/opspilot, and bin/victoria-logs (the embedded log store) from go.mod
 build:
@@ -29,11 +29,20 @@ test:
 bench:
 	$(GO) test ./bench -run '^$$' -bench Ingest -benchtime 20x -count 5
 	$(GO) test ./bench -run '^$$' -bench Startup -benchtime 5x -count 3
+	$(GO) test ./bench -run '^$$' -bench CrashReplacement -benchtime 20x -count 1
+	$(GO) test ./bench -run '^$$' -bench ScaleOut -benchtime 5x -count 1
+	$(GO) test ./orchestrator/scheduler -run '^$$' -bench Schedule10k -benchtime 5x -count 3
 
 ## fuzz: run each fuzz target for FUZZTIME (default 60s)
 FUZZTIME ?= 60s
+FUZZ_TARGETS := ./config:FuzzParse ./config:FuzzParseDocuments ./cmd/opspilot:FuzzParseSpecs \
+	./cmd/opspilot:FuzzParseTime ./orchestrator/model:FuzzParseQuantities ./orchestrator/pki:FuzzParseJoinToken \
+	./orchestrator/gateway:FuzzResolve ./collector/scrape:FuzzPushText ./collector/scrape:FuzzPushRemoteWrite \
+	./collector/logs:FuzzParseLine ./collector/diskqueue:FuzzOpenCorruptSegment ./collector/host:FuzzCollectMalformedProc \
+	./collector/container:FuzzParseCgroupFile ./examples/billing:FuzzPayBody
 fuzz:
-	$(GO) test ./config -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
+	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$pkg $$fn"; $(GO) test $$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) || exit 1; done
 
 clean:
 	rm -rf bin

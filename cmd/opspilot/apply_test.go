@@ -1,8 +1,11 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"opspilot/orchestrator/model"
 )
@@ -51,6 +54,25 @@ rollout: {max_surge: 2, progress_deadline: 30s}
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
+	}
+}
+
+// TestExampleSpecs: the shipped example parses and says what it means.
+func TestExampleSpecs(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "examples", "services", "billing.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := parseSpecs("billing.yaml", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objs) != 3 {
+		t.Fatalf("%d objects", len(objs))
+	}
+	svc := objs[2].value.(model.Service)
+	if svc.Placement.Datacenters["A"] != 6 || svc.Limits.MemoryBytes != 256<<20 || svc.DrainDelay != 500*time.Millisecond || svc.Configs[0].Name != "billing-conf" {
+		t.Errorf("example service: %+v", svc)
 	}
 }
 
