@@ -445,13 +445,14 @@ func TestRestartCreatesNoDuplicates(t *testing.T) {
 	defer cl.startAgent("n1", "A", t.TempDir(), ex)()
 	cl.do("PUT", "/api/v1/services/billing", demoService(5), nil)
 	cl.waitFor(5*time.Second, "5 ready", func() bool { return cl.service("billing").Status.ReadyReplicas == 5 })
-	c2, err := New(cl.st, fastConfig(), nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Both reconcile at once, many times.
+	// Two more control planes (as after a restart while the old one still
+	// ran), each reconciling many times, concurrently with the first.
 	var wg sync.WaitGroup
 	for range 2 {
+		c2, err := New(cl.st, fastConfig(), nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -495,3 +496,58 @@ func TestEndpointsLongPoll(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestNodeTracker: verdicts from explicit times (no sleeping): a node is
+// lost after the timeout without heartbeats, every node gets a full
+// timeout after a control-plane start, and transitions are reported once.
+func TestNodeTracker(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	tr := newNodeTracker(3*time.Second, t0)
+	if tr.isLost("n1", t0.Add(2*time.Second)) {
+		t.Error("an unseen node is lost before a full timeout after start")
+	}
+	if !tr.isLost("n1", t0.Add(3100*time.Millisecond)) {
+		t.Error("an unseen node is not lost a timeout after start")
+	}
+	tr.beat("n1", t0.Add(4*time.Second))
+	if tr.isLost("n1", t0.Add(6*time.Second)) || !tr.isLost("n1", t0.Add(7100*time.Millisecond)) {
+		t.Error("lost verdict not 3 s after the last heartbeat")
+	}
+	if !tr.changed(t0.Add(5 * time.Second)) {
+		t.Error("a newly seen node is no change")
+	}
+	if !tr.settle("n1", false) || tr.settle("n1", false) {
+		t.Error("settle reports a transition once")
+	}
+	if tr.changed(t0.Add(5*time.Second)) || !tr.changed(t0.Add(8*time.Second)) {
+		t.Error("changed does not follow the verdict")
+	}
+	tr.settle("n1", true)
+	if !tr.beat("n1", t0.Add(9*time.Second)) {
+		t.Error("beat does not report that the node was lost")
+	}
+	tr.forget("n1")
+	if tr.changed(t0.Add(20 * time.Second)) {
+		t.Error("a forgotten node still counts")
+	}
+}
+
+// TestVictims: scale-down stops unready instances first, then from the
+// datacenter furthest above its weighted share, then the busiest node.
+func TestVictims(t *testing.T) {
+	mk := func(id, dc, node, state string, age int) model.Instance {
+		return model.Instance{ID: id, Datacenter: dc, Node: node, State: state, Desired: model.DesiredRun, Created: time.Unix(int64(1000-age), 0)}
+	}
+	is := []model.Instance{
+		mk("a1", "A", "n1", model.StateReady, 5), mk("a2", "A", "n1", model.StateReady, 4), mk("a3", "A", "n2", model.StateReady, 3),
+		mk("b1", "B", "n3", model.StateReady, 2), mk("b2", "B", "n4", model.StateStarting, 1),
+	}
+	got := victims(is, 3, map[string]int{"A": 1, "B": 1}, 2)
+	ids := []string{got[0].ID, got[1].ID, got[2].ID}
+	// b2 is not ready; then A holds 3 against a share of 1: from n1 (two
+	// there), the newer a2, then a1 or a3 — n1 and n2 both have one left,
+	// so the newest, a3.
+	if ids[0] != "b2" || ids[1] != "a2" || ids[2] != "a3" {
+		t.Errorf("victims = %v, want [b2 a2 a3]", ids)
+	}
+}

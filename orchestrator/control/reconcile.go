@@ -89,6 +89,16 @@ func (c *Controller) reconcile(ctx context.Context) error {
 				c.m.stopped.WithLabelValues("stopped").Inc()
 			}
 			continue
+		case i.Desired == model.DesiredStop && !i.StopAt.IsZero() && now.Sub(i.StopAt) > stopConfirmTimeout:
+			// The agent never confirmed (it lost the instance, or it hangs):
+			// forget it. Should the agent still run it, the instance is no
+			// longer among its assignments and it stops it then.
+			if err := store.Delete(ctx, c.st, store.KindInstance, i.ID, vi.Version); err == nil {
+				c.m.stopped.WithLabelValues("stop_unconfirmed").Inc()
+				c.events.Record(ctx, Event{Type: EventWarning, Kind: "instance", Object: i.ID, Reason: "StopUnconfirmed",
+					Message: fmt.Sprintf("node %s did not confirm the stop of %s within %s; the instance is forgotten", i.Node, i.ID, stopConfirmTimeout), Who: whoController})
+			}
+			continue
 		}
 		if _, ok := w.services[i.Service]; !ok && i.Desired == model.DesiredRun {
 			c.stop(ctx, i, now, "service deleted")
@@ -282,6 +292,10 @@ func (c *Controller) rollback(ctx context.Context, svc model.Service, failed Rev
 }
 
 var errStale = errors.New("service changed since the decision")
+
+// stopConfirmTimeout is how long after its stop time an instance may wait
+// for its node to confirm the stop (stop_grace is 10 s by default).
+const stopConfirmTimeout = time.Minute
 
 func configFilesOrNil(ctx context.Context, st *store.Store, s *model.Service) (map[string]string, error) {
 	return configFiles(ctx, st, s)
