@@ -37,8 +37,13 @@
 // again. Until the first success the probe runs every
 // StartupProbeInterval (50ms), not every period, so a restarted instance
 // is ready again within a few tens of milliseconds of listening. Without a
-// readiness probe an instance is Ready once started. The liveness probe
-// first runs one period after a start.
+// readiness probe an instance is Ready once started.
+//
+// Liveness: the probe first runs one period after a start, and its
+// failures only count once the run has passed a probe (the liveness probe
+// itself, or the readiness probe): a slow start is not a hang, and killing
+// it would only start it again, slowly. An instance that never gets that
+// far stays not ready, which a rollout's progress deadline catches.
 //
 // Stop: Stopping at once, the instance keeps running until the
 // assignment's StopAt (its drain), then SIGTERM, SIGKILL after StopGrace,
@@ -58,13 +63,17 @@
 // are expanded in the command. Stdout and stderr are appended to
 // stdout.log and stderr.log there.
 //
-// Instances do not outlive the agent: each gets Pdeathsig SIGTERM, and
-// Manager.Close stops them gracefully. Re-adopting running processes
-// after an agent restart would need their state persisted and their exit
-// status, which only a parent can reap, recovered; starting them again is
-// simpler and as fast. What a crashed agent leaves (a container, a
-// cgroup with a child that ignored SIGTERM) is removed by Manager.Cleanup
-// when the agent starts again.
+// Instances do not outlive the agent: on Linux each gets Pdeathsig
+// SIGTERM, and Manager.Close stops them gracefully. Re-adopting running
+// processes after an agent restart would need their state persisted and
+// their exit status, which only a parent can reap, recovered; starting
+// them again is simpler and as fast. What a crashed agent leaves (a
+// container, a cgroup with a child that ignored SIGTERM) is removed by
+// Manager.Cleanup when the agent starts again. (Pdeathsig fires when the
+// OS thread that forked the child ends; Go ends threads only under
+// goroutines that exit while locked to them, which this package never
+// does, so at worst another package's locked goroutine causes one
+// restart.)
 //
 // Stop signals the process group, so children die with the instance;
 // whatever is left in the group or the cgroup after the main process exits
@@ -85,17 +94,19 @@
 // created (not root, a read-only cgroupfs) the instance runs without
 // limits and the runtime logs that once.
 //
-// The cgroup code is the hundred-odd lines it needs (mkdir, write a
-// limit, write a pid, rmdir) rather than github.com/containerd/cgroups:
-// that module's current releases require an older go.etcd.io/etcd than
-// the one opspilot's control plane is built on, and would force a
-// downgrade of the store.
+// The cgroup code is the few hundred lines it needs (mkdir, write a
+// limit, write a pid, list and kill pids, rmdir) rather than
+// github.com/containerd/cgroups: adding that module to go.mod forces
+// go.etcd.io/etcd, which the store and the embedded control plane are
+// built on, down to an older release.
 //
 // # Docker
 //
 // A container is named after the instance (the container collector
 // reports that name as the instance label) and labelled opspilot.service,
-// opspilot.tenant, opspilot.instance and opspilot.version. Its image must
+// opspilot.tenant, opspilot.instance and opspilot.version. A leftover
+// container of the same name is replaced only when it carries the
+// instance's opspilot.instance label; anything else is an error. Its image must
 // already be on the node: opspilot uses no registry, and Start says so
 // when the image is missing. Each declared port is published on 0.0.0.0
 // at its host port; inside, PORT and PORT_<NAME> carry the declared

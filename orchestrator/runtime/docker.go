@@ -124,8 +124,17 @@ func (d *Docker) Start(ctx context.Context, spec Spec, ports map[string]int, dir
 	if err := prepareDir(dir, spec.Files); err != nil {
 		return nil, fmt.Errorf("start instance %q: %w", id, err)
 	}
-	if _, err := d.cli.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
-		return nil, fmt.Errorf("start instance %q: remove the previous container: %w", id, err)
+	// A container of this name is a previous run's (an agent restart, a
+	// failed removal): replace it, but never one opspilot did not make.
+	if old, err := d.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{}); err == nil {
+		if old.Container.Config == nil || old.Container.Config.Labels[LabelInstance] != id {
+			return nil, fmt.Errorf("start instance %q: a container of that name exists and was not made by opspilot (no %s=%s label); remove or rename it", id, LabelInstance, id)
+		}
+		if _, err := d.cli.ContainerRemove(ctx, old.Container.ID, client.ContainerRemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
+			return nil, fmt.Errorf("start instance %q: remove the previous container: %w", id, err)
+		}
+	} else if !cerrdefs.IsNotFound(err) {
+		return nil, fmt.Errorf("start instance %q: inspect container: %w", id, err)
 	}
 
 	env := spec.environ(ContainerDir, "", func(p model.Port) int { return p.Port })
@@ -284,6 +293,7 @@ func (h *dockerHandle) watch(ctx context.Context, cancel context.CancelFunc, wai
 	if _, err := h.d.cli.ContainerRemove(rctx, h.containerID, client.ContainerRemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
 		h.d.log.Warn("cannot remove an exited container; Cleanup will when the agent restarts", "instance", h.id, "err", err)
 	}
+	h.d.log.Debug("container exited and was removed", "instance", h.id, "status", status)
 }
 
 // describeExit says how the container ended, in the words of the process

@@ -7,10 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -215,64 +212,6 @@ func cloneIntoCgroupUnsupported(err error) bool {
 		}
 	}
 	return false
-}
-
-// checkHostPorts makes sure every declared port has a host port.
-func checkHostPorts(spec Spec, ports map[string]int) error {
-	for _, pt := range spec.Ports {
-		if hp := ports[PortKey(pt)]; hp < 1 || hp > 65535 {
-			return fmt.Errorf("start instance %q: declared port %q has no host port (got %d)", spec.InstanceID, PortKey(pt), hp)
-		}
-	}
-	return nil
-}
-
-// lookPath finds name as the instance would: a name with a slash is
-// relative to the instance directory, any other is searched in the
-// instance's PATH (not the agent's).
-func lookPath(name, pathList, dir string) (string, error) {
-	if strings.Contains(name, "/") {
-		p := name
-		if !filepath.IsAbs(p) {
-			p = filepath.Join(dir, p)
-		}
-		if err := checkExecutable(p); err != nil {
-			return "", fmt.Errorf("command %q: %w", name, err)
-		}
-		return p, nil
-	}
-	for _, d := range filepath.SplitList(pathList) {
-		if d == "" {
-			d = "."
-		}
-		if !filepath.IsAbs(d) {
-			d = filepath.Join(dir, d)
-		}
-		p := filepath.Join(d, name)
-		if checkExecutable(p) == nil {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("command %q not found in the instance's PATH %q; use an absolute path or set PATH in the service's env", name, pathList)
-}
-
-func checkExecutable(p string) error {
-	fi, err := os.Stat(p)
-	if err != nil {
-		return err
-	}
-	if fi.IsDir() || fi.Mode()&0o111 == 0 {
-		return fmt.Errorf("%s is not an executable file", p)
-	}
-	return nil
-}
-
-func openLog(p string) (*os.File, error) {
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("open log file: %w", err)
-	}
-	return f, nil
 }
 
 // processHandle is a started process.

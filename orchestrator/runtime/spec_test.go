@@ -43,12 +43,12 @@ func TestExpandArgs(t *testing.T) {
 		{"--port=$PORT", "--port=31000"},
 		{"--admin=${PORT_ADMIN}", "--admin=31001"},
 		{"${PORT_HTTP}:$PORT_ADMIN", "31000:31001"},
-		{"$UNDEFINED", "$UNDEFINED"},       // not ours: left as written
-		{"${UNDEFINED}", "$UNDEFINED"},     // same variable, for a shell
-		{"echo $1 $?", "echo $1 $?"},       // shell specials stay
-		{"$(date)", "$(date)"},             // no name: untouched
-		{"x=$EMPTY.", "x=."},               // defined but empty
-		{"cost: 5$", "cost: 5$"},           // trailing dollar
+		{"$UNDEFINED", "$UNDEFINED"},   // not ours: left as written
+		{"${UNDEFINED}", "$UNDEFINED"}, // same variable, for a shell
+		{"echo $1 $?", "echo $1 $?"},   // shell specials stay
+		{"$(date)", "$(date)"},         // no name: untouched
+		{"x=$EMPTY.", "x=."},           // defined but empty
+		{"cost: 5$", "cost: 5$"},       // trailing dollar
 		{"plain", "plain"},
 	} {
 		got := expandArgs([]string{tc.in}, env)[0]

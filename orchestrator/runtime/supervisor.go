@@ -149,6 +149,9 @@ type Supervisor struct {
 	stopAt time.Time
 	handle Handle // the running instance, nil between runs
 	gen    int    // counts starts; stale probe results are dropped
+	// readyGen is the run (gen) whose readiness probe last succeeded: it
+	// arms that run's liveness probe.
+	readyGen int
 }
 
 // supState is the changing part of Status; it is comparable, so a change
@@ -397,7 +400,7 @@ func (s *Supervisor) supervise(ctx context.Context, h Handle) (runEnd, string) {
 	unhealthy := make(chan error, 1)
 	if sp.Liveness != nil {
 		p := sp.Liveness.WithDefaults()
-		wg.Go(func() { s.watchLiveness(pctx, p, target, unhealthy) })
+		wg.Go(func() { s.watchLiveness(pctx, p, target, gen, unhealthy) })
 	}
 	if sp.Readiness != nil {
 		p := sp.Readiness.WithDefaults()
@@ -472,11 +475,14 @@ func (s *Supervisor) halt(ctx context.Context, h Handle, grace time.Duration) {
 }
 
 // watchLiveness probes every period, starting one period after the start,
-// and reports FailureThreshold failures in a row.
-func (s *Supervisor) watchLiveness(ctx context.Context, p model.Probe, target ProbeTarget, unhealthy chan<- error) {
+// and reports FailureThreshold failures in a row. Failures only count once
+// the run has passed a probe (this one, or its readiness probe): an
+// instance that is still starting is slow, not hung. One that never gets
+// there stays not ready, which rollouts see (their progress deadline).
+func (s *Supervisor) watchLiveness(ctx context.Context, p model.Probe, target ProbeTarget, gen int, unhealthy chan<- error) {
 	t := time.NewTicker(p.Period)
 	defer t.Stop()
-	fails := 0
+	fails, armed := 0, false
 	for {
 		select {
 		case <-ctx.Done():
@@ -488,8 +494,17 @@ func (s *Supervisor) watchLiveness(ctx context.Context, p model.Probe, target Pr
 			return
 		}
 		if err == nil {
-			fails = 0
+			fails, armed = 0, true
 			continue
+		}
+		if !armed {
+			s.mu.Lock()
+			armed = s.readyGen == gen
+			s.mu.Unlock()
+			if !armed {
+				s.log.Debug("liveness probe failed while starting; not counted", "err", err)
+				continue
+			}
 		}
 		fails++
 		s.log.Debug("liveness probe failed", "err", err, "failures", fails, "threshold", p.FailureThreshold)
@@ -544,6 +559,7 @@ func (s *Supervisor) setReady(gen int, ready bool, msg string) {
 			return
 		}
 		if ready {
+			s.readyGen = gen
 			st.State, st.Message = model.StateReady, ""
 			st.ReadySince = time.Now()
 		} else {

@@ -435,3 +435,33 @@ func TestSupervisorCancelKills(t *testing.T) {
 		}
 	})
 }
+
+func TestSupervisorLivenessWaitsForTheFirstSuccess(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &fakeSetup{rt: &fakeRuntime{}}
+		s.spec = Spec{
+			InstanceID: "slow-1", Service: "slow", Runtime: model.RuntimeProcess, Command: []string{"x"},
+			Ports:     []model.Port{{Name: "http", Port: 8080}},
+			Readiness: httpProbe("/ready", 8080, time.Second, 3),
+			Liveness:  httpProbe("/live", 8080, time.Second, 3),
+		}
+		sv, stop := s.start(t)
+		defer stop()
+		// A minute of start-up with both probes failing: slow, not hung.
+		time.Sleep(time.Minute)
+		if st := assertState(t, sv, model.StateRunning); st.Restarts != 0 {
+			t.Fatalf("restarted while starting: %+v", st)
+		}
+		// Once ready, liveness failures count: killed after 3 periods.
+		s.probes.ready.Store(true)
+		time.Sleep(2500 * time.Millisecond)
+		assertState(t, sv, model.StateReady)
+		if n := len(s.rt.startTimes(time.Now())); n != 1 {
+			t.Fatalf("%d starts before 3 counted failures", n)
+		}
+		time.Sleep(time.Second)
+		if n := len(s.rt.startTimes(time.Now())); n != 2 {
+			t.Fatalf("%d starts, want the restart after 3 counted failures", n)
+		}
+	})
+}
