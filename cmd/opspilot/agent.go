@@ -157,13 +157,13 @@ func runAgent(ctx context.Context, cfg FileConfig, token, joinToken string) erro
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	hs := &http.Server{Addr: cfg.Agent.HTTPAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
-	collectDone, nodeDone, httpErr := make(chan error, 1), make(chan error, 1), make(chan error, 1)
+	collectDone, httpErr := make(chan error, 1), make(chan error, 1)
+	var nodeDone chan error // nil (never ready) without a node
 	go func() { collectDone <- agent.Run(ctx) }()
 	if na != nil {
+		nodeDone = make(chan error, 1)
 		na.observe(agent, log)
 		go func() { nodeDone <- na.run(ctx) }()
-	} else {
-		nodeDone <- nil
 	}
 	go func() {
 		if err := hs.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -186,6 +186,9 @@ func runAgent(ctx context.Context, cfg FileConfig, token, joinToken string) erro
 	_ = hs.Shutdown(sctx)
 	// Both the collector and the node (which stops its instances) finish.
 	for _, c := range []chan error{collectDone, nodeDone} {
+		if c == nil {
+			continue
+		}
 		if err := <-c; runErr == nil {
 			runErr = err
 		}

@@ -448,13 +448,15 @@ func TestSupervisorLivenessWaitsForTheFirstSuccess(t *testing.T) {
 		sv, stop := s.start(t)
 		defer stop()
 		// A minute of start-up with both probes failing: slow, not hung.
-		time.Sleep(time.Minute)
+		// (Half a period off the probe ticks, so that no probe runs at the
+		// instant readiness changes: their order would be arbitrary.)
+		time.Sleep(time.Minute + 500*time.Millisecond)
 		if st := assertState(t, sv, model.StateRunning); st.Restarts != 0 {
 			t.Fatalf("restarted while starting: %+v", st)
 		}
 		// Once ready, liveness failures count: killed after 3 periods.
 		s.probes.ready.Store(true)
-		time.Sleep(2500 * time.Millisecond)
+		time.Sleep(2200 * time.Millisecond)
 		assertState(t, sv, model.StateReady)
 		if n := len(s.rt.startTimes(time.Now())); n != 1 {
 			t.Fatalf("%d starts before 3 counted failures", n)

@@ -302,7 +302,9 @@ func TestControlPlaneKillDuringRollout(t *testing.T) {
 	if err := c.srv.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	_ = c.srv.Cmd.Wait()
+	if _, exited := c.srv.Wait(10 * time.Second); !exited {
+		t.Fatal("server did not exit after SIGKILL")
+	}
 	c.startServer()
 	var last serviceStatus
 	defer func() {
