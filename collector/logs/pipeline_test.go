@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"testing"
 	"time"
@@ -285,10 +284,24 @@ func TestOutageLosesNothing(t *testing.T) {
 	waitCount(t, v.URL(), `service:=outage`, n+1, 30*time.Second)
 
 	rows := query(t, v.URL(), `service:=outage | fields _time, seq`)
-	sort.Slice(rows, func(i, j int) bool { return rows[i]["_time"] < rows[j]["_time"] })
-	for i, r := range rows {
-		if r["seq"] != strconv.Itoa(i) {
-			t.Fatalf("line %d by time has seq %s, want %d", i, r["seq"], i)
+	// Every line once, and times in line order. (Compare parsed times:
+	// RFC 3339 strings drop trailing zeros, so they do not sort as text,
+	// and lines may share a timestamp.)
+	times := make([]time.Time, len(rows))
+	for _, r := range rows {
+		seq, err := strconv.Atoi(r["seq"])
+		if err != nil || seq < 0 || seq >= len(rows) || !times[seq].IsZero() {
+			t.Fatalf("unexpected or repeated seq %q among %d lines", r["seq"], len(rows))
+		}
+		ts, err := time.Parse(time.RFC3339Nano, r["_time"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		times[seq] = ts
+	}
+	for i := 1; i < len(times); i++ {
+		if times[i].Before(times[i-1]) {
+			t.Fatalf("line %d (%s) is timed before line %d (%s)", i, times[i], i-1, times[i-1])
 		}
 	}
 	if f := metricValue(t, reg, "opspilot_agent_log_lines_failed_total"); f != 0 {

@@ -551,3 +551,44 @@ func TestVictims(t *testing.T) {
 		t.Errorf("victims = %v, want [b2 a2 a3]", ids)
 	}
 }
+
+// TestConfigLibraryRollsOut: a mounted config library's files reach the
+// node with the assignment, and changing the library is a new version,
+// rolled out like any other change. A missing library is an error event,
+// not a half-started service.
+func TestConfigLibraryRollsOut(t *testing.T) {
+	cl := newCluster(t, fastConfig())
+	ex := &scripted{}
+	defer cl.startAgent("n1", "A", t.TempDir(), ex)()
+	s := demoService(2)
+	s.Configs = []model.ConfigMount{{Name: "billing-conf"}}
+	cl.do("PUT", "/api/v1/services/billing", s, nil)
+	time.Sleep(500 * time.Millisecond)
+	if n := len(cl.instances("billing")); n != 0 {
+		t.Fatalf("%d instances placed without the config library", n)
+	}
+	var evs []Event
+	cl.do("GET", "/api/v1/events?reason=ReconcileError", nil, &evs)
+	if len(evs) != 1 || !strings.Contains(evs[0].Message, `mounts config "billing-conf", which does not exist`) {
+		t.Errorf("missing library events: %+v", evs)
+	}
+	cl.do("PUT", "/api/v1/configs/billing-conf", model.ConfigLibrary{Name: "billing-conf", Files: map[string]string{"app.toml": "limit = 1"}}, nil)
+	cl.waitFor(5*time.Second, "2 ready", func() bool { return cl.service("billing").Status.ReadyReplicas == 2 })
+	files := func() map[string]string {
+		ex.mu.Lock()
+		defer ex.mu.Unlock()
+		if len(ex.have) == 0 {
+			return nil
+		}
+		return ex.have[0].Files
+	}
+	if got := files()["config/billing-conf/app.toml"]; got != "limit = 1" {
+		t.Fatalf("assigned files: %v", files())
+	}
+	v1 := cl.service("billing").Status.Version
+	cl.do("PUT", "/api/v1/configs/billing-conf", model.ConfigLibrary{Name: "billing-conf", Files: map[string]string{"app.toml": "limit = 2"}}, nil)
+	cl.waitFor(10*time.Second, "the config change rolled out", func() bool {
+		st := cl.service("billing").Status
+		return st.Version != v1 && st.Rollout == "complete" && files()["config/billing-conf/app.toml"] == "limit = 2"
+	})
+}

@@ -114,8 +114,13 @@ func (c *Controller) reconcile(ctx context.Context) error {
 		req, rev, err := c.reconcileService(ctx, svc, byService[name], now)
 		if err != nil {
 			c.log.Warn("reconcile service", "service", name, "err", err)
+			if msg := err.Error(); c.unschedulable["error:"+name] != msg {
+				c.unschedulable["error:"+name] = msg
+				c.events.Record(ctx, Event{Type: EventWarning, Kind: "service", Object: name, Reason: "ReconcileError", Message: msg, Who: whoController})
+			}
 			continue
 		}
+		delete(c.unschedulable, "error:"+name)
 		if req.Count > 0 {
 			reqs = append(reqs, req)
 			revs = append(revs, rev)

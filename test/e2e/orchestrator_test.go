@@ -492,4 +492,39 @@ liveness: {http: {path: /healthz, port: 8080}, period: 2s}
 	if r := cli("get", "events"); !strings.Contains(r.stdout, "Scaled") || !strings.Contains(r.stdout, "(why: e2e)") {
 		t.Errorf("events lack the scale with its reason:\n%s", r.stdout)
 	}
+	if r := cli("describe", "service", "billing"); r.code != 0 || !strings.Contains(r.stdout, "readyReplicas: 3") ||
+		!strings.Contains(r.stdout, "Instances:") || !strings.Contains(r.stdout, "Events:") {
+		t.Errorf("describe service billing:\n%s", r)
+	}
+	if r := cli("get", "service", "billing", "-o", "yaml"); r.code != 0 || !strings.Contains(r.stdout, "readyReplicas: 3") {
+		t.Errorf("get -o yaml:\n%s", r)
+	}
+	if r := cli("get", "nodes", "-o", "wide"); r.code != 0 || !strings.Contains(r.stdout, "ready") || !strings.Contains(r.stdout, "process") {
+		t.Errorf("get nodes:\n%s", r)
+	}
+	// The node's collector covers the instances: their cgroups' metrics
+	// arrive labelled with the service (new series take VictoriaMetrics up
+	// to ~10 s to become searchable, plus a 5 s collection interval).
+	// (Stopped instances' series stay visible for the 5 min lookback.)
+	s.pollValue(t, "", `count(container_memory_working_set_bytes{service="billing"}) >= bool 3`, 1, 40*time.Second)
+	// Deleting an instance stops it; the service is kept at 3.
+	var now []model.Instance
+	_ = json.Unmarshal([]byte(cli("get", "instances", "-o", "json").stdout), &now)
+	if r := cli("delete", "instance", now[0].ID, "--reason", "e2e delete"); r.code != 0 {
+		t.Fatalf("delete instance: %s", r)
+	}
+	waitUntil(t, 15*time.Second, "3 ready without the deleted instance", func() bool {
+		var is []model.Instance
+		_ = json.Unmarshal([]byte(cli("get", "instances", "-o", "json").stdout), &is)
+		ready := 0
+		for _, i := range is {
+			if i.ID == now[0].ID {
+				return false
+			}
+			if i.State == model.StateReady {
+				ready++
+			}
+		}
+		return ready == 3
+	})
 }
