@@ -71,7 +71,7 @@ func TestExampleSpecs(t *testing.T) {
 		t.Fatalf("%d objects", len(objs))
 	}
 	svc := objs[2].value.(model.Service)
-	if svc.Placement.Datacenters["A"] != 6 || svc.Limits.MemoryBytes != 256<<20 || svc.DrainDelay != 500*time.Millisecond || svc.Configs[0].Name != "billing-conf" {
+	if svc.Placement.Datacenters["A"] != 6 || svc.Limits.MemoryBytes != 256<<20 || svc.DrainDelay != time.Second || svc.Configs[0].Name != "billing-conf" {
 		t.Errorf("example service: %+v", svc)
 	}
 }

@@ -142,13 +142,9 @@ type nodeAgent struct {
 // newNodeAgent builds the runtimes (process always; docker when listed or,
 // by default, when an engine answers), the manager and the agent.
 func newNodeAgent(ctx context.Context, cfg FileConfig, server, joinToken string, client *http.Client, log *slog.Logger) (*nodeAgent, error) {
-	nodeName := cfg.Agent.Node
+	nodeName := nodeName(cfg)
 	if nodeName == "" {
-		h, err := os.Hostname()
-		if err != nil {
-			return nil, fmt.Errorf("node name not set and hostname unknown: %w", err)
-		}
-		nodeName = h
+		return nil, errors.New("node name not set (agent.node, --node) and the hostname is unknown")
 	}
 	want := cfg.Node.Runtimes
 	runtimes := map[string]runtime.Runtime{model.RuntimeProcess: runtime.NewProcess(runtime.ProcessConfig{Log: log})}
@@ -215,7 +211,14 @@ func newNodeAgent(ctx context.Context, cfg FileConfig, server, joinToken string,
 	return na, nil
 }
 
-func (n *nodeAgent) agentName() string { return n.agent.Name() }
+// nodeName is agent.node, or the hostname.
+func nodeName(cfg FileConfig) string {
+	if cfg.Agent.Node != "" {
+		return cfg.Agent.Node
+	}
+	h, _ := os.Hostname()
+	return h
+}
 
 // observe has the collector read the instances' cgroups and tail their
 // logs. Call it before run.

@@ -191,24 +191,18 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 			}
 		}, func(error) { acancel() })
 	}
-	var local *nodeAgent
 	if cfg.Server.LocalMode {
-		// This machine is the cluster's one node.
-		local, err = newNodeAgent(ctx, cfg, srv.URL(), orch.JoinToken(), &http.Client{}, log.With("component", "node"))
-		if err != nil {
-			return err
-		}
-		local.observe(agent, log)
+		// This machine is the cluster's one node. It starts with the group,
+		// after the ready line: the server does not need it to be ready, and
+		// its Docker probe and clean-up take time on a busy machine.
 		nctx, cancel := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() { done <- local.run(nctx) }()
 		g.Add(func() error {
-			select {
-			case err := <-done:
+			local, err := newNodeAgent(nctx, cfg, srv.URL(), orch.JoinToken(), &http.Client{}, log.With("component", "node"))
+			if err != nil {
 				return err
-			case <-nctx.Done():
-				return <-done
 			}
+			local.observe(agent, log)
+			return local.run(nctx)
 		}, func(error) { cancel() })
 	}
 	var demoGateway *gatewayServer
@@ -286,7 +280,7 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 		fmt.Fprintf(out, "  orchestrator  etcd %s; join nodes with:\n                opspilot agent --server %s --datacenter DC --join-token %s\n",
 			storeDesc(cfg), srv.URL(), orch.JoinToken())
 	} else {
-		fmt.Fprintf(out, "  orchestrator  etcd %s; this machine is node %s in datacenter %s\n", storeDesc(cfg), local.agentName(), cfg.Agent.Datacenter)
+		fmt.Fprintf(out, "  orchestrator  etcd %s; this machine is node %s in datacenter %s\n", storeDesc(cfg), nodeName(cfg), cfg.Agent.Datacenter)
 	}
 	if demoGateway != nil {
 		fmt.Fprintf(out, "  demo          service billing (3 instances) behind the gateway %s/billing/\n"+

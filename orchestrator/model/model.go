@@ -120,7 +120,7 @@ type Service struct {
 // Service defaults.
 const (
 	DefaultStopGrace        = 10 * time.Second
-	DefaultDrainDelay       = 500 * time.Millisecond
+	DefaultDrainDelay       = time.Second
 	DefaultProgressDeadline = 60 * time.Second
 )
 

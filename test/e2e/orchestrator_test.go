@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -178,9 +179,40 @@ replicas: %d
 requests: {cpu: 10m, memory: 32Mi}
 ports: [{name: http, port: 8080}]
 readiness: {http: {path: /readyz, port: 8080}, period: 1s}
-liveness: {http: {path: /healthz, port: 8080}, period: 2s}
 rollout: {max_surge: 1, max_unavailable: 0, progress_deadline: 20s}
 `, opspilotBin(t), release, replicas))
+}
+
+// processesUnder lists the pids whose environment has HOME under dir (the
+// process runtime sets HOME to the instance's directory).
+func processesUnder(t *testing.T, dir string) []int {
+	t.Helper()
+	var out []int
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+		if err == nil && strings.Contains("\x00"+string(env), "\x00HOME="+dir) && alive(pid) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+func (c *cluster) instancesOn(service, node string) []model.Instance {
+	var out []model.Instance
+	for _, i := range c.instances(service) {
+		if i.Node == node {
+			out = append(out, i)
+		}
+	}
+	return out
 }
 
 func alive(pid int) bool {
@@ -214,18 +246,17 @@ func TestNodeLossRebuildsElsewhereAndFences(t *testing.T) {
 		t.Fatalf("apply: %s", r)
 	}
 	waitUntil(t, 20*time.Second, "4 ready", func() bool { s, _ := c.status("billing"); return s.ReadyReplicas == 4 })
-	var stale []int
-	for _, i := range c.instances("billing") {
-		if i.Node == "n1" {
-			stale = append(stale, i.PID)
-		}
-	}
-	if len(stale) == 0 {
+	if onN1 := len(c.instancesOn("billing", "n1")); onN1 == 0 {
 		t.Fatalf("no instance on n1: %+v", c.instances("billing"))
 	}
-
 	if err := n1.Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
+	}
+	// The frozen agent's instances: processes whose home is under n1's
+	// data directory, read from /proc now that nothing can restart them.
+	stale := processesUnder(t, filepath.Join(c.dir, "n1")+"/")
+	if len(stale) == 0 {
+		t.Fatal("no instance process of n1 found in /proc")
 	}
 	took := waitUntil(t, 15*time.Second, "4 ready on n2", func() bool {
 		s, _ := c.status("billing")
