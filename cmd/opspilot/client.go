@@ -1,13 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -16,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"opspilot/api"
+	"opspilot/internal/jsonapi"
 )
 
 // clientFlags are the flags of every command that talks to a server's REST
@@ -74,60 +72,14 @@ func (f *clientFlags) client() (*apiClient, error) {
 }
 
 // apiError is a non-2xx answer.
-type apiError struct {
-	Code int
-	Msg  string
-}
-
-func (e *apiError) Error() string { return fmt.Sprintf("%d: %s", e.Code, e.Msg) }
+type apiError = jsonapi.Error
 
 func (c *apiClient) do(ctx context.Context, method, path string, body, out any) error {
 	ctx, cancel := context.WithTimeout(ctx, c.flags.timeout)
 	defer cancel()
-	var rd io.Reader
-	if body != nil {
-		data, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(data)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.flags.server+path, rd)
-	if err != nil {
-		return err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if c.flags.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.flags.token)
-	}
+	var h http.Header
 	if c.flags.reason != "" {
-		req.Header.Set(api.ReasonHeader, c.flags.reason)
+		h = http.Header{api.ReasonHeader: {c.flags.reason}}
 	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return errorHint(err, c.flags.server)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode/100 != 2 {
-		var e struct {
-			Error string `json:"error"`
-		}
-		_ = json.Unmarshal(data, &e)
-		if e.Error == "" {
-			e.Error = strings.TrimSpace(string(data))
-		}
-		return errorHint(&apiError{Code: resp.StatusCode, Msg: e.Error}, c.flags.server)
-	}
-	if out != nil {
-		if err := json.Unmarshal(data, out); err != nil {
-			return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
-		}
-	}
-	return nil
+	return errorHint(jsonapi.Do(ctx, c.http, method, c.flags.server+path, c.flags.token, h, body, out), c.flags.server)
 }

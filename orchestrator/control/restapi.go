@@ -334,19 +334,22 @@ func (r *restAPI) services(w http.ResponseWriter, req *http.Request) {
 	writeJSONBody(w, http.StatusOK, out)
 }
 
+// ServiceView returns one service with its status.
+func (c *Controller) ServiceView(ctx context.Context, name string) (ServiceView, error) {
+	s, err := store.Get[model.Service](ctx, c.st, store.KindService, name)
+	if err != nil {
+		return ServiceView{}, err
+	}
+	insts, _, err := store.List[model.Instance](ctx, c.st, store.KindInstance)
+	if err != nil {
+		return ServiceView{}, err
+	}
+	return c.serviceView(ctx, s, insts)
+}
+
 func (r *restAPI) service(w http.ResponseWriter, req *http.Request) {
 	name := req.PathValue("name")
-	s, err := store.Get[model.Service](req.Context(), r.c.st, store.KindService, name)
-	if err != nil {
-		storeErr(w, err, "service "+name)
-		return
-	}
-	insts, _, err := store.List[model.Instance](req.Context(), r.c.st, store.KindInstance)
-	if err != nil {
-		storeErr(w, err, "instances")
-		return
-	}
-	v, err := r.c.serviceView(req.Context(), s, insts)
+	v, err := r.c.ServiceView(req.Context(), name)
 	if err != nil {
 		storeErr(w, err, "service "+name)
 		return
@@ -411,17 +414,11 @@ type RolloutView struct {
 
 func (r *restAPI) rollout(w http.ResponseWriter, req *http.Request) {
 	name := req.PathValue("name")
-	s, err := store.Get[model.Service](req.Context(), r.c.st, store.KindService, name)
+	v, err := r.c.ServiceView(req.Context(), name)
 	if err != nil {
 		storeErr(w, err, "service "+name)
 		return
 	}
-	insts, _, err := store.List[model.Instance](req.Context(), r.c.st, store.KindInstance)
-	if err != nil {
-		storeErr(w, err, "instances")
-		return
-	}
-	v, _ := r.c.serviceView(req.Context(), s, insts)
 	revs, err := serviceRevisions(req.Context(), r.c.st, name)
 	if err != nil {
 		storeErr(w, err, "revisions")
@@ -433,7 +430,7 @@ func (r *restAPI) rollout(w http.ResponseWriter, req *http.Request) {
 	if len(revs) > 0 && revs[len(revs)-1].Failed != "" && v.Status.Version != revs[len(revs)-1].Version {
 		v.Status.Rollout = "rolled back: " + revs[len(revs)-1].Failed
 	}
-	writeJSONBody(w, http.StatusOK, RolloutView{Service: name, Status: v.Status, Desired: s.Value.Replicas, History: revs})
+	writeJSONBody(w, http.StatusOK, RolloutView{Service: name, Status: v.Status, Desired: v.Replicas, History: revs})
 }
 
 // UndoRequest is the body of POST /api/v1/services/NAME/rollout/undo; a

@@ -15,12 +15,10 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -31,6 +29,7 @@ import (
 
 	"github.com/cenkalti/backoff/v5"
 
+	"opspilot/internal/jsonapi"
 	"opspilot/orchestrator/agentproto"
 	"opspilot/orchestrator/model"
 )
@@ -167,8 +166,8 @@ func (a *Agent) join(ctx context.Context) error {
 	op := func() (agentproto.JoinResponse, error) {
 		var resp agentproto.JoinResponse
 		err := a.call(ctx, http.MethodPost, "/agent/v1/join", "", req, &resp)
-		var he *httpError
-		if errors.As(err, &he) && (he.code == http.StatusUnauthorized || he.code == http.StatusBadRequest) {
+		var he *jsonapi.Error
+		if errors.As(err, &he) && (he.Code == http.StatusUnauthorized || he.Code == http.StatusBadRequest) {
 			return resp, backoff.Permanent(err)
 		}
 		if err != nil {
@@ -264,9 +263,9 @@ func (a *Agent) heartbeats(ctx context.Context) error {
 		var resp agentproto.HeartbeatResponse
 		err := a.call(ctx, http.MethodPost, "/agent/v1/nodes/"+url.PathEscape(a.cfg.Node.Name)+"/heartbeat", tok,
 			agentproto.Heartbeat{Instances: a.exec.Statuses()}, &resp)
-		var he *httpError
+		var he *jsonapi.Error
 		switch {
-		case errors.As(err, &he) && he.code == http.StatusUnauthorized, err == nil && resp.Rejoin:
+		case errors.As(err, &he) && he.Code == http.StatusUnauthorized, err == nil && resp.Rejoin:
 			if err := a.rejoin(ctx, tok); err != nil {
 				return err
 			}
@@ -294,9 +293,9 @@ func (a *Agent) follow(ctx context.Context) error {
 		q := url.Values{"have": {a.lastHash}, "timeout": {a.cfg.PollTimeout.String()}}
 		var as agentproto.Assignments
 		err := a.call(ctx, http.MethodGet, "/agent/v1/nodes/"+url.PathEscape(a.cfg.Node.Name)+"/assignments?"+q.Encode(), tok, nil, &as)
-		var he *httpError
+		var he *jsonapi.Error
 		switch {
-		case errors.As(err, &he) && he.code == http.StatusUnauthorized:
+		case errors.As(err, &he) && he.Code == http.StatusUnauthorized:
 			if err := a.rejoin(ctx, tok); err != nil {
 				return err
 			}
@@ -323,53 +322,6 @@ func (a *Agent) follow(ctx context.Context) error {
 	return nil
 }
 
-type httpError struct {
-	code int
-	msg  string
-}
-
-func (e *httpError) Error() string { return fmt.Sprintf("server answered %d: %s", e.code, e.msg) }
-
 func (a *Agent) call(ctx context.Context, method, path, token string, body, out any) error {
-	var rd io.Reader
-	if body != nil {
-		data, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(data)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, a.cfg.Server+path, rd)
-	if err != nil {
-		return err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := a.cfg.Client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode/100 != 2 {
-		var e struct {
-			Error string `json:"error"`
-		}
-		_ = json.Unmarshal(data, &e)
-		if e.Error == "" {
-			e.Error = string(bytes.TrimSpace(data))
-		}
-		return &httpError{code: resp.StatusCode, msg: e.Error}
-	}
-	if out != nil {
-		return json.Unmarshal(data, out)
-	}
-	return nil
+	return jsonapi.Do(ctx, a.cfg.Client, method, a.cfg.Server+path, token, nil, body, out)
 }
