@@ -233,7 +233,8 @@ func alive(pid int) bool {
 // within the 3 s timeout plus 5 s; when it comes back (SIGCONT), its stale
 // instances are stopped (fenced) and capacity is not doubled.
 func TestNodeLossRebuildsElsewhereAndFences(t *testing.T) {
-	t.Parallel()
+	// Not parallel: it runs many processes, which would slow the
+	// timing-sensitive tests running beside it.
 	c := startCluster(t)
 	n1 := c.agent("n1", "A")
 	c.agent("n2", "A")
@@ -314,7 +315,8 @@ func TestNodeLossRebuildsElsewhereAndFences(t *testing.T) {
 // of a rolling update; after a restart the rollout completes with exactly
 // the desired instances, none lost or doubled.
 func TestControlPlaneKillDuringRollout(t *testing.T) {
-	t.Parallel()
+	// Not parallel: it runs many processes, which would slow the
+	// timing-sensitive tests running beside it.
 	c := startCluster(t)
 	c.agent("n1", "A")
 	if r := c.cli("apply", "-f", billingSpec(t, c.dir, 4, "1")); r.code != 0 {
@@ -372,7 +374,8 @@ func TestControlPlaneKillDuringRollout(t *testing.T) {
 // are back within 2 s; and the gateway answers every request throughout,
 // also through a scale-down, a scale-up and a rolling update.
 func TestUpDemoSelfHealsUnderLoad(t *testing.T) {
-	t.Parallel()
+	// Not parallel: it runs many processes, which would slow the
+	// timing-sensitive tests running beside it.
 	dir := t.TempDir()
 	addr, gwAddr := testbin.FreeAddr(t), testbin.FreeAddr(t)
 	s := launch(t, addr, dir, "up", "--demo", "--data-dir", dir, "--http-addr", addr, "--logstore-addr", "127.0.0.1:0", "--gateway-addr", gwAddr)
