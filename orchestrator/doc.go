@@ -9,8 +9,14 @@
 // etcd's client and opspilot/tsdb. It must not import the autoscaler,
 // alerting or runbooks: they call its API.
 //
-// So far: model (the objects and their validation), scheduler (the pure
-// placement pipeline with explanations) and store (objects in etcd with
-// versions, optimistic concurrency and resumable watches). The runtimes,
-// reconcilers, rollouts, endpoints and gateway follow (issues 4 and 9).
+// Packages: model (the objects and their validation), scheduler (the pure
+// placement pipeline with explanations), store (objects in etcd with
+// versions, optimistic concurrency and resumable watches), control (the
+// level-triggered reconciler, rolling updates and rollback, node tracking,
+// the REST API, events, endpoints and the agent protocol's server side),
+// agentproto (the agent protocol's messages), node (the agent's side:
+// join, heartbeats, assignments), runtime (process and docker runtimes,
+// probes, supervision), gateway (the HTTP gateway over endpoints) and pki
+// (the control plane's CA and join tokens). Datacenter failover, gray
+// release across datacenters and control-plane HA follow (issue 9).
 package orchestrator
