@@ -135,11 +135,17 @@ func runAgent(ctx context.Context, cfg FileConfig, token, joinToken string) erro
 		if err != nil {
 			return err
 		}
-		if token == "" {
+	}
+	remote := &tsdb.RemoteConfig{TLS: tsdb.TLSConfig{CAFile: cfg.Agent.Server.CAFile}}
+	if na != nil && token == "" {
+		// Ship with the node credential, read from its file per request so
+		// that a rejoin (a new credential) is followed.
+		if f := na.agent.TokenFile(); f != "" {
+			remote.BearerTokenFile = f
+		} else {
 			token = na.agent.Token()
 		}
 	}
-	remote := &tsdb.RemoteConfig{TLS: tsdb.TLSConfig{CAFile: cfg.Agent.Server.CAFile}}
 	ccfg := tsdb.DefaultClientConfig()
 	ccfg.RetryMaxElapsed = 5 * time.Second // the shipper retries forever around it
 	client, err := tsdb.NewClient(tsdb.LocalEndpoints(cfg.Agent.Server.URL), ccfg, tsdb.ClientOptions{Remote: remote, BearerToken: token, Registerer: reg})

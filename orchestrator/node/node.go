@@ -149,11 +149,26 @@ func (a *Agent) saveToken(tok string) error {
 		return err
 	}
 	data, _ := json.Marshal(savedToken{Server: a.cfg.Server, Node: a.cfg.Node.Name, Token: tok})
-	tmp := a.tokenPath() + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return err
+	for path, content := range map[string][]byte{a.tokenPath(): data, a.TokenFile(): []byte(tok + "\n")} {
+		tmp := path + ".tmp"
+		if err := os.WriteFile(tmp, content, 0o600); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			return err
+		}
 	}
-	return os.Rename(tmp, a.tokenPath())
+	return nil
+}
+
+// TokenFile holds the current node token alone, rewritten on every join:
+// give it to clients that read a bearer token file per request (the
+// sample shipper), so they follow a rejoin. Empty without a StateDir.
+func (a *Agent) TokenFile() string {
+	if a.cfg.StateDir == "" {
+		return ""
+	}
+	return filepath.Join(a.cfg.StateDir, "node-token")
 }
 
 // errRejoin means the node token was refused.

@@ -309,6 +309,16 @@ func TestNodeLossRebuildsElsewhereAndFences(t *testing.T) {
 	if len(evs) == 0 {
 		t.Error("no NodeLost event")
 	}
+	// The joined agents ship their samples with their node credentials
+	// (no API token was given to them).
+	waitUntil(t, 30*time.Second, "host metrics of both nodes in the TSDB", func() bool {
+		var r struct {
+			Data struct {
+				Result []any `json:"result"`
+			} `json:"data"`
+		}
+		return c.tryGet("/prometheus/api/v1/query?query=count+by+(node)(node_load1)", &r) && len(r.Data.Result) == 2
+	})
 }
 
 // TestControlPlaneKillDuringRollout: `kill -9` of the server in the middle
