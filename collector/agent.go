@@ -372,6 +372,16 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer t.Stop()
 		a.CollectOnce(ctx, time.Now())
 		close(a.firstRound)
+		// A second round a second later gives rate() its two points at
+		// once, instead of one interval after start.
+		if warm := min(time.Second, a.cfg.Interval/2); warm > 0 {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(warm):
+			}
+			a.CollectOnce(ctx, time.Now())
+		}
 		for {
 			select {
 			case <-ctx.Done():

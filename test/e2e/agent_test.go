@@ -27,6 +27,7 @@ func TestUpAgentShipsHostMetricsAndLogs(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := testbin.FreeAddr(t)
+	opspilotBin(t) // build (or wait for another test's build) before the clock starts
 	started := time.Now()
 	s := launch(t, addr, dir, "up", "--data-dir", dir, "--http-addr", addr, "--logstore-addr", "127.0.0.1:0", "--tail", logFile)
 	s.waitReady(t, startTimeout)
