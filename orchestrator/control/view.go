@@ -3,6 +3,7 @@ package control
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"slices"
 	"strconv"
 	"sync"
@@ -162,27 +163,7 @@ func hostPort(host string, port int) string {
 	if host == "" {
 		host = "127.0.0.1"
 	}
-	if len(host) > 0 && host[0] != '[' && containsColon(host) {
-		host = "[" + host + "]"
-	}
-	return host + ":" + strconv.Itoa(port)
-}
-
-func containsColon(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] == ':' {
-			return true
-		}
-	}
-	return false
-}
-
-// snapshot returns the change channel to wait on with the state under
-// the same lock.
-func (v *view) wait() <-chan struct{} {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return v.changed
+	return net.JoinHostPort(host, strconv.Itoa(port))
 }
 
 // endpointSet returns the current endpoints and a channel closed on the
