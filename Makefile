@@ -39,7 +39,7 @@ FUZZ_TARGETS := ./config:FuzzParse ./config:FuzzParseDocuments ./cmd/opspilot:Fu
 	./cmd/opspilot:FuzzParseTime ./orchestrator/model:FuzzParseQuantities ./orchestrator/pki:FuzzParseJoinToken \
 	./orchestrator/gateway:FuzzResolve ./collector/scrape:FuzzPushText ./collector/scrape:FuzzPushRemoteWrite \
 	./collector/logs:FuzzParseLine ./collector/diskqueue:FuzzOpenCorruptSegment ./collector/host:FuzzCollectMalformedProc \
-	./collector/container:FuzzParseCgroupFile ./examples/billing:FuzzPayBody
+	./collector/container:FuzzParseCgroupFile ./examples/billing:FuzzPayBody ./analyzer:FuzzReadCSV
 fuzz:
 	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
 		echo "fuzz $$pkg $$fn"; $(GO) test $$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) || exit 1; done

@@ -8,5 +8,32 @@
 // opspilot/tsdb. It must not import the orchestrator, autoscaler, alerting
 // or runbooks: those consume its scores.
 //
-// Filled by the analyzer issue; this file reserves the package.
+// # Streaming models
+//
+// A Model sees one point at a time (Observe) and returns a Result: a score
+// in [0,1], the value it expected and the band it considers normal. Every
+// model is causal, so a score never depends on later points, and one model
+// value holds one series' whole state:
+//
+//   - RobustZ: median and MAD of a sliding window (default 128 points,
+//     about 2 KB), kept sorted so each point costs O(window).
+//   - EWMA: exponentially weighted mean and variance, O(1).
+//   - CUSUM: two-sided cumulative sum of standardized deviations against an
+//     EW baseline, for level shifts; re-baselines after each shift, O(1).
+//   - Novelty: how far a value leaves the range seen so far, O(1).
+//   - Differenced: runs another model on point-to-point changes, for jumps
+//     on trending series (not in the default ensemble: no NAB gain).
+//   - Ensemble: combines members' scores (mean or max), then damps scores
+//     for a while after an alarm, because an anomaly is one event and
+//     repeating it only adds false positives.
+//
+// Scores share one calibration: a deviation of z sigmas scores
+// -log10(two-sided normal tail of z)/300, so scores from different models
+// compare, and huge deviations stay ranked instead of saturating at 1.
+// NaN inputs are skipped (score 0, state untouched).
+//
+// NewDefaultEnsemble is the one configuration used for every series; the
+// gated TestNAB (OPSPILOT_NAB=1) scores it on the Numenta Anomaly Benchmark
+// with ScoreCSV, which reads timestamp,value CSVs and writes
+// timestamp,value,anomaly_score CSVs at the same relative paths.
 package analyzer

@@ -58,6 +58,7 @@ Start everything on one machine with:  opspilot up`,
 		newDemoCmd(),
 		newGatewayCmd(),
 		newLoadgenCmd(),
+		newAnomalyCmd(),
 		newConfigCmd(),
 		newVersionCmd(),
 	)

@@ -1,0 +1,111 @@
+package analyzer
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// TestNAB scores the shared NAB corpus with the default ensemble and runs
+// the NAB scorer on the result. Gated: OPSPILOT_NAB=1 go test -run TestNAB -v ./analyzer/
+func TestNAB(t *testing.T) {
+	if os.Getenv("OPSPILOT_NAB") == "" {
+		t.Skip("set OPSPILOT_NAB=1 to score the NAB corpus")
+	}
+	shared, err := filepath.Abs("../../shared")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(shared, "data/nab/data")
+	labels := filepath.Join(shared, "data/nab/labels/combined_windows.json")
+	out := os.Getenv("OPSPILOT_NAB_OUT")
+	if out == "" {
+		out = t.TempDir()
+	}
+	newModel := NewDefaultEnsemble
+	if spec := os.Getenv("OPSPILOT_NAB_CFG"); spec != "" {
+		newModel = tunedEnsemble(t, spec)
+	}
+	if err := ScoreCSV(data, out, newModel); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("go", "run", ".", "-data", data, "-labels", labels, "-results", out)
+	cmd.Dir = filepath.Join(shared, "tools/nabscore")
+	b, err := cmd.CombinedOutput()
+	t.Logf("nabscore:\n%s", b)
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// tunedEnsemble builds an ensemble from "key=value,..." for parameter
+// sweeps (one configuration for the whole corpus, never per file).
+func tunedEnsemble(t *testing.T, spec string) func() Model {
+	var ec EnsembleConfig
+	var rc RobustZConfig
+	var wc EWMAConfig
+	var cc CUSUMConfig
+	var nc NoveltyConfig
+	useNov := true
+	useDiff := false
+	drop := map[int]bool{}
+	for _, kv := range strings.Split(spec, ",") {
+		k, v, _ := strings.Cut(kv, "=")
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			t.Fatalf("OPSPILOT_NAB_CFG %q: %v", kv, err)
+		}
+		switch k {
+		case "alarm":
+			ec.AlarmScore = f
+		case "suppress":
+			ec.Suppress = int(f)
+		case "damp":
+			ec.Damp = f
+		case "warmup":
+			ec.Warmup = int(f)
+		case "peak":
+			ec.PeakDecay = f
+		case "mean":
+			ec.Mean = f != 0
+		case "drop": // 0 robustz, 1 ewma, 2 cusum
+			drop[int(f)] = true
+		case "diff":
+			useDiff = f != 0
+		case "nov":
+			useNov = f != 0
+		case "gain":
+			nc.Gain = f
+		case "rzw":
+			rc.Window = int(f)
+		case "alpha":
+			wc.Alpha = f
+		case "calpha":
+			cc.Alpha = f
+		case "slack":
+			cc.Slack = f
+		case "limit":
+			cc.Limit = f
+		default:
+			t.Fatalf("OPSPILOT_NAB_CFG: unknown key %q", k)
+		}
+	}
+	return func() Model {
+		var ms []Model
+		for i, m := range []Model{NewRobustZ(rc), NewEWMA(wc), NewCUSUM(cc)} {
+			if !drop[i] {
+				ms = append(ms, m)
+			}
+		}
+		if useNov {
+			ms = append(ms, NewNovelty(nc))
+		}
+		if useDiff {
+			ms = append(ms, NewDifferenced(NewRobustZ(rc)))
+		}
+		return NewEnsemble(ec, ms...)
+	}
+}
