@@ -21,6 +21,10 @@
 //   - CUSUM: two-sided cumulative sum of standardized deviations against an
 //     EW baseline, for level shifts; re-baselines after each shift, O(1).
 //   - Novelty: how far a value leaves the range seen so far, O(1).
+//   - Seasonal: an EW mean per time-of-day bucket (default 48), keyed by
+//     the timestamp, and an EW variance of residuals from it, for
+//     daily-periodic series, O(Buckets) (not in the default ensemble: it
+//     lowered the NAB score in every combination tried).
 //   - Differenced: runs another model on point-to-point changes, for jumps
 //     on trending series (not in the default ensemble: no NAB gain).
 //   - Ensemble: combines members' scores (mean or max), then damps scores
@@ -32,7 +36,8 @@
 // compare, and huge deviations stay ranked instead of saturating at 1.
 // NaN inputs are skipped (score 0, state untouched).
 //
-// NewDefaultEnsemble is the one configuration used for every series; the
+// NewDefaultEnsemble (mean of EWMA, CUSUM and a high-gain Novelty) is the
+// one configuration used for every series; the
 // gated TestNAB (OPSPILOT_NAB=1) scores it on the Numenta Anomaly Benchmark
 // with ScoreCSV, which reads timestamp,value CSVs and writes
 // timestamp,value,anomaly_score CSVs at the same relative paths.

@@ -49,6 +49,8 @@ func tunedEnsemble(t *testing.T, spec string) func() Model {
 	var wc EWMAConfig
 	var cc CUSUMConfig
 	var nc NoveltyConfig
+	var sc SeasonalConfig
+	useSeason := false
 	useNov := true
 	useDiff := false
 	drop := map[int]bool{}
@@ -77,6 +79,16 @@ func tunedEnsemble(t *testing.T, spec string) func() Model {
 			useDiff = f != 0
 		case "nov":
 			useNov = f != 0
+		case "season":
+			useSeason = f != 0
+		case "sbuckets":
+			sc.Buckets = int(f)
+		case "salpha":
+			sc.Alpha = f
+		case "sralpha":
+			sc.ResidAlpha = f
+		case "svisits":
+			sc.MinVisits = int(f)
 		case "gain":
 			nc.Gain = f
 		case "rzw":
@@ -102,6 +114,9 @@ func tunedEnsemble(t *testing.T, spec string) func() Model {
 		}
 		if useNov {
 			ms = append(ms, NewNovelty(nc))
+		}
+		if useSeason {
+			ms = append(ms, NewSeasonal(sc))
 		}
 		if useDiff {
 			ms = append(ms, NewDifferenced(NewRobustZ(rc)))
