@@ -57,9 +57,11 @@ type agentAPI struct {
 
 	mu    sync.Mutex
 	creds map[string]string // node → token hash
-	// reported is the last status written per instance, so unchanged
-	// heartbeats cost no etcd write.
-	reported sync.Map
+	// reported is, per node, the last status written per instance of its
+	// last heartbeat (guarded by mu), so unchanged heartbeats cost no etcd
+	// write; each heartbeat replaces its node's map, so it never outgrows
+	// what the node runs.
+	reported map[string]map[string]agentproto.InstanceStatus
 }
 
 func hashToken(tok string) string {
@@ -180,8 +182,21 @@ func (a *agentAPI) heartbeat(w http.ResponseWriter, r *http.Request, node string
 			return
 		}
 	}
+	a.mu.Lock()
+	prev := a.reported[node]
+	a.mu.Unlock()
+	next := make(map[string]agentproto.InstanceStatus, len(hb.Instances))
+	defer func() {
+		a.mu.Lock()
+		if a.reported == nil {
+			a.reported = map[string]map[string]agentproto.InstanceStatus{}
+		}
+		a.reported[node] = next
+		a.mu.Unlock()
+	}()
 	for _, s := range hb.Instances {
-		if prev, ok := a.reported.Load(s.ID); ok && sameStatus(prev.(agentproto.InstanceStatus), s) {
+		if p, ok := prev[s.ID]; ok && sameStatus(p, s) {
+			next[s.ID] = s
 			continue
 		}
 		err := mutateInstance(r.Context(), a.c.st, s.ID, func(in *model.Instance) bool {
@@ -201,9 +216,8 @@ func (a *agentAPI) heartbeat(w http.ResponseWriter, r *http.Request, node string
 		})
 		switch {
 		case err == nil:
-			a.reported.Store(s.ID, s)
+			next[s.ID] = s
 		case errors.Is(err, store.ErrNotFound):
-			a.reported.Delete(s.ID)
 		default:
 			writeErr(w, http.StatusServiceUnavailable, "store instance state: "+err.Error())
 			return
