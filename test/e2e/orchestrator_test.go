@@ -419,6 +419,7 @@ func TestUpDemoSelfHealsUnderLoad(t *testing.T) {
 	type tally struct {
 		ok, failed int
 		firstErr   string
+		failedAt   []time.Time // when each failed request was sent
 	}
 	done := make(chan tally)
 	go func() {
@@ -431,11 +432,13 @@ func TestUpDemoSelfHealsUnderLoad(t *testing.T) {
 				return
 			case <-time.After(10 * time.Millisecond):
 			}
+			sent := time.Now()
 			resp, err := client.Post("http://"+gwAddr+"/billing/pay", "application/json", strings.NewReader(`{"amount": 10, "shop": "e2e"}`))
 			if err == nil && resp.StatusCode == 200 {
 				tl.ok++
 			} else {
 				tl.failed++
+				tl.failedAt = append(tl.failedAt, sent)
 				if tl.firstErr == "" {
 					if err != nil {
 						tl.firstErr = err.Error()
@@ -459,6 +462,7 @@ func TestUpDemoSelfHealsUnderLoad(t *testing.T) {
 	if !alive(victim.PID) {
 		t.Fatalf("instance %s reports pid %d, which is not running", victim.ID, victim.PID)
 	}
+	killStart := time.Now()
 	if err := syscall.Kill(victim.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -530,8 +534,22 @@ liveness: {http: {path: /healthz, port: 8080}, period: 2s}
 	close(stop)
 	tl := <-done
 	t.Logf("gateway load: %d ok, %d failed", tl.ok, tl.failed)
-	if tl.failed > 0 || tl.ok < 100 {
-		t.Errorf("gateway: %d ok, %d failed (first: %s); want no failure", tl.ok, tl.failed, tl.firstErr)
+	// A POST in flight on the instance at the moment it is killed cannot be
+	// retried safely (it may have been processed): the client sends one at
+	// a time, so at most one request may fail, and only then. Nothing may
+	// fail at any other time: not after the kill, nor during the
+	// scale-down, the scale-up or the rolling update.
+	atKill, other := 0, 0
+	for _, at := range tl.failedAt {
+		if !at.Before(killStart.Add(-5*time.Second)) && at.Before(killed) {
+			atKill++
+		} else {
+			other++
+		}
+	}
+	if atKill > 1 || other > 0 || tl.ok < 100 {
+		t.Errorf("gateway: %d ok, %d failed at the kill (1 allowed: the request in flight), %d failed otherwise (first: %s); want none",
+			tl.ok, atKill, other, tl.firstErr)
 	}
 	if r := cli("get", "events"); !strings.Contains(r.stdout, "Scaled") || !strings.Contains(r.stdout, "(why: e2e)") {
 		t.Errorf("events lack the scale with its reason:\n%s", r.stdout)
