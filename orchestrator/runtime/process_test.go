@@ -258,9 +258,11 @@ func TestProcessCrashLoopBacksOff(t *testing.T) {
 	ms := time.Millisecond
 	want := []time.Duration{0, 100 * ms, 200 * ms, 400 * ms, 400 * ms, 400 * ms}
 	for i, w := range want {
-		// Timers never fire early; a loaded machine may make them late,
-		// but not by the next step of the schedule.
-		if delays[i] < w-2*ms || delays[i] > w+250*ms {
+		// Timers never fire early, but the exit is timestamped when the
+		// supervisor notices it, which on a loaded machine can come a few
+		// ms after the restart was started; late, but not by the next step
+		// of the schedule.
+		if delays[i] < w-20*ms || delays[i] > w+250*ms {
 			t.Errorf("restart %d after %s, want %s", i+1, delays[i], w)
 		}
 	}
