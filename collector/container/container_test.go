@@ -1,20 +1,16 @@
 package container
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"opspilot/test/testbin"
 
 	containertypes "github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
@@ -379,67 +375,8 @@ func TestDockerEngine(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(e2eProgram), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	build := exec.CommandContext(ctx, "go", "build", "-o", "app", "main.go")
-	build.Dir = dir
-	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOFLAGS=", "GOWORK=off", "GO111MODULE=on")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build e2e program: %v\n%s", err, out)
-	}
-	bin, err := os.ReadFile(filepath.Join(dir, "app"))
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	var tarBuf bytes.Buffer
-	tw := tar.NewWriter(&tarBuf)
-	for _, f := range []struct {
-		name string
-		mode int64
-		data []byte
-	}{
-		{"Dockerfile", 0o644, []byte("FROM scratch\nCOPY app /app\nENTRYPOINT [\"/app\"]\n")},
-		{"app", 0o755, bin},
-	} {
-		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data))}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(f.data); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-
+	tag := testbin.ScratchImage(t, cli, dir, "main.go", "app")
 	suffix := fmt.Sprintf("%d", time.Now().UnixNano())
-	tag := "opspilot-e2e-" + suffix + ":latest"
-	res, err := cli.ImageBuild(ctx, &tarBuf, client.ImageBuildOptions{Tags: []string{tag}, Remove: true, ForceRemove: true})
-	if err != nil {
-		t.Fatalf("build image: %v", err)
-	}
-	t.Cleanup(func() {
-		if _, err := cli.ImageRemove(context.Background(), tag, client.ImageRemoveOptions{Force: true, PruneChildren: true}); err != nil {
-			t.Logf("remove image %s: %v", tag, err)
-		}
-	})
-	dec := json.NewDecoder(res.Body)
-	for {
-		var msg struct {
-			Stream      string
-			ErrorDetail *struct{ Message string } `json:"errorDetail"`
-		}
-		if err := dec.Decode(&msg); errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			res.Body.Close()
-			t.Fatalf("read image build output: %v", err)
-		}
-		if msg.ErrorDetail != nil {
-			res.Body.Close()
-			t.Fatalf("build image: %s", msg.ErrorDetail.Message)
-		}
-	}
-	res.Body.Close()
 
 	name := "opspilot-e2e-" + suffix
 	created, err := cli.ContainerCreate(ctx, client.ContainerCreateOptions{

@@ -3,20 +3,18 @@
 package runtime
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"opspilot/test/testbin"
 
 	cerrdefs "github.com/containerd/errdefs"
 	containertypes "github.com/moby/moby/api/types/container"
@@ -43,69 +41,11 @@ func dockerOrSkip(t *testing.T) *Docker {
 	return d
 }
 
-// buildTestImage builds testdata/dockerserver statically and an image
-// FROM scratch holding it, through the engine's build API (there is no
-// registry to pull from). The image is removed after the test.
+// buildTestImage builds testdata/dockerserver into an image FROM scratch
+// (at /server; see testbin.ScratchImage).
 func buildTestImage(t *testing.T, d *Docker) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "server")
-	build := exec.Command("go", "build", "-o", bin, "./testdata/dockerserver")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build the test server: %v\n%s", err, out)
-	}
-	server, err := os.ReadFile(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ctxTar bytes.Buffer
-	tw := tar.NewWriter(&ctxTar)
-	for _, f := range []struct {
-		name string
-		mode int64
-		data []byte
-	}{
-		{"Dockerfile", 0o644, []byte("FROM scratch\nCOPY server /server\nENTRYPOINT [\"/server\"]\n")},
-		{"server", 0o755, server},
-	} {
-		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data))}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(f.data); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	tag := "opspilot-runtime-test:" + strconv.Itoa(os.Getpid())
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	res, err := d.Client().ImageBuild(ctx, &ctxTar, client.ImageBuildOptions{Tags: []string{tag}, Remove: true, ForceRemove: true})
-	if err != nil {
-		t.Fatalf("build image: %v", err)
-	}
-	defer res.Body.Close()
-	dec := json.NewDecoder(res.Body)
-	var log strings.Builder
-	for {
-		var msg struct {
-			Stream, Error string
-		}
-		if err := dec.Decode(&msg); err == io.EOF {
-			break
-		} else if err != nil {
-			t.Fatalf("build image: read progress: %v", err)
-		}
-		log.WriteString(msg.Stream)
-		if msg.Error != "" {
-			t.Fatalf("build image: %s\n%s", msg.Error, log.String())
-		}
-	}
-	t.Cleanup(func() {
-		_, _ = d.Client().ImageRemove(context.Background(), tag, client.ImageRemoveOptions{Force: true, PruneChildren: true})
-	})
-	return tag
+	return testbin.ScratchImage(t, d.Client(), ".", "./testdata/dockerserver", "server")
 }
 
 func TestNewDockerWithoutEngine(t *testing.T) {

@@ -1,15 +1,9 @@
 package e2e
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -19,68 +13,6 @@ import (
 	"opspilot/orchestrator/model"
 	"opspilot/test/testbin"
 )
-
-// buildBillingImage builds the demo billing service statically and an
-// image FROM scratch holding it, through the engine's build API (no
-// registry is reachable), removed after the test.
-func buildBillingImage(t *testing.T, cli *client.Client) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "billing")
-	build := exec.Command("go", "build", "-o", bin, "./examples/billing/cmd/billing")
-	build.Dir = testbin.ModuleRoot(t)
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build billing: %v\n%s", err, out)
-	}
-	data, err := os.ReadFile(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, f := range []struct {
-		name string
-		mode int64
-		data []byte
-	}{
-		{"Dockerfile", 0o644, []byte("FROM scratch\nCOPY billing /billing\nENTRYPOINT [\"/billing\"]\n")},
-		{"billing", 0o755, data},
-	} {
-		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data))}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(f.data); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	tag := fmt.Sprintf("opspilot-e2e-billing:%d", os.Getpid())
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	res, err := cli.ImageBuild(ctx, &buf, client.ImageBuildOptions{Tags: []string{tag}, Remove: true, ForceRemove: true})
-	if err != nil {
-		t.Fatalf("build image: %v", err)
-	}
-	defer res.Body.Close()
-	dec := json.NewDecoder(res.Body)
-	for {
-		var msg struct{ Stream, Error string }
-		if err := dec.Decode(&msg); err == io.EOF {
-			break
-		} else if err != nil {
-			t.Fatalf("build image: %v", err)
-		}
-		if msg.Error != "" {
-			t.Fatalf("build image: %s", msg.Error)
-		}
-	}
-	t.Cleanup(func() {
-		_, _ = cli.ImageRemove(context.Background(), tag, client.ImageRemoveOptions{Force: true, PruneChildren: true})
-	})
-	return tag
-}
 
 // TestDockerRuntimeSelfHeals runs the demo billing service as Docker
 // containers (an image built FROM scratch here) under `opspilot up`, kills
@@ -97,7 +29,7 @@ func TestDockerRuntimeSelfHeals(t *testing.T) {
 	if err != nil {
 		t.Skipf("Docker engine not answering at %s (%v): the Docker runtime test needs one; the process runtime is tested without", cli.DaemonHost(), err)
 	}
-	image := buildBillingImage(t, cli)
+	image := testbin.ScratchImage(t, cli, testbin.ModuleRoot(t), "./examples/billing/cmd/billing", "billing")
 
 	dir := t.TempDir()
 	addr := testbin.FreeAddr(t)
