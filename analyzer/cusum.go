@@ -39,11 +39,9 @@ func (c CUSUMConfig) withDefaults() CUSUMConfig {
 // When a sum passes the limit it re-baselines to the new level, so one shift
 // raises one alarm instead of many.
 type CUSUM struct {
-	cfg      CUSUMConfig
-	mean, vr float64
-	hi, lo   float64
-	n        int
-	scale    scaleFloor
+	cfg    CUSUMConfig
+	hi, lo float64
+	ewBaseline
 }
 
 // NewCUSUM returns a CUSUM model; zero config fields take defaults.
@@ -54,20 +52,14 @@ func (m *CUSUM) Observe(_ time.Time, v float64) Result {
 	if math.IsNaN(v) {
 		return nanResult // a missing point carries no evidence; skip it
 	}
-	if m.n == 0 {
-		m.mean = v
-	}
-	m.n++
-	sigma := math.Max(math.Sqrt(m.vr), m.scale.floor())
-	m.scale.add(v)
+	sigma := m.next(v)
 	d := v - m.mean
 	z := math.Max(-maxZ, math.Min(maxZ, d/sigma))
 	r := Result{Expected: m.mean, Lower: m.mean - 4*sigma, Upper: m.mean + 4*sigma}
 	a := m.cfg.Alpha
 	if m.n <= m.cfg.Warmup {
 		r.Lower, r.Upper = math.Min(r.Lower, v), math.Max(r.Upper, v)
-		m.mean += a * d
-		m.vr = (1 - a) * (m.vr + a*d*d)
+		m.learn(a, d)
 		if m.n < 10 { // learn the start faster
 			m.mean += (v - m.mean) / float64(m.n)
 		}
@@ -83,7 +75,6 @@ func (m *CUSUM) Observe(_ time.Time, v float64) Result {
 		m.mean, m.hi, m.lo = v, 0, 0
 		return r
 	}
-	m.mean += a * d
-	m.vr = (1 - a) * (m.vr + a*d*d)
+	m.learn(a, d)
 	return r
 }

@@ -31,10 +31,35 @@ func (c EWMAConfig) withDefaults() EWMAConfig {
 // EWMA forecasts the exponentially weighted mean and scores the deviation
 // against an exponentially weighted variance. It is O(1) in time and memory.
 type EWMA struct {
-	cfg      EWMAConfig
+	cfg EWMAConfig
+	ewBaseline
+}
+
+// ewBaseline is an exponentially weighted mean and variance (West's
+// incremental update) with a floor on the spread; EWMA and CUSUM judge
+// each point against one.
+type ewBaseline struct {
 	mean, vr float64
 	n        int
 	scale    scaleFloor
+}
+
+// next counts v and returns the spread to judge it by, from the points
+// before it.
+func (b *ewBaseline) next(v float64) (sigma float64) {
+	if b.n == 0 {
+		b.mean = v
+	}
+	b.n++
+	sigma = math.Max(math.Sqrt(b.vr), b.scale.floor())
+	b.scale.add(v)
+	return sigma
+}
+
+// learn moves the mean and variance by a deviation d with weight a.
+func (b *ewBaseline) learn(a, d float64) {
+	b.mean += a * d
+	b.vr = (1 - a) * (b.vr + a*d*d)
 }
 
 // NewEWMA returns an EWMA model; zero config fields take defaults.
@@ -45,12 +70,7 @@ func (m *EWMA) Observe(_ time.Time, v float64) Result {
 	if math.IsNaN(v) {
 		return nanResult // a missing point carries no evidence; skip it
 	}
-	if m.n == 0 {
-		m.mean = v
-	}
-	m.n++
-	sigma := math.Max(math.Sqrt(m.vr), m.scale.floor())
-	m.scale.add(v)
+	sigma := m.next(v)
 	r := Result{Expected: m.mean, Lower: m.mean - m.cfg.BoundZ*sigma, Upper: m.mean + m.cfg.BoundZ*sigma}
 	d := v - m.mean
 	if m.n > m.cfg.Warmup {
@@ -58,9 +78,6 @@ func (m *EWMA) Observe(_ time.Time, v float64) Result {
 	} else {
 		r.Lower, r.Upper = math.Min(r.Lower, v), math.Max(r.Upper, v)
 	}
-	// West's incremental EW variance update.
-	a := m.cfg.Alpha
-	m.mean += a * d
-	m.vr = (1 - a) * (m.vr + a*d*d)
+	m.learn(m.cfg.Alpha, d)
 	return r
 }
