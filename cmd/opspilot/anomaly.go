@@ -3,17 +3,24 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
 	"opspilot/analyzer"
+	"opspilot/analyzer/online"
 )
 
 func newAnomalyCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "anomaly",
-		Short: "Anomaly detection: score series offline",
+		Short: "Anomaly detection: list the online scores, score series offline",
 	}
+	cmd.AddCommand(newAnomalyListCmd())
 	var in, out string
 	score := &cobra.Command{
 		Use:   "score-csv --in FILE_OR_DIR --out DIR",
@@ -41,4 +48,88 @@ Numenta Anomaly Benchmark, so NAB's scorer reads them directly.`,
 	score.Flags().StringVar(&out, "out", "", "where the scored files go (same relative paths)")
 	cmd.AddCommand(score)
 	return cmd
+}
+
+func newAnomalyListCmd() *cobra.Command {
+	var f clientFlags
+	var minScore float64
+	var limit int
+	var match []string
+	var service string
+	cmd := &cobra.Command{
+		Use:   "list [--service S] [--match label=value]... [--min-score 0.9]",
+		Short: "List the series the online analyzer scores, most anomalous first",
+		Long: `list shows the online analyzer's latest verdict per series: its score
+(>= 0.9 is an anomaly), the value it expected and the band it considers
+normal. The same numbers are in the TSDB as anomaly_score, anomaly_expected,
+anomaly_lower and anomaly_upper, labelled like the source series plus for=QUERY.`,
+		Example: `  opspilot anomaly list --min-score 0.9
+  opspilot anomaly list --match service=billing --match for=service_latency_p95`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			q := url.Values{}
+			for _, m := range match {
+				k, v, ok := strings.Cut(m, "=")
+				if !ok || k == "" {
+					return fmt.Errorf("--match %q: want label=value, e.g. service=billing", m)
+				}
+				q.Set(k, v)
+			}
+			if service != "" {
+				q.Set("service", service)
+			}
+			q.Set("min_score", strconv.FormatFloat(minScore, 'g', -1, 64))
+			q.Set("limit", strconv.Itoa(limit))
+			var out struct {
+				Anomalies []online.SeriesStatus `json:"anomalies"`
+				Series    int                   `json:"series"`
+			}
+			if err := c.do(cmd.Context(), "GET", "/api/v1/analyzer/anomalies?"+q.Encode(), nil, &out); err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 3, ' ', 0)
+			fmt.Fprintln(tw, "SCORE\tFOR\tSERIES\tVALUE EXPECTED\tNORMAL BAND\tAT")
+			for _, a := range out.Anomalies {
+				expected, band := "-", "-"
+				if a.Expected != nil {
+					expected = strconv.FormatFloat(*a.Expected, 'g', 4, 64)
+				}
+				if a.Lower != nil && a.Upper != nil {
+					band = fmt.Sprintf("%.4g .. %.4g", *a.Lower, *a.Upper)
+				}
+				fmt.Fprintf(tw, "%.3f\t%s\t%s\t%s\t%s\t%s\n", a.Score, a.Query, seriesLabels(a.Labels), expected, band, a.Time.Local().Format("15:04:05"))
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%d of %d scored series shown\n", len(out.Anomalies), out.Series)
+			return nil
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().StringVar(&service, "service", "", "only this service's series (same as --match service=S)")
+	cmd.Flags().Float64Var(&minScore, "min-score", 0, "only series scoring at least this (0.9 = anomalous)")
+	cmd.Flags().IntVar(&limit, "limit", 50, "at most this many series")
+	cmd.Flags().StringArrayVar(&match, "match", nil, "label=value the series must have (repeatable)")
+	return cmd
+}
+
+// seriesLabels prints labels as {a="b", ...} without `for`, sorted.
+func seriesLabels(ls map[string]string) string {
+	keys := make([]string, 0, len(ls))
+	for k := range ls {
+		if k != "for" {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s=%q", k, ls[k])
+	}
+	return "{" + strings.Join(parts, ", ") + "}"
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"opspilot/analyzer/online"
 	"opspilot/api"
 	"opspilot/collector"
 	"opspilot/config"
@@ -34,6 +35,8 @@ type FileConfig struct {
 	// Node describes this machine to the orchestrator (`opspilot agent`
 	// and the node `opspilot up` runs).
 	Node NodeConfig `yaml:"node"`
+	// Analyzer scores series for anomalies in the control plane.
+	Analyzer online.Config `yaml:"analyzer"`
 
 	// Demo is set by `opspilot up --demo`; not a file setting.
 	Demo DemoConfig `yaml:"-"`
@@ -125,6 +128,7 @@ func defaultFileConfig() FileConfig {
 		Agent:          collector.DefaultConfig(),
 		LogStore:       LogStoreConfig{Mode: "embedded", HTTPAddr: "127.0.0.1:9428"},
 		Orchestrator:   OrchestratorConfig{Config: control.DefaultConfig(), Store: StoreConfig{Mode: "embedded"}},
+		Analyzer:       online.DefaultConfig(),
 	}
 }
 
@@ -147,6 +151,7 @@ func (c FileConfig) Validate() []config.Problem {
 		ps = append(ps, config.Problem{Field: "logstore.mode", Msg: fmt.Sprintf("unknown mode %q; use embedded or remote", c.LogStore.Mode)})
 	}
 	ps = append(ps, config.Prefix("orchestrator", c.Orchestrator.Config.Validate())...)
+	ps = append(ps, config.Prefix("analyzer", c.Analyzer.Validate())...)
 	switch c.Orchestrator.Store.Mode {
 	case "embedded":
 	case "external":

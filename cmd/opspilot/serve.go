@@ -22,6 +22,7 @@ import (
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/common/version"
 
+	"opspilot/analyzer/online"
 	"opspilot/api"
 	"opspilot/collector"
 	"opspilot/collector/logs"
@@ -96,6 +97,21 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 	}
 	defer orch.Close()
 	routes = append(routes, orch.routes()...)
+	// The analyzer restores its checkpoint now; it queries and writes
+	// through the TSDB client once that exists.
+	lateStore := &lateTSDB{}
+	var anomalies *online.Service
+	if cfg.Analyzer.Enabled {
+		acfg := cfg.Analyzer
+		if acfg.StateFile == "" {
+			acfg.StateFile = filepath.Join(cfg.DataDir, "analyzer", "models.ckpt")
+		}
+		anomalies, err = online.New(acfg, online.Options{Querier: lateStore, Writer: lateStore, Registerer: reg, Log: log.With("component", "analyzer")})
+		if err != nil {
+			return err
+		}
+		routes = append(routes, anomalies.Routes()...)
+	}
 	var serverTLS *tls.Config
 	if orch.pki != nil && cfg.Server.AutoTLS {
 		serverTLS = orch.pki.ServerTLSConfig()
@@ -146,7 +162,13 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 		tsdbHandler.set(client.ProxyHandler())
 	}
 
+	lateStore.set(client)
+
 	var g run.Group
+	if anomalies != nil {
+		actx, cancel := context.WithCancel(ctx)
+		g.Add(func() error { return anomalies.Run(actx) }, func(error) { cancel() })
+	}
 	{
 		sctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error { return srv.Serve(sctx) }, func(error) { cancel() })
@@ -282,6 +304,10 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 	} else {
 		fmt.Fprintf(out, "  orchestrator  etcd %s; this machine is node %s in datacenter %s\n", storeDesc(cfg), nodeName(cfg), cfg.Agent.Datacenter)
 	}
+	if anomalies != nil {
+		fmt.Fprintf(out, "  analyzer      scores %d queries every %s into anomaly_score/expected/lower/upper (try: opspilot anomaly list)\n",
+			len(cfg.Analyzer.Queries), cfg.Analyzer.Interval)
+	}
 	if demoGateway != nil {
 		fmt.Fprintf(out, "  demo          service billing (3 instances) behind the gateway %s/billing/\n"+
 			"                try: curl -X POST -d '{\"amount\": 12.5, \"shop\": \"s1\"}' %s/billing/pay\n"+
@@ -339,6 +365,31 @@ func (l *lateHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	(*h).ServeHTTP(w, r)
+}
+
+// lateTSDB lets the analyzer be built before the TSDB client exists.
+type lateTSDB struct {
+	c atomic.Pointer[tsdb.Client]
+}
+
+func (l *lateTSDB) set(c *tsdb.Client) { l.c.Store(c) }
+
+var errTSDBStarting = fmt.Errorf("the TSDB is starting")
+
+func (l *lateTSDB) QueryRange(ctx context.Context, expr string, r tsdb.Range) (tsdb.Result, error) {
+	c := l.c.Load()
+	if c == nil {
+		return tsdb.Result{}, errTSDBStarting
+	}
+	return c.QueryRange(ctx, expr, r)
+}
+
+func (l *lateTSDB) Write(ctx context.Context, series []tsdb.TimeSeries) error {
+	c := l.c.Load()
+	if c == nil {
+		return errTSDBStarting
+	}
+	return c.Write(ctx, series)
 }
 
 // startLogStore runs the embedded VictoriaLogs under data_dir/logs.

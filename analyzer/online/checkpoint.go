@@ -1,0 +1,161 @@
+package online
+
+import (
+	"bytes"
+	"encoding"
+	"encoding/gob"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"opspilot/analyzer"
+	"opspilot/tsdb"
+)
+
+// checkpointVersion changes when the file layout does; a model's own bytes
+// carry their own version (analyzer's MarshalBinary).
+const checkpointVersion = 1
+
+type checkpointFile struct {
+	Version int
+	Saved   time.Time
+	Scored  map[string]time.Time
+	Series  []checkpointSeries
+}
+
+type checkpointSeries struct {
+	Query  string
+	Labels []tsdb.Label
+	Last   time.Time
+	Result analyzer.Result
+	Model  []byte
+}
+
+// SaveCheckpoint writes every model's state and each query's position to
+// cfg.StateFile atomically (temporary file, fsync, rename), so a crash
+// leaves the previous checkpoint intact.
+func (s *Service) SaveCheckpoint() error {
+	if s.cfg.StateFile == "" {
+		return nil
+	}
+	err := s.saveCheckpoint()
+	if err != nil {
+		s.m.checkpoints.WithLabelValues("error").Inc()
+		return err
+	}
+	s.m.checkpoints.WithLabelValues("ok").Inc()
+	return nil
+}
+
+func (s *Service) saveCheckpoint() error {
+	f := checkpointFile{Version: checkpointVersion, Saved: s.opts.Now(), Scored: map[string]time.Time{}}
+	s.mu.Lock()
+	for q, t := range s.scored {
+		f.Scored[q] = t
+	}
+	skipped := 0
+	for _, se := range s.series {
+		bm, ok := se.model.(encoding.BinaryMarshaler)
+		if !ok {
+			skipped++
+			continue
+		}
+		b, err := bm.MarshalBinary()
+		if err != nil {
+			s.mu.Unlock()
+			return fmt.Errorf("analyzer checkpoint: %w", err)
+		}
+		f.Series = append(f.Series, checkpointSeries{Query: se.query, Labels: se.labels, Last: se.last, Result: se.result, Model: b})
+	}
+	s.mu.Unlock()
+	if skipped > 0 {
+		s.log.Warn("analyzer: some models cannot be checkpointed; they will relearn after a restart", "series", skipped)
+	}
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(&f); err != nil {
+		return fmt.Errorf("analyzer checkpoint: encode: %w", err)
+	}
+	return writeFileAtomic(s.cfg.StateFile, buf.Bytes())
+}
+
+func writeFileAtomic(path string, b []byte) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("analyzer checkpoint: %w", err)
+	}
+	tmp, err := os.CreateTemp(dir, filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("analyzer checkpoint: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return fmt.Errorf("analyzer checkpoint: write %s: %w", tmp.Name(), err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("analyzer checkpoint: sync: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("analyzer checkpoint: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("analyzer checkpoint: %w", err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// restore loads the checkpoint; a missing file is not an error. Series
+// whose model bytes do not fit the current model (another version) are
+// skipped and start fresh.
+func (s *Service) restore(path string) (int, error) {
+	b, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	var f checkpointFile
+	if err := gob.NewDecoder(bytes.NewReader(b)).Decode(&f); err != nil {
+		return 0, fmt.Errorf("decode %s: %w (delete it to start fresh)", path, err)
+	}
+	if f.Version != checkpointVersion {
+		return 0, fmt.Errorf("%s has layout version %d, this opspilot reads %d", path, f.Version, checkpointVersion)
+	}
+	known := map[string]bool{}
+	for _, q := range s.cfg.Queries {
+		known[q.Name] = true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for q, t := range f.Scored {
+		if known[q] {
+			s.scored[q] = t
+		}
+	}
+	n, stale := 0, 0
+	for _, cs := range f.Series {
+		if !known[cs.Query] {
+			continue
+		}
+		m := s.opts.NewModel()
+		um, ok := m.(encoding.BinaryUnmarshaler)
+		if !ok || um.UnmarshalBinary(cs.Model) != nil {
+			stale++
+			continue
+		}
+		key := keyOf(cs.Labels)
+		s.series[key] = &series{query: cs.Query, labels: cs.Labels, model: m, last: cs.Last, result: cs.Result}
+		n++
+	}
+	if stale > 0 {
+		s.log.Warn("analyzer: checkpointed models of another version start fresh", "series", stale)
+	}
+	return n, nil
+}

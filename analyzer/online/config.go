@@ -1,0 +1,113 @@
+package online
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/VictoriaMetrics/metricsql"
+
+	"opspilot/config"
+)
+
+// Query is one MetricsQL selector whose result series are scored. Name
+// becomes the `for` label of the anomaly series, as in vmanomaly.
+type Query struct {
+	Name string `yaml:"name"`
+	Expr string `yaml:"expr"`
+}
+
+// Config is the `analyzer:` section of opspilot.yaml.
+type Config struct {
+	// Enabled runs the online scorer in the control plane (default true).
+	Enabled bool `yaml:"enabled"`
+	// Interval is how often every query is evaluated and each series
+	// scored (default 10s). Models see one point per interval.
+	Interval time.Duration `yaml:"interval"`
+	// Queries choose the series; default DefaultQueries (the services'
+	// gateway KPIs, container CPU and memory, node load).
+	Queries []Query `yaml:"queries"`
+	// MaxSeries bounds the models kept (default 100000); series beyond it
+	// are not scored and counted in opspilot_analyzer_series_dropped_total.
+	MaxSeries int `yaml:"max_series"`
+	// CheckpointInterval is how often model state is saved (default 1m);
+	// it is also saved on shutdown.
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+	// StateFile holds the checkpoint; default data_dir/analyzer/models.ckpt.
+	StateFile string `yaml:"state_file"`
+	// MaxCatchUp bounds how far back a pass reaches for intervals it
+	// missed (TSDB outage, restart): missed points up to this age are
+	// scored in order, older ones are skipped (default 1h).
+	MaxCatchUp time.Duration `yaml:"max_catch_up"`
+	// Forget drops a series' model after it has had no data this long
+	// (default 1h), so churned containers do not hold memory.
+	Forget time.Duration `yaml:"forget"`
+}
+
+// DefaultQueries score what an SRE watches first: each service's request
+// rate, error ratio and p95 latency at the gateway, each instance's CPU and
+// memory, and each node's load.
+func DefaultQueries() []Query {
+	return []Query{
+		{Name: "service_requests", Expr: `sum by (service) (rate(opspilot_gateway_requests_total[1m]))`},
+		{Name: "service_error_ratio", Expr: `sum by (service) (rate(opspilot_gateway_requests_total{code=~"5.."}[1m])) / sum by (service) (rate(opspilot_gateway_requests_total[1m]))`},
+		{Name: "service_latency_p95", Expr: `histogram_quantile(0.95, sum by (service, le) (rate(opspilot_gateway_request_duration_seconds_bucket[1m])))`},
+		{Name: "container_cpu", Expr: `sum by (service, instance, node, datacenter) (rate(container_cpu_usage_seconds_total{service!=""}[1m]))`},
+		{Name: "container_memory", Expr: `sum by (service, instance, node, datacenter) (container_memory_working_set_bytes{service!=""})`},
+		{Name: "node_load", Expr: `node_load1`},
+	}
+}
+
+// DefaultConfig is the analyzer's default configuration.
+func DefaultConfig() Config {
+	return Config{
+		Enabled:            true,
+		Interval:           10 * time.Second,
+		Queries:            DefaultQueries(),
+		MaxSeries:          100000,
+		CheckpointInterval: time.Minute,
+		MaxCatchUp:         time.Hour,
+		Forget:             time.Hour,
+	}
+}
+
+// Validate implements config.Validator: every query must have a unique name
+// and parse as MetricsQL.
+func (c Config) Validate() []config.Problem {
+	var ps []config.Problem
+	if !c.Enabled {
+		return nil
+	}
+	if c.Interval < time.Second {
+		ps = append(ps, config.Problem{Field: "interval", Msg: fmt.Sprintf("%s is below 1s; use e.g. 10s", c.Interval)})
+	}
+	if c.MaxSeries <= 0 {
+		ps = append(ps, config.Problem{Field: "max_series", Msg: "must be positive, e.g. 100000"})
+	}
+	if c.CheckpointInterval < time.Second {
+		ps = append(ps, config.Problem{Field: "checkpoint_interval", Msg: fmt.Sprintf("%s is below 1s; use e.g. 1m", c.CheckpointInterval)})
+	}
+	if c.MaxCatchUp < 0 {
+		ps = append(ps, config.Problem{Field: "max_catch_up", Msg: "must not be negative; 0 scores only the current interval"})
+	}
+	if c.Forget < c.Interval {
+		ps = append(ps, config.Problem{Field: "forget", Msg: fmt.Sprintf("%s is shorter than interval %s; use e.g. 1h", c.Forget, c.Interval)})
+	}
+	seen := map[string]int{}
+	for i, q := range c.Queries {
+		f := fmt.Sprintf("queries[%d]", i)
+		switch {
+		case q.Name == "":
+			ps = append(ps, config.Problem{Field: f + ".name", Msg: "must not be empty; it becomes the anomaly series' `for` label, e.g. billing_latency"})
+		case seen[q.Name] > 0:
+			ps = append(ps, config.Problem{Field: f + ".name", Msg: fmt.Sprintf("%q is also the name of queries[%d]; names must be unique", q.Name, seen[q.Name]-1)})
+		default:
+			seen[q.Name] = i + 1
+		}
+		if q.Expr == "" {
+			ps = append(ps, config.Problem{Field: f + ".expr", Msg: "must not be empty; e.g. sum by (service) (rate(opspilot_gateway_requests_total[1m]))"})
+		} else if _, err := metricsql.Parse(q.Expr); err != nil {
+			ps = append(ps, config.Problem{Field: f + ".expr", Msg: fmt.Sprintf("not valid MetricsQL: %v", err)})
+		}
+	}
+	return ps
+}

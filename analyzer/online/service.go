@@ -1,0 +1,389 @@
+package online
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
+
+	"opspilot/analyzer"
+	"opspilot/tsdb"
+)
+
+// Querier runs range queries (tsdb.Client is one).
+type Querier interface {
+	QueryRange(ctx context.Context, expr string, r tsdb.Range) (tsdb.Result, error)
+}
+
+// Writer writes samples (tsdb.Client is one).
+type Writer interface {
+	Write(ctx context.Context, series []tsdb.TimeSeries) error
+}
+
+// relookBack is how many intervals before the last scored one each range
+// query repeats, for points that became visible late.
+const relookBack = 2
+
+// Names of the series the service writes, as vmanomaly names them.
+const (
+	MetricScore    = "anomaly_score"
+	MetricExpected = "anomaly_expected"
+	MetricLower    = "anomaly_lower"
+	MetricUpper    = "anomaly_upper"
+)
+
+// Options are the service's collaborators.
+type Options struct {
+	Querier Querier
+	Writer  Writer
+	// NewModel makes the model for a new series; default
+	// analyzer.NewOnlineModel.
+	NewModel func() analyzer.Model
+	// Registerer receives the opspilot_analyzer_* metrics (may be nil).
+	Registerer prometheus.Registerer
+	Log        *slog.Logger
+	// Now is the clock (tests).
+	Now func() time.Time
+}
+
+// Service scores the configured queries' series every interval and writes
+// the anomaly series back. Run owns its loop; Step is one pass.
+type Service struct {
+	cfg  Config
+	opts Options
+	log  *slog.Logger
+	m    *metrics
+
+	mu     sync.Mutex
+	series map[string]*series // by seriesKey
+	// scored is, per query, the last interval end scored; a pass scores
+	// (scored, now] so a missed pass is caught up, not lost.
+	scored map[string]time.Time
+	// pending holds written-back samples the TSDB has not accepted yet.
+	pending []tsdb.TimeSeries
+}
+
+// series is one scored series.
+type series struct {
+	query  string
+	labels []tsdb.Label // output labels, without __name__, sorted
+	model  analyzer.Model
+	last   time.Time // timestamp of the last point observed
+	result analyzer.Result
+}
+
+// New builds the service and restores the checkpoint in cfg.StateFile when
+// one exists. A checkpoint that cannot be read is reported and ignored: the
+// models then start fresh.
+func New(cfg Config, opts Options) (*Service, error) {
+	if opts.Querier == nil || opts.Writer == nil {
+		return nil, errors.New("analyzer: online service needs a querier and a writer")
+	}
+	if opts.NewModel == nil {
+		opts.NewModel = analyzer.NewOnlineModel
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{cfg: cfg, opts: opts, log: opts.Log, m: m,
+		series: map[string]*series{}, scored: map[string]time.Time{}}
+	if cfg.StateFile != "" {
+		n, err := s.restore(cfg.StateFile)
+		switch {
+		case err != nil:
+			s.log.Warn("analyzer: checkpoint not restored; models start fresh", "file", cfg.StateFile, "err", err)
+		case n > 0:
+			s.log.Info("analyzer: restored model checkpoint", "file", cfg.StateFile, "series", n)
+		}
+	}
+	s.m.series.Set(float64(len(s.series)))
+	return s, nil
+}
+
+// Run scores every interval and checkpoints every CheckpointInterval and
+// on return, until ctx ends.
+func (s *Service) Run(ctx context.Context) error {
+	tick := time.NewTicker(s.cfg.Interval)
+	defer tick.Stop()
+	lastCkpt := s.opts.Now()
+	defer func() {
+		if err := s.SaveCheckpoint(); err != nil {
+			s.log.Warn("analyzer: final checkpoint failed", "err", err)
+		}
+	}()
+	for {
+		if err := s.Step(ctx, s.opts.Now()); err != nil && ctx.Err() == nil {
+			s.log.Warn("analyzer: pass incomplete; the missed intervals are scored on the next pass", "err", err)
+		}
+		if s.cfg.StateFile != "" && s.opts.Now().Sub(lastCkpt) >= s.cfg.CheckpointInterval {
+			if err := s.SaveCheckpoint(); err != nil {
+				s.log.Warn("analyzer: checkpoint failed", "err", err)
+			}
+			lastCkpt = s.opts.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// Step scores every query's points in (last scored, now], aligned to the
+// interval, writes the anomaly series and retries earlier unwritten ones.
+// A query that fails keeps its position, so the next pass scores the
+// intervals it missed (up to MaxCatchUp back).
+func (s *Service) Step(ctx context.Context, now time.Time) error {
+	start := time.Now()
+	step := s.cfg.Interval
+	end := now.Truncate(step)
+	var errs []error
+	var out []tsdb.TimeSeries
+	floor := end.Add(-max(s.cfg.MaxCatchUp, step))
+	for _, q := range s.cfg.Queries {
+		s.mu.Lock()
+		from, ok := s.scored[q.Name]
+		s.mu.Unlock()
+		if !ok || from.Before(floor) {
+			from = floor
+		}
+		if !end.After(from) {
+			continue
+		}
+		// The range reaches relookBack intervals before the last one scored:
+		// a point the TSDB had not made visible yet is scored late instead
+		// of never. Each series' last timestamp keeps any point from being
+		// scored twice.
+		res, err := s.opts.Querier.QueryRange(ctx, q.Expr, tsdb.Range{Start: from.Add(-relookBack * step), End: end, Step: step})
+		if err != nil {
+			s.m.queryErrors.WithLabelValues(q.Name).Inc()
+			errs = append(errs, fmt.Errorf("query %s: %w", q.Name, err))
+			continue
+		}
+		out = s.observe(q, res.Value, out)
+		s.mu.Lock()
+		s.scored[q.Name] = end
+		s.mu.Unlock()
+	}
+	s.forget(now)
+	if err := s.write(ctx, out); err != nil {
+		errs = append(errs, err)
+	}
+	s.m.passSeconds.Observe(time.Since(start).Seconds())
+	return errors.Join(errs...)
+}
+
+// observe feeds each series' points newer than its last one, in time order, to their
+// series' models and appends the anomaly samples to out.
+func (s *Service) observe(q Query, v model.Value, out []tsdb.TimeSeries) []tsdb.TimeSeries {
+	mat, ok := v.(model.Matrix)
+	if !ok {
+		s.log.Warn("analyzer: query did not return a range vector; skipped", "query", q.Name, "type", v.Type().String())
+		return out
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ss := range mat {
+		key, labels := seriesKey(q.Name, ss.Metric)
+		se := s.series[key]
+		if se == nil {
+			if len(s.series) >= s.cfg.MaxSeries {
+				s.m.dropped.Inc()
+				continue
+			}
+			se = &series{query: q.Name, labels: labels, model: s.opts.NewModel()}
+			s.series[key] = se
+		}
+		var score, expected, lower, upper []tsdb.Sample
+		for _, p := range ss.Values {
+			t := p.Timestamp.Time()
+			if !t.After(se.last) {
+				continue
+			}
+			val := float64(p.Value)
+			if math.IsNaN(val) || math.IsInf(val, 0) {
+				continue
+			}
+			r := se.model.Observe(t, val)
+			se.last, se.result = t, r
+			ms := t.UnixMilli()
+			s.m.points.Inc()
+			score = append(score, tsdb.Sample{Timestamp: ms, Value: r.Score})
+			if finite(r.Expected) {
+				expected = append(expected, tsdb.Sample{Timestamp: ms, Value: r.Expected})
+			}
+			if finite(r.Lower) && finite(r.Upper) {
+				lower = append(lower, tsdb.Sample{Timestamp: ms, Value: r.Lower})
+				upper = append(upper, tsdb.Sample{Timestamp: ms, Value: r.Upper})
+			}
+		}
+		out = appendSeries(out, MetricScore, se.labels, score)
+		out = appendSeries(out, MetricExpected, se.labels, expected)
+		out = appendSeries(out, MetricLower, se.labels, lower)
+		out = appendSeries(out, MetricUpper, se.labels, upper)
+	}
+	s.m.series.Set(float64(len(s.series)))
+	return out
+}
+
+func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
+
+func appendSeries(out []tsdb.TimeSeries, name string, labels []tsdb.Label, samples []tsdb.Sample) []tsdb.TimeSeries {
+	if len(samples) == 0 {
+		return out
+	}
+	ls := make([]tsdb.Label, 0, len(labels)+1)
+	ls = append(ls, tsdb.Label{Name: "__name__", Value: name})
+	ls = append(ls, labels...)
+	return append(out, tsdb.TimeSeries{Labels: ls, Samples: samples})
+}
+
+// seriesKey names a query's result series. The output labels are the
+// source labels with `for` set to the query name; a source __name__ is kept
+// as `metric`, so series of one selector that differ only by name stay
+// apart.
+func seriesKey(query string, m model.Metric) (string, []tsdb.Label) {
+	labels := make([]tsdb.Label, 0, len(m)+1)
+	for k, v := range m {
+		name := string(k)
+		switch name {
+		case model.MetricNameLabel:
+			name = "metric"
+		case "for":
+			name = "source_for"
+		}
+		labels = append(labels, tsdb.Label{Name: name, Value: string(v)})
+	}
+	labels = append(labels, tsdb.Label{Name: "for", Value: query})
+	sort.Slice(labels, func(i, j int) bool { return labels[i].Name < labels[j].Name })
+	return keyOf(labels), labels
+}
+
+// keyOf is the map key of sorted output labels (they include `for`).
+func keyOf(labels []tsdb.Label) string {
+	var b strings.Builder
+	for _, l := range labels {
+		b.WriteString(l.Name)
+		b.WriteByte('=')
+		b.WriteString(l.Value)
+		b.WriteByte(0)
+	}
+	return b.String()
+}
+
+// forget drops models of series that have had no data for cfg.Forget.
+func (s *Service) forget(now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, se := range s.series {
+		if !se.last.IsZero() && now.Sub(se.last) > s.cfg.Forget {
+			delete(s.series, k)
+			s.m.forgotten.Inc()
+		}
+	}
+	s.m.series.Set(float64(len(s.series)))
+}
+
+// maxPending bounds samples kept for a TSDB that refuses writes: at the
+// default interval that is hours of scores for thousands of series.
+const maxPending = 1 << 20
+
+// write sends out and any earlier unwritten samples. On failure they are
+// kept (the oldest dropped beyond maxPending, counted) for the next pass.
+func (s *Service) write(ctx context.Context, out []tsdb.TimeSeries) error {
+	s.mu.Lock()
+	batch := append(s.pending, out...)
+	s.pending = nil
+	s.mu.Unlock()
+	if len(batch) == 0 {
+		return nil
+	}
+	err := s.opts.Writer.Write(ctx, batch)
+	if err == nil {
+		for _, ts := range batch {
+			s.m.written.Add(float64(len(ts.Samples)))
+		}
+		return nil
+	}
+	if tsdb.IsRejected(err) {
+		s.m.rejected.Add(float64(len(batch)))
+		return fmt.Errorf("write anomaly series: the TSDB rejected them (dropped): %w", err)
+	}
+	n := 0
+	for _, ts := range batch {
+		n += len(ts.Samples)
+	}
+	for n > maxPending && len(batch) > 0 {
+		n -= len(batch[0].Samples)
+		s.m.rejected.Add(float64(len(batch[0].Samples)))
+		batch = batch[1:]
+	}
+	s.mu.Lock()
+	s.pending = append(batch, s.pending...)
+	s.mu.Unlock()
+	s.m.pending.Set(float64(n))
+	return fmt.Errorf("write anomaly series (kept %d samples for the next pass): %w", n, err)
+}
+
+// SeriesStatus is one scored series' latest verdict, for the API.
+type SeriesStatus struct {
+	Query    string            `json:"for"`
+	Labels   map[string]string `json:"labels"`
+	Time     time.Time         `json:"time"`
+	Score    float64           `json:"score"`
+	// Expected, Lower and Upper are absent while the model is warming up.
+	Expected *float64 `json:"expected,omitempty"`
+	Lower    *float64 `json:"lower,omitempty"`
+	Upper    *float64 `json:"upper,omitempty"`
+}
+
+// Status lists the scored series whose labels include all of match,
+// highest score first.
+func (s *Service) Status(match map[string]string) []SeriesStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []SeriesStatus
+next:
+	for _, se := range s.series {
+		ls := make(map[string]string, len(se.labels))
+		for _, l := range se.labels {
+			ls[l.Name] = l.Value
+		}
+		for k, v := range match {
+			if ls[k] != v {
+				continue next
+			}
+		}
+		out = append(out, SeriesStatus{Query: se.query, Labels: ls, Time: se.last, Score: se.result.Score,
+			Expected: optional(se.result.Expected), Lower: optional(se.result.Lower), Upper: optional(se.result.Upper)})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Score != out[j].Score {
+			return out[i].Score > out[j].Score
+		}
+		return fmt.Sprint(out[i].Labels) < fmt.Sprint(out[j].Labels)
+	})
+	return out
+}
+
+func optional(f float64) *float64 {
+	if finite(f) {
+		return &f
+	}
+	return nil
+}

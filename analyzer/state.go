@@ -1,0 +1,293 @@
+package analyzer
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+)
+
+// Model state is saved for the online analyzer's checkpoints. A model that
+// implements stateful writes its mutable state (never its configuration:
+// the restoring side builds the model from the same configuration first)
+// and reads it back exactly, so a restored model scores the next points
+// bit-for-bit as the original would. Composite models (Ensemble, the online
+// wrapper) save their members in order.
+type stateful interface {
+	saveState(w *stateWriter)
+	loadState(r *stateReader)
+}
+
+// stateMagic and stateVersion head every saved model; a change of layout
+// bumps the version, and old checkpoints are then refused (the series
+// relearn) rather than misread.
+const (
+	stateMagic   = "opa"
+	stateVersion = 1
+)
+
+// ErrNotStateful is returned when a model (or a member) cannot be saved.
+var ErrNotStateful = errors.New("analyzer: model state cannot be saved")
+
+// MarshalState saves m's state.
+func MarshalState(m Model) ([]byte, error) {
+	s, ok := m.(stateful)
+	if !ok {
+		return nil, fmt.Errorf("%w: %T", ErrNotStateful, m)
+	}
+	w := &stateWriter{b: append([]byte(stateMagic), stateVersion)}
+	s.saveState(w)
+	if w.err != nil {
+		return nil, w.err
+	}
+	return w.b, nil
+}
+
+// UnmarshalState restores state saved by MarshalState into m, which must
+// be built with the same configuration as the saved model.
+func UnmarshalState(m Model, b []byte) error {
+	s, ok := m.(stateful)
+	if !ok {
+		return fmt.Errorf("%w: %T", ErrNotStateful, m)
+	}
+	if len(b) < len(stateMagic)+1 || string(b[:len(stateMagic)]) != stateMagic {
+		return errors.New("analyzer: not a saved model state")
+	}
+	if v := b[len(stateMagic)]; v != stateVersion {
+		return fmt.Errorf("analyzer: saved model state has version %d, this build reads %d", v, stateVersion)
+	}
+	r := &stateReader{b: b[len(stateMagic)+1:]}
+	s.loadState(r)
+	if r.err == nil && len(r.b) != 0 {
+		r.err = fmt.Errorf("analyzer: %d bytes left over: the saved model has another shape", len(r.b))
+	}
+	return r.err
+}
+
+type stateWriter struct {
+	b   []byte
+	err error
+}
+
+func (w *stateWriter) f64(v float64) { w.b = binary.LittleEndian.AppendUint64(w.b, math.Float64bits(v)) }
+func (w *stateWriter) int(v int)     { w.b = binary.AppendVarint(w.b, int64(v)) }
+func (w *stateWriter) bool(v bool) {
+	if v {
+		w.b = append(w.b, 1)
+	} else {
+		w.b = append(w.b, 0)
+	}
+}
+
+func (w *stateWriter) f64s(vs []float64) {
+	w.int(len(vs))
+	for _, v := range vs {
+		w.f64(v)
+	}
+}
+
+func (w *stateWriter) i32s(vs []int32) {
+	w.int(len(vs))
+	for _, v := range vs {
+		w.int(int(v))
+	}
+}
+
+// model saves a member model, failing the whole save if it cannot.
+func (w *stateWriter) model(m Model) {
+	s, ok := m.(stateful)
+	if !ok {
+		if w.err == nil {
+			w.err = fmt.Errorf("%w: member %T", ErrNotStateful, m)
+		}
+		return
+	}
+	s.saveState(w)
+}
+
+type stateReader struct {
+	b   []byte
+	err error
+}
+
+func (r *stateReader) fail(what string) {
+	if r.err == nil {
+		r.err = fmt.Errorf("analyzer: saved model state is truncated or of another shape (reading %s)", what)
+	}
+}
+
+func (r *stateReader) f64() float64 {
+	if r.err != nil || len(r.b) < 8 {
+		r.fail("a number")
+		return 0
+	}
+	v := math.Float64frombits(binary.LittleEndian.Uint64(r.b))
+	r.b = r.b[8:]
+	return v
+}
+
+func (r *stateReader) int() int {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(r.b)
+	if n <= 0 || v > math.MaxInt32 || v < math.MinInt32 {
+		r.fail("an integer")
+		return 0
+	}
+	r.b = r.b[n:]
+	return int(v)
+}
+
+func (r *stateReader) bool() bool {
+	if r.err != nil || len(r.b) < 1 || r.b[0] > 1 {
+		r.fail("a flag")
+		return false
+	}
+	v := r.b[0] == 1
+	r.b = r.b[1:]
+	return v
+}
+
+// length reads a slice length that must equal want (the configured size).
+func (r *stateReader) length(want int, what string) bool {
+	n := r.int()
+	if r.err == nil && n != want {
+		r.err = fmt.Errorf("analyzer: saved %s has %d entries, the configured model %d", what, n, want)
+	}
+	return r.err == nil
+}
+
+// f64sInto fills dst, whose length is the configured size.
+func (r *stateReader) f64sInto(dst []float64, what string) {
+	if !r.length(len(dst), what) {
+		return
+	}
+	for i := range dst {
+		dst[i] = r.f64()
+	}
+}
+
+func (r *stateReader) i32sInto(dst []int32, what string) {
+	if !r.length(len(dst), what) {
+		return
+	}
+	for i := range dst {
+		dst[i] = int32(r.int())
+	}
+}
+
+func (r *stateReader) model(m Model) {
+	s, ok := m.(stateful)
+	if !ok {
+		if r.err == nil {
+			r.err = fmt.Errorf("%w: member %T", ErrNotStateful, m)
+		}
+		return
+	}
+	s.loadState(r)
+}
+
+// The models' states.
+
+func (s *scaleFloor) save(w *stateWriter) { w.f64(s.min); w.f64(s.max); w.bool(s.seen) }
+func (s *scaleFloor) load(r *stateReader) { s.min, s.max, s.seen = r.f64(), r.f64(), r.bool() }
+
+func (b *ewBaseline) save(w *stateWriter) { w.f64(b.mean); w.f64(b.vr); w.int(b.n); b.scale.save(w) }
+func (b *ewBaseline) load(r *stateReader) {
+	b.mean, b.vr, b.n = r.f64(), r.f64(), r.int()
+	b.scale.load(r)
+}
+
+func (m *EWMA) saveState(w *stateWriter) { m.ewBaseline.save(w) }
+func (m *EWMA) loadState(r *stateReader) { m.ewBaseline.load(r) }
+
+func (m *CUSUM) saveState(w *stateWriter) { w.f64(m.hi); w.f64(m.lo); m.ewBaseline.save(w) }
+func (m *CUSUM) loadState(r *stateReader) {
+	m.hi, m.lo = r.f64(), r.f64()
+	m.ewBaseline.load(r)
+}
+
+func (m *Novelty) saveState(w *stateWriter) { m.seen.save(w); w.int(m.n) }
+func (m *Novelty) loadState(r *stateReader) { m.seen.load(r); m.n = r.int() }
+
+func (m *RobustZ) saveState(w *stateWriter) {
+	w.f64s(m.ring)
+	w.int(m.pos)
+	w.int(m.n)
+	m.scale.save(w)
+}
+
+// loadState rebuilds the sorted window from the ring instead of trusting
+// saved order: the two can then never disagree.
+func (m *RobustZ) loadState(r *stateReader) {
+	r.f64sInto(m.ring, "robust z window")
+	m.pos, m.n = r.int(), r.int()
+	m.scale.load(r)
+	if r.err == nil && (m.pos < 0 || m.pos >= len(m.ring) || m.n < 0 || m.n > len(m.ring) || (m.n < len(m.ring) && m.pos != m.n)) {
+		r.fail("the robust z position")
+	}
+	if r.err != nil {
+		return
+	}
+	m.sorted = append(m.sorted[:0], m.ring[:m.n]...)
+	if slices.ContainsFunc(m.sorted, math.IsNaN) {
+		r.fail("the robust z window")
+		return
+	}
+	slices.Sort(m.sorted)
+}
+
+func (m *Seasonal) saveState(w *stateWriter) {
+	w.f64s(m.mean)
+	w.i32s(m.visits)
+	w.i32s(m.day)
+	w.f64(m.vr)
+	w.int(m.nres)
+	m.scale.save(w)
+}
+
+func (m *Seasonal) loadState(r *stateReader) {
+	r.f64sInto(m.mean, "seasonal means")
+	r.i32sInto(m.visits, "seasonal visits")
+	r.i32sInto(m.day, "seasonal days")
+	m.vr, m.nres = r.f64(), r.int()
+	m.scale.load(r)
+}
+
+func (m *Differenced) saveState(w *stateWriter) { w.f64(m.prev); w.bool(m.seen); w.model(m.inner) }
+func (m *Differenced) loadState(r *stateReader) {
+	m.prev, m.seen = r.f64(), r.bool()
+	r.model(m.inner)
+}
+
+func (e *Ensemble) saveState(w *stateWriter) {
+	w.int(e.quiet)
+	w.int(e.n)
+	w.f64(e.peak)
+	w.int(len(e.members))
+	for _, m := range e.members {
+		w.model(m)
+	}
+}
+
+func (e *Ensemble) loadState(r *stateReader) {
+	e.quiet, e.n, e.peak = r.int(), r.int(), r.f64()
+	if !r.length(len(e.members), "ensemble members") {
+		return
+	}
+	for _, m := range e.members {
+		r.model(m)
+	}
+}
+
+func (s *scaled) saveState(w *stateWriter) { w.model(s.Model) }
+func (s *scaled) loadState(r *stateReader) { r.model(s.Model) }
+
+// MarshalBinary saves the online model's state (encoding.BinaryMarshaler,
+// used by the online analyzer's checkpoints).
+func (s *scaled) MarshalBinary() ([]byte, error) { return MarshalState(s) }
+
+// UnmarshalBinary restores state saved by MarshalBinary.
+func (s *scaled) UnmarshalBinary(b []byte) error { return UnmarshalState(s, b) }
