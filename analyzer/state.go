@@ -70,8 +70,10 @@ type stateWriter struct {
 	err error
 }
 
-func (w *stateWriter) f64(v float64) { w.b = binary.LittleEndian.AppendUint64(w.b, math.Float64bits(v)) }
-func (w *stateWriter) int(v int)     { w.b = binary.AppendVarint(w.b, int64(v)) }
+func (w *stateWriter) f64(v float64) {
+	w.b = binary.LittleEndian.AppendUint64(w.b, math.Float64bits(v))
+}
+func (w *stateWriter) int(v int) { w.b = binary.AppendVarint(w.b, int64(v)) }
 func (w *stateWriter) bool(v bool) {
 	if v {
 		w.b = append(w.b, 1)

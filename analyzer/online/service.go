@@ -342,10 +342,10 @@ func (s *Service) write(ctx context.Context, out []tsdb.TimeSeries) error {
 
 // SeriesStatus is one scored series' latest verdict, for the API.
 type SeriesStatus struct {
-	Query    string            `json:"for"`
-	Labels   map[string]string `json:"labels"`
-	Time     time.Time         `json:"time"`
-	Score    float64           `json:"score"`
+	Query  string            `json:"for"`
+	Labels map[string]string `json:"labels"`
+	Time   time.Time         `json:"time"`
+	Score  float64           `json:"score"`
 	// Expected, Lower and Upper are absent while the model is warming up.
 	Expected *float64 `json:"expected,omitempty"`
 	Lower    *float64 `json:"lower,omitempty"`

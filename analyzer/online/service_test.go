@@ -13,8 +13,8 @@ import (
 
 	"github.com/prometheus/common/model"
 
-	"opspilot/tsdb"
 	"opspilot/test/testbin"
+	"opspilot/tsdb"
 )
 
 // These tests run the real single-node VictoriaMetrics binary as the TSDB.
