@@ -2,9 +2,15 @@ package online
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
+
+	"github.com/prometheus/common/model"
+
+	"opspilot/analyzer/forecast"
 
 	"opspilot/api"
 )
@@ -13,6 +19,8 @@ import (
 func (s *Service) Routes() []api.Route {
 	return []api.Route{
 		{Pattern: "GET /api/v1/analyzer/anomalies", Name: "analyzer_anomalies", Role: api.RoleRead, Handler: http.HandlerFunc(s.anomalies)},
+		{Pattern: "GET /api/v1/analyzer/incidents", Name: "analyzer_incidents", Role: api.RoleRead, Handler: http.HandlerFunc(s.incidents)},
+		{Pattern: "GET /api/v1/analyzer/capacity", Name: "analyzer_capacity", Role: api.RoleRead, Handler: http.HandlerFunc(s.capacity)},
 	}
 }
 
@@ -53,6 +61,83 @@ func (s *Service) anomalies(w http.ResponseWriter, r *http.Request) {
 		out = append(out, st)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"anomalies": out, "series": len(all)})
+}
+
+// incidents correlates recent anomalies and ranks their likely origins.
+func (s *Service) incidents(w http.ResponseWriter, r *http.Request) {
+	since, ok := durationParam(w, r, "since", time.Hour)
+	if !ok {
+		return
+	}
+	out, err := s.Incidents(r.Context(), s.opts.Now().Add(-since))
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("instance inventory: %v", err))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"incidents": out})
+}
+
+// capacity forecasts a scope's usage against its capacity.
+func (s *Service) capacity(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	req := CapacityRequest{Scope: q.Get("scope"), Name: q.Get("name"), Resource: q.Get("resource"), UsageExpr: q.Get("usage")}
+	if req.Scope == "" {
+		req.Scope = "service"
+	}
+	if req.Resource == "" {
+		req.Resource = "cpu"
+	}
+	var ok bool
+	if req.History, ok = durationParam(w, r, "history", 0); !ok {
+		return
+	}
+	if req.Horizon, ok = durationParam(w, r, "horizon", 0); !ok {
+		return
+	}
+	if v := q.Get("threshold"); v != "" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || !(f > 0 && f <= 10) {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("threshold=%q: want a fraction of capacity such as 0.8", v))
+			return
+		}
+		req.Threshold = f
+	}
+	if v := q.Get("capacity"); v != "" {
+		if f, err := strconv.ParseFloat(v, 64); err == nil {
+			if !(f > 0) {
+				writeError(w, http.StatusBadRequest, fmt.Sprintf("capacity=%q: want a positive number or an expression", v))
+				return
+			}
+			req.CapacityValue = f
+		} else {
+			req.CapacityExpr = v
+		}
+	}
+	out, err := s.Capacity(r.Context(), req)
+	switch {
+	case err == nil:
+		writeJSON(w, http.StatusOK, out)
+	case errors.Is(err, errBadRequest), errors.Is(err, forecast.ErrBadConfig):
+		writeError(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, forecast.ErrTooFewPoints), errors.Is(err, forecast.ErrNoData), errors.Is(err, forecast.ErrNumerical):
+		writeError(w, http.StatusUnprocessableEntity, err.Error())
+	default:
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+	}
+}
+
+// durationParam reads a Prometheus-style duration (90s, 2h, 28d).
+func durationParam(w http.ResponseWriter, r *http.Request, name string, def time.Duration) (time.Duration, bool) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return def, true
+	}
+	d, err := model.ParseDuration(v)
+	if err != nil || d <= 0 {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("%s=%q: want a duration such as 1h or 28d", name, v))
+		return 0, false
+	}
+	return time.Duration(d), true
 }
 
 func writeJSON(w http.ResponseWriter, code int, body any) {

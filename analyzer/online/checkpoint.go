@@ -30,6 +30,9 @@ type checkpointSeries struct {
 	Last   time.Time
 	Result analyzer.Result
 	Model  []byte
+	// The anomaly episode, for root-cause hints after a restart.
+	Onset, LastAlarm time.Time
+	Peak             float64
 }
 
 // SaveCheckpoint writes every model's state and each query's position to
@@ -66,7 +69,8 @@ func (s *Service) saveCheckpoint() error {
 			s.mu.Unlock()
 			return fmt.Errorf("analyzer checkpoint: %w", err)
 		}
-		f.Series = append(f.Series, checkpointSeries{Query: se.query, Labels: se.labels, Last: se.last, Result: se.result, Model: b})
+		f.Series = append(f.Series, checkpointSeries{Query: se.query, Labels: se.labels, Last: se.last, Result: se.result, Model: b,
+			Onset: se.onset, LastAlarm: se.lastAlarm, Peak: se.peak})
 	}
 	s.mu.Unlock()
 	if skipped > 0 {
@@ -151,7 +155,8 @@ func (s *Service) restore(path string) (int, error) {
 			continue
 		}
 		key := keyOf(cs.Labels)
-		s.series[key] = &series{query: cs.Query, labels: cs.Labels, model: m, last: cs.Last, result: cs.Result}
+		s.series[key] = &series{query: cs.Query, labels: cs.Labels, model: m, last: cs.Last, result: cs.Result,
+			onset: cs.Onset, lastAlarm: cs.LastAlarm, peak: cs.Peak}
 		n++
 	}
 	if stale > 0 {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/VictoriaMetrics/metricsql"
 
+	"opspilot/analyzer/rootcause"
 	"opspilot/config"
 )
 
@@ -41,6 +42,18 @@ type Config struct {
 	// Forget drops a series' model after it has had no data this long
 	// (default 1h), so churned containers do not hold memory.
 	Forget time.Duration `yaml:"forget"`
+	// RootCause tunes the root-cause hints over co-firing anomalies.
+	RootCause RootCauseConfig `yaml:"root_cause"`
+}
+
+// RootCauseConfig is `analyzer.root_cause`: the ranking's knobs and the
+// service call graph it uses.
+type RootCauseConfig struct {
+	rootcause.Config `yaml:",inline"`
+	// Calls maps a caller service to the services it calls, e.g.
+	// {billing: [payments, ledger]}; errors and latency spread from callee
+	// to caller, so an anomalous callee that fired first explains them.
+	Calls map[string][]string `yaml:"calls"`
 }
 
 // DefaultQueries score what an SRE watches first: each service's request
@@ -67,6 +80,7 @@ func DefaultConfig() Config {
 		CheckpointInterval: time.Minute,
 		MaxCatchUp:         time.Hour,
 		Forget:             time.Hour,
+		RootCause:          RootCauseConfig{Config: rootcause.DefaultConfig()},
 	}
 }
 
@@ -91,6 +105,9 @@ func (c Config) Validate() []config.Problem {
 	}
 	if c.Forget < c.Interval {
 		ps = append(ps, config.Problem{Field: "forget", Msg: fmt.Sprintf("%s is shorter than interval %s; use e.g. 1h", c.Forget, c.Interval)})
+	}
+	if err := c.RootCause.Config.Validate(); err != nil {
+		ps = append(ps, config.Problem{Field: "root_cause", Msg: err.Error()})
 	}
 	seen := map[string]int{}
 	for i, q := range c.Queries {

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"opspilot/analyzer"
+	"opspilot/analyzer/rootcause"
 	"opspilot/tsdb"
 )
 
@@ -50,6 +51,9 @@ type Options struct {
 	// Registerer receives the opspilot_analyzer_* metrics (may be nil).
 	Registerer prometheus.Registerer
 	Log        *slog.Logger
+	// Inventory lists where instances run, for root-cause hints (may be
+	// nil: hints then use only the labels on the anomalous series).
+	Inventory func(context.Context) ([]rootcause.Instance, error)
 	// Now is the clock (tests).
 	Now func() time.Time
 }
@@ -78,6 +82,18 @@ type series struct {
 	model  analyzer.Model
 	last   time.Time // timestamp of the last point observed
 	result analyzer.Result
+	// The current or latest anomaly episode: consecutive alarms no more
+	// than the root-cause window apart.
+	onset, lastAlarm time.Time
+	peak             float64
+}
+
+// alarm records a point scored at or above analyzer.AlarmLevel.
+func (se *series) alarm(t time.Time, score float64, window time.Duration) {
+	if se.onset.IsZero() || t.Sub(se.lastAlarm) > window {
+		se.onset, se.peak = t, 0
+	}
+	se.lastAlarm, se.peak = t, max(se.peak, score)
 }
 
 // New builds the service and restores the checkpoint in cfg.StateFile when
@@ -221,6 +237,9 @@ func (s *Service) observe(q Query, v model.Value, out []tsdb.TimeSeries) []tsdb.
 			}
 			r := se.model.Observe(t, val)
 			se.last, se.result = t, r
+			if r.Score >= analyzer.AlarmLevel {
+				se.alarm(t, r.Score, s.rcWindow())
+			}
 			ms := t.UnixMilli()
 			s.m.points.Inc()
 			score = append(score, tsdb.Sample{Timestamp: ms, Value: r.Score})

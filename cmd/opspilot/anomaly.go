@@ -20,7 +20,7 @@ func newAnomalyCmd() *cobra.Command {
 		Use:   "anomaly",
 		Short: "Anomaly detection: list the online scores, score series offline",
 	}
-	cmd.AddCommand(newAnomalyListCmd())
+	cmd.AddCommand(newAnomalyListCmd(), newAnomalyIncidentsCmd())
 	var in, out string
 	score := &cobra.Command{
 		Use:   "score-csv --in FILE_OR_DIR --out DIR",
@@ -132,4 +132,68 @@ func seriesLabels(ls map[string]string) string {
 		parts[i] = fmt.Sprintf("%s=%q", k, ls[k])
 	}
 	return "{" + strings.Join(parts, ", ") + "}"
+}
+
+func newAnomalyIncidentsCmd() *cobra.Command {
+	var f clientFlags
+	var since string
+	cmd := &cobra.Command{
+		Use:   "incidents [--since 1h]",
+		Short: "Group anomalies that fired together and rank their likely origins",
+		Long: `incidents correlates the anomaly episodes of the last --since into
+incidents (anomalies close in time and related by service, node, datacenter
+or the configured call graph, analyzer.root_cause.calls) and ranks each
+incident's likely origins, with the evidence, most likely first.`,
+		Example: `  opspilot anomaly incidents --since 30m`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			var out struct {
+				Incidents []online.Incident `json:"incidents"`
+			}
+			if err := c.do(cmd.Context(), "GET", "/api/v1/analyzer/incidents?since="+url.QueryEscape(since), nil, &out); err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			if len(out.Incidents) == 0 {
+				fmt.Fprintf(w, "no anomalies in the last %s\n", since)
+				return nil
+			}
+			for i, inc := range out.Incidents {
+				if i > 0 {
+					fmt.Fprintln(w)
+				}
+				fmt.Fprintf(w, "incident %s .. %s, %d anomalous series\n", inc.Start.Local().Format("15:04:05"), inc.End.Local().Format("15:04:05"), len(inc.Anomalies))
+				for _, a := range inc.Anomalies {
+					fmt.Fprintf(w, "  %s  %-24s %s peak %.2f\n", a.Onset.Local().Format("15:04:05"), a.Series.Metric, seriesName(a.Series.Service, a.Series.Instance, a.Series.Node), a.Peak)
+				}
+				fmt.Fprintf(w, "likely origins:\n%s\n", indent(inc.Summary, "  "))
+			}
+			return nil
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().StringVar(&since, "since", "1h", "how far back to look for anomalies")
+	return cmd
+}
+
+func seriesName(service, instance, node string) string {
+	var parts []string
+	for _, p := range [][2]string{{"service", service}, {"instance", instance}, {"node", node}} {
+		if p[1] != "" {
+			parts = append(parts, p[0]+"="+p[1])
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+func indent(s, prefix string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	for i, l := range lines {
+		lines[i] = prefix + l
+	}
+	return strings.Join(lines, "\n")
 }

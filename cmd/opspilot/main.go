@@ -59,6 +59,7 @@ Start everything on one machine with:  opspilot up`,
 		newGatewayCmd(),
 		newLoadgenCmd(),
 		newAnomalyCmd(),
+		newCapacityCmd(),
 		newConfigCmd(),
 		newVersionCmd(),
 	)

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/procfs"
 
+	"opspilot/analyzer/rootcause"
 	"opspilot/api"
 	"opspilot/collector"
 	"opspilot/collector/container"
@@ -113,6 +114,20 @@ func (o *orchestrator) routes() []api.Route {
 		rs = append(rs, api.Route{Pattern: "GET " + pki.CAPath, Name: "pki_ca", Handler: pki.CAHandler(o.pki)})
 	}
 	return rs
+}
+
+// inventory is where every instance runs, for the analyzer's root-cause
+// hints.
+func (o *orchestrator) inventory(ctx context.Context) ([]rootcause.Instance, error) {
+	insts, err := o.ctrl.Instances(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]rootcause.Instance, len(insts))
+	for i, in := range insts {
+		out[i] = rootcause.Instance{Service: in.Service, Instance: in.ID, Node: in.Node, Datacenter: in.Datacenter}
+	}
+	return out, nil
 }
 
 // detectCapacity fills zero capacity amounts from the machine.

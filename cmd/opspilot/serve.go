@@ -106,7 +106,8 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 		if acfg.StateFile == "" {
 			acfg.StateFile = filepath.Join(cfg.DataDir, "analyzer", "models.ckpt")
 		}
-		anomalies, err = online.New(acfg, online.Options{Querier: lateStore, Writer: lateStore, Registerer: reg, Log: log.With("component", "analyzer")})
+		anomalies, err = online.New(acfg, online.Options{Querier: lateStore, Writer: lateStore, Registerer: reg, Log: log.With("component", "analyzer"),
+			Inventory: orch.inventory})
 		if err != nil {
 			return err
 		}

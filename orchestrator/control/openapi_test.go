@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"opspilot/analyzer/online"
 	"opspilot/api"
 	"opspilot/orchestrator/pki"
 )
@@ -25,10 +26,12 @@ var servedByAPIServer = []string{
 }
 
 // mountedRoutes is every route cmd/opspilot mounts from the control plane:
-// the REST API, the agent protocol and (with the server's own PKI) the CA.
+// the REST API, the agent protocol, the analyzer's API and (with the
+// server's own PKI) the CA.
 func mountedRoutes() []api.Route {
 	c := &Controller{}
 	rs := append(c.Routes(), c.AgentRoutes(nil)...)
+	rs = append(rs, (&online.Service{}).Routes()...)
 	return append(rs, api.Route{Pattern: "GET " + pki.CAPath, Name: "pki_ca"})
 }
 

@@ -261,6 +261,19 @@ func deleteHandler(c *Controller, kind, noun string) http.Handler {
 	})
 }
 
+// Instances lists every instance in the store.
+func (c *Controller) Instances(ctx context.Context) ([]model.Instance, error) {
+	insts, _, err := store.List[model.Instance](ctx, c.st, store.KindInstance)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]model.Instance, len(insts))
+	for i, vi := range insts {
+		out[i] = vi.Value
+	}
+	return out, nil
+}
+
 // ServiceViews returns every service with its status.
 func (c *Controller) ServiceViews(ctx context.Context) ([]ServiceView, error) {
 	svcs, _, err := store.List[model.Service](ctx, c.st, store.KindService)

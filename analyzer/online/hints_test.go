@@ -1,0 +1,155 @@
+package online
+
+import (
+	"context"
+	"encoding/json"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"opspilot/analyzer/rootcause"
+	"opspilot/tsdb"
+)
+
+// kpiSeries is two hours of a noisy KPI every 10 s ending at end, raised by
+// shift from `from` on.
+func kpiSeries(name, service string, end, from time.Time, shift float64) tsdb.TimeSeries {
+	rng := rand.New(rand.NewPCG(3, uint64(len(service))))
+	ts := tsdb.TimeSeries{Labels: []tsdb.Label{{Name: "__name__", Value: name}, {Name: "service", Value: service}}}
+	for t := end.Add(-2 * time.Hour); !t.After(end); t = t.Add(10 * time.Second) {
+		v := 100 + rng.NormFloat64()
+		if !t.Before(from) {
+			v += shift
+		}
+		ts.Samples = append(ts.Samples, tsdb.Sample{Timestamp: t.UnixMilli(), Value: v})
+	}
+	return ts
+}
+
+// billing calls payments; payments' latency jumps 40 s before billing's:
+// the incident names payments first, with the call as evidence.
+func TestOnlineIncidentsRankTheCalleeFirst(t *testing.T) {
+	v := startVM(t)
+	ctx := context.Background()
+	end := time.Now().Truncate(10 * time.Second).Add(-10 * time.Second)
+	first := end.Add(-10 * time.Minute)
+	if err := v.client.Write(ctx, []tsdb.TimeSeries{
+		kpiSeries("kpi_latency_ms", "payments", end, first, 60),
+		kpiSeries("kpi_latency_ms", "billing", end, first.Add(40*time.Second), 60),
+		kpiSeries("kpi_latency_ms", "search", end, end.Add(time.Hour), 0), // normal
+	}); err != nil {
+		t.Fatal(err)
+	}
+	queryValue(t, v, `count(kpi_latency_ms)`, end)
+	cfg := testConfig("")
+	cfg.RootCause.Calls = map[string][]string{"billing": {"payments"}, "search": {"payments"}}
+	s, err := New(cfg, Options{Querier: v.client, Writer: v.client, Now: func() time.Time { return end }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Step(ctx, end.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	incs, err := s.Incidents(ctx, end.Add(-30*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(incs) != 1 {
+		t.Fatalf("want one incident, got %+v", incs)
+	}
+	inc := incs[0]
+	if len(inc.Anomalies) != 2 {
+		t.Fatalf("want payments and billing in the incident, got %+v", inc.Anomalies)
+	}
+	if got := inc.Anomalies[0]; got.Series.Service != "payments" || got.Onset.Sub(first).Abs() > 10*time.Second {
+		t.Errorf("first anomaly %+v, want payments at %s", got, first)
+	}
+	h := inc.Hints
+	if len(h) == 0 || h[0].Kind != rootcause.KindService || h[0].Name != "payments" {
+		t.Fatalf("hints %+v: want payments ranked first", h)
+	}
+	if !strings.Contains(inc.Summary, "payments") || !strings.Contains(strings.Join(h[0].Evidence, " "), "billing calls payments") {
+		t.Errorf("evidence should name the call: %q / %q", inc.Summary, h[0].Evidence)
+	}
+
+	// The same through the API.
+	rec := httptest.NewRecorder()
+	s.Routes()[1].Handler.ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/analyzer/incidents?since=30m", nil))
+	var body struct{ Incidents []Incident }
+	if err := json.Unmarshal(rec.Body.Bytes(), &body); rec.Code != 200 || err != nil || len(body.Incidents) != 1 {
+		t.Fatalf("GET incidents: %d %s", rec.Code, rec.Body)
+	}
+	rec = httptest.NewRecorder()
+	s.Routes()[1].Handler.ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/analyzer/incidents?since=yesterday", nil))
+	if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "since") {
+		t.Errorf("bad since: %d %s", rec.Code, rec.Body)
+	}
+}
+
+// Three weeks of usage growing one core a day from 40 towards a capacity
+// of 80, with a daily wave of ±3: the API forecasts exhaustion when the
+// wave's peak reaches 80, about 16 days after the last point (61 used).
+func TestCapacityForecastFromTSDB(t *testing.T) {
+	v := startVM(t)
+	ctx := context.Background()
+	end := time.Now().Truncate(10 * time.Minute)
+	start := end.Add(-21 * 24 * time.Hour)
+	rng := rand.New(rand.NewPCG(5, 5))
+	usage := tsdb.TimeSeries{Labels: []tsdb.Label{{Name: "__name__", Value: "usage_cores"}, {Name: "service", Value: "billing"}}}
+	capacity := tsdb.TimeSeries{Labels: []tsdb.Label{{Name: "__name__", Value: "cap_cores"}, {Name: "service", Value: "billing"}}}
+	for t := start; !t.After(end); t = t.Add(5 * time.Minute) {
+		days := t.Sub(start).Hours() / 24
+		u := 40 + days + 3*math.Sin(2*math.Pi*days) + 0.5*rng.NormFloat64()
+		usage.Samples = append(usage.Samples, tsdb.Sample{Timestamp: t.UnixMilli(), Value: u})
+		capacity.Samples = append(capacity.Samples, tsdb.Sample{Timestamp: t.UnixMilli(), Value: 80})
+	}
+	if err := v.client.Write(ctx, []tsdb.TimeSeries{usage, capacity}); err != nil {
+		t.Fatal(err)
+	}
+	queryValue(t, v, `count(usage_cores)`, end)
+	s, err := New(testConfig(""), Options{Querier: v.client, Writer: v.client, Now: func() time.Time { return end.Add(time.Second) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	s.Routes()[2].Handler.ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/analyzer/capacity?name=billing&usage=usage_cores&capacity=cap_cores&history=21d&horizon=40d", nil))
+	if rec.Code != 200 {
+		t.Fatalf("GET capacity: %d %s", rec.Code, rec.Body)
+	}
+	var r CapacityForecast
+	if err := json.Unmarshal(rec.Body.Bytes(), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Method != "holt-winters" || r.Capacity != 80 || math.Abs(r.GrowthPerDay-1) > 0.3 {
+		t.Errorf("report %+v: want holt-winters, capacity 80, growth about 1/day", r)
+	}
+	if r.ExhaustAt == nil {
+		t.Fatalf("no exhaustion forecast: %+v", r)
+	}
+	t.Logf("method %s confidence %s growth %.3f/day current %.2f exhaust in %.1f days (pessimistic %.1f)", r.Method, r.Confidence, r.GrowthPerDay, r.Current, r.ExhaustAt.Sub(r.DataEnd).Hours()/24, r.ExhaustAtPessimistic.Sub(r.DataEnd).Hours()/24)
+	if days := r.ExhaustAt.Sub(r.DataEnd).Hours() / 24; days < 15 || days > 17.5 {
+		t.Errorf("exhaustion in %.1f days, want about 16 (61 of 80 used, +1/day, daily peak +3)", days)
+	}
+	if r.ExhaustAtPessimistic == nil || r.ExhaustAtPessimistic.After(*r.ExhaustAt) {
+		t.Errorf("the pessimistic date %v should come no later than %v", r.ExhaustAtPessimistic, r.ExhaustAt)
+	}
+
+	for _, bad := range []struct{ query, want string }{
+		{"name=billing&scope=galaxy", "scope"},
+		{"name=billing&resource=disk", "resource"},
+		{"name=billing&usage=usage_cores&history=2x", "history"},
+		{"name=billing&usage=usage_cores", "capacity"},
+		{"name=billing&usage=nothing_here&capacity=1", "no data"},
+		{"scope=datacenter&name=dc1&resource=kpi", "per service"},
+	} {
+		rec := httptest.NewRecorder()
+		s.Routes()[2].Handler.ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/analyzer/capacity?"+bad.query, nil))
+		if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), bad.want) {
+			t.Errorf("%s: %d %s, want 400 naming %q", bad.query, rec.Code, rec.Body, bad.want)
+		}
+	}
+}
