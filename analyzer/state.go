@@ -73,7 +73,13 @@ type stateWriter struct {
 func (w *stateWriter) f64(v float64) {
 	w.b = binary.LittleEndian.AppendUint64(w.b, math.Float64bits(v))
 }
-func (w *stateWriter) int(v int) { w.b = binary.AppendVarint(w.b, int64(v)) }
+func (w *stateWriter) int(v int)     { w.b = binary.AppendVarint(w.b, int64(v)) }
+func (w *stateWriter) int64(v int64) { w.b = binary.AppendVarint(w.b, v) }
+
+func (w *stateWriter) bytes(b []byte) {
+	w.int(len(b))
+	w.b = append(w.b, b...)
+}
 func (w *stateWriter) bool(v bool) {
 	if v {
 		w.b = append(w.b, 1)
@@ -140,6 +146,32 @@ func (r *stateReader) int() int {
 	}
 	r.b = r.b[n:]
 	return int(v)
+}
+
+func (r *stateReader) int64() int64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.fail("an integer")
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *stateReader) bytes() []byte {
+	n := r.int()
+	if r.err == nil && (n < 0 || n > len(r.b)) {
+		r.fail("a block")
+	}
+	if r.err != nil {
+		return nil
+	}
+	b := r.b[:n:n]
+	r.b = r.b[n:]
+	return b
 }
 
 func (r *stateReader) bool() bool {

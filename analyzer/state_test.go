@@ -18,6 +18,7 @@ var statefulModels = map[string]func() Model{
 	"differenced": func() Model { return NewDifferenced(NewEWMA(EWMAConfig{})) },
 	"default":     NewDefaultEnsemble,
 	"online":      NewOnlineModel,
+	"holtwinters": func() Model { return NewHoltWinters(HoltWintersConfig{}) },
 }
 
 // stateSeries is a noisy daily wave at 5-minute steps with a level shift
