@@ -50,18 +50,23 @@ func DetectPeriod(vs []float64, minPeriod, maxPeriod int) (period int, strength 
 			return 0, 0
 		}
 	}
-	idx := make([]float64, n)
-	for i := range idx {
-		idx[i] = float64(i)
+	// Work on vs/max|vs| so squares cannot overflow.
+	scale := maxAbs(vs)
+	if scale == 0 {
+		return 0, 0
 	}
-	a, b := stat.LinearRegression(idx, vs, nil, false)
+	idx, ys := make([]float64, n), make([]float64, n)
+	for i, v := range vs {
+		idx[i], ys[i] = float64(i), v/scale
+	}
+	a, b := stat.LinearRegression(idx, ys, nil, false)
 	m := 1
 	for m < 2*n {
 		m <<= 1
 	}
 	x := make([]float64, m) // detrended, zero-padded
-	for i, v := range vs {
-		x[i] = v - (a + b*float64(i))
+	for i, y := range ys {
+		x[i] = y - (a + b*float64(i))
 	}
 	fft := fourier.NewFFT(m)
 	coef := fft.Coefficients(nil, x)
@@ -72,7 +77,7 @@ func DetectPeriod(vs []float64, minPeriod, maxPeriod int) (period int, strength 
 		coef[i] = complex(p, 0)
 	}
 	acf := fft.Sequence(x, coef) // x is free again; reuse it
-	if !(acf[0] > 1e-12*float64(m)*float64(n)*maxAbs(vs)*maxAbs(vs)) || acf[0] <= 0 {
+	if !(acf[0] > 1e-12*float64(m)*float64(n)) || math.IsInf(acf[0], 0) {
 		return 0, 0 // (numerically) a straight line
 	}
 	r := func(k int) float64 { return acf[k] / acf[0] * float64(n) / float64(n-k) }
@@ -86,7 +91,7 @@ func DetectPeriod(vs []float64, minPeriod, maxPeriod int) (period int, strength 
 	best := 0.0
 	dip := math.Inf(1) // minimum of r since the last lobe
 	for k := 1; k <= maxPeriod; {
-		if rk := r(k); rk <= 0 {
+		if rk := r(k); !(rk > 0) { // NaN counts as a dip too, so k advances
 			dip = math.Min(dip, rk)
 			k++
 			continue
