@@ -13,10 +13,10 @@ type BOCPDConfig struct {
 	// Hazard is the prior probability of a change point at each point
 	// (default 1/250).
 	Hazard float64
-	// MaxRun is the number of run lengths tracked (default 100, about 2.4
-	// KB of state). Runs of MaxRun-1 points or more share the last slot,
-	// which forgets its oldest evidence so it stays a window of MaxRun-1
-	// points.
+	// MaxRun is the number of run lengths tracked (default 64, about 2.2
+	// KB of state; time is linear in it). Runs of MaxRun-1 points or more
+	// share the last slot, which forgets its oldest evidence so it stays a
+	// window of MaxRun-1 points.
 	MaxRun int
 	// ShortRun is how recent a change point must be to count in the
 	// change-point score: the posterior mass on run lengths below it
@@ -40,7 +40,7 @@ func (c BOCPDConfig) withDefaults() BOCPDConfig {
 		c.Hazard = 1.0 / 250
 	}
 	if c.MaxRun < 4 {
-		c.MaxRun = 100
+		c.MaxRun = 64
 	}
 	if c.ShortRun <= 0 {
 		c.ShortRun = 10

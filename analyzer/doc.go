@@ -32,7 +32,7 @@
 //     repeating it only adds false positives.
 //   - BOCPD: Bayesian online change-point detection (Adams & MacKay) with
 //     a Normal-Gamma prior, Student-t predictive and constant hazard, over
-//     run lengths capped at MaxRun (default 100, about 3.4 KB), O(MaxRun).
+//     run lengths capped at MaxRun (default 64, about 2.2 KB), O(MaxRun).
 //   - Decompose: streaming STL-like trend + per-phase seasonal profile +
 //     residual scored against an EW median absolute deviation; the period
 //     is given in points or detected (DetectPeriod), O(period).
