@@ -239,7 +239,7 @@ func (m *BOCPD) Observe(_ time.Time, v float64) Result {
 			maxLP = lps[r]
 		}
 	}
-	total, shortMass, longMass := 0.0, 0.0, 0.0
+	total, longMass := 0.0, 0.0
 	for r := range R {
 		if m.w[r] != 0 {
 			m.w[r] *= math.Exp(lps[r] - maxLP)
@@ -247,13 +247,17 @@ func (m *BOCPD) Observe(_ time.Time, v float64) Result {
 		}
 	}
 	if !(total > 0) || math.IsInf(maxLP, 0) {
-		// Nothing can explain x (or the arithmetic broke down): start over.
+		// Nothing can explain x (or the arithmetic broke down): start over
+		// from the prior, which x then updates.
 		m.reset()
 		total = 1
+		b1s[0] = m.cfg.Beta0 + m.cfg.Kappa0*x*x/(2*(m.cfg.Kappa0+1))
+		lb1s[0] = math.Log(b1s[0])
 	}
 	// Grow runs, from the longest down; the last slot merges the two
-	// longest runs, keeping the stats of the likelier, and forgets one
-	// point's worth of evidence so it stays MaxRun-1 points long.
+	// longest runs, keeping the stats of the likelier, and if that was
+	// the last slot's own forgets one point's worth of evidence so it
+	// stays MaxRun-1 points long.
 	last := R - 1
 	keep := last
 	if m.w[last-1] > m.w[last] {
@@ -261,7 +265,9 @@ func (m *BOCPD) Observe(_ time.Time, v float64) Result {
 	}
 	wLast := m.w[last] + m.w[last-1]
 	m.update(last, keep, x, b1s[keep], lb1s[keep])
-	m.forget(last)
+	if keep == last {
+		m.forget(last)
+	}
 	m.w[last] = wLast * (1 - H)
 	for r := last - 1; r >= 1; r-- {
 		m.update(r, r-1, x, b1s[r-1], lb1s[r-1])
@@ -270,9 +276,7 @@ func (m *BOCPD) Observe(_ time.Time, v float64) Result {
 	m.w[0] = total * H
 	for r := range R {
 		m.w[r] /= total
-		if r < m.cfg.ShortRun {
-			shortMass += m.w[r]
-		} else {
+		if r >= m.cfg.ShortRun {
 			longMass += m.w[r]
 		}
 	}
