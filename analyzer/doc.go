@@ -30,6 +30,17 @@
 //   - Ensemble: combines members' scores (mean or max), then damps scores
 //     for a while after an alarm, because an anomaly is one event and
 //     repeating it only adds false positives.
+//   - BOCPD: Bayesian online change-point detection (Adams & MacKay) with
+//     a Normal-Gamma prior, Student-t predictive and constant hazard, over
+//     run lengths capped at MaxRun (default 64, about 2.2 KB), O(MaxRun).
+//   - Decompose: streaming STL-like trend + per-phase seasonal profile +
+//     residual scored against an EW median absolute deviation; the period
+//     is given in points or detected (DetectPeriod), O(period).
+//   - Multivariate (ObserveVec, not a Model): Mahalanobis distance of a
+//     vector of related series under a shrunk EW covariance, chi-squared
+//     tail, with per-dimension contributions, O(d^3) per point.
+//   - DetectPeriod / PeriodTracker (helpers, not models): dominant period
+//     from the FFT autocorrelation with periodogram and recurrence checks.
 //
 // Scores share one calibration: a deviation of z sigmas scores
 // -log10(two-sided normal tail of z)/300, so scores from different models
