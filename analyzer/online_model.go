@@ -1,7 +1,10 @@
 package analyzer
 
 import (
+	"fmt"
 	"math"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -22,16 +25,71 @@ func (s *scaled) Observe(t time.Time, v float64) Result {
 	return r
 }
 
-// onlineBoundZ is the half-width of the online model's normal band, in
+// onlineBoundZ is the half-width of the online models' normal band, in
 // sigmas; a point on the band's edge scores AlarmLevel.
 const onlineBoundZ = 4
 
-// NewOnlineModel is the model the online analyzer gives each series. Its
-// score reaches AlarmLevel exactly where a value leaves the band
-// [Lower, Upper], so a dashboard's band and an alert on the score agree.
-// (The NAB-tuned NewDefaultEnsemble is not used here: NAB rewards flagging
-// a series' first new record early, which on a clean noisy wave fires on
-// values well inside the band.)
+// onlineModels are the models an analyzer query may name. Each one's score
+// reaches AlarmLevel exactly where a value leaves its band [Lower, Upper],
+// so a dashboard's band and an alert on the score agree (nab excepted: its
+// alarm is the ensemble's).
+var onlineModels = map[string]func() Model{
+	// ewma: exponentially weighted mean and variance; O(1), any series.
+	"ewma": func() Model { return NewEWMA(EWMAConfig{BoundZ: onlineBoundZ}) },
+	// robust-z: median and MAD of the last 128 points.
+	"robust-z": func() Model { return NewRobustZ(RobustZConfig{BoundZ: onlineBoundZ}) },
+	// seasonal: a baseline per half hour of the day, for daily patterns at
+	// any resolution (48 buckets).
+	"seasonal": func() Model { return NewSeasonal(SeasonalConfig{BoundZ: onlineBoundZ}) },
+	// decompose: trend + a per-phase profile of a detected period (up to
+	// 288 points) with robust residuals.
+	"decompose": func() Model { return NewDecompose(DecomposeConfig{BoundZ: onlineBoundZ}) },
+	// holt-winters: daily and weekly seasons, fitted after 3 days.
+	"holt-winters": func() Model { return NewHoltWinters(HoltWintersConfig{BoundZ: onlineBoundZ}) },
+	// bocpd: Bayesian online change points, for level shifts.
+	"bocpd": func() Model { return NewBOCPD(BOCPDConfig{BoundP: math.Erfc(onlineBoundZ / math.Sqrt2)}) },
+}
+
+// DefaultOnlineModel is the model of queries that name none.
+const DefaultOnlineModel = "ewma"
+
+// OnlineModelNames lists the names NewOnlineModelNamed accepts.
+func OnlineModelNames() []string {
+	names := []string{"nab"}
+	for n := range onlineModels {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// NewOnlineModelNamed builds the named model for one series, its score
+// scaled so that AlarmLevel means "outside the band"; "" is
+// DefaultOnlineModel. "nab" is NewDefaultEnsemble, the NAB-tuned detector,
+// scaled at its own alarm level.
+func NewOnlineModelNamed(name string) (Model, error) {
+	if name == "" {
+		name = DefaultOnlineModel
+	}
+	if name == "nab" {
+		m := NewDefaultEnsemble()
+		alarm := tailScore(onlineBoundZ)
+		if e, ok := m.(*Ensemble); ok {
+			alarm = e.cfg.AlarmScore
+		}
+		return &scaled{Model: m, alarm: alarm}, nil
+	}
+	mk, ok := onlineModels[name]
+	if !ok {
+		return nil, fmt.Errorf("unknown model %q; use one of %s", name, strings.Join(OnlineModelNames(), ", "))
+	}
+	return &scaled{Model: mk(), alarm: tailScore(onlineBoundZ)}, nil
+}
+
+// NewOnlineModel is DefaultOnlineModel. (The NAB-tuned NewDefaultEnsemble
+// is not the default here: NAB rewards flagging a series' first new record
+// early, which on a clean noisy wave fires on values well inside the band.)
 func NewOnlineModel() Model {
-	return &scaled{Model: NewEWMA(EWMAConfig{BoundZ: onlineBoundZ}), alarm: tailScore(onlineBoundZ)}
+	m, _ := NewOnlineModelNamed("")
+	return m
 }

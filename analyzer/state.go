@@ -325,3 +325,118 @@ func (s *scaled) MarshalBinary() ([]byte, error) { return MarshalState(s) }
 
 // UnmarshalBinary restores state saved by MarshalBinary.
 func (s *scaled) UnmarshalBinary(b []byte) error { return UnmarshalState(s, b) }
+
+func (w *stateWriter) f32s(vs []float32) {
+	w.int(len(vs))
+	for _, v := range vs {
+		w.b = binary.LittleEndian.AppendUint32(w.b, math.Float32bits(v))
+	}
+}
+
+// f32sUpTo reads float32s into a new slice of at most max entries.
+func (r *stateReader) f32sUpTo(max int, what string) []float32 {
+	n := r.int()
+	if r.err == nil && (n < 0 || n > max || 4*n > len(r.b)) {
+		r.fail(what)
+	}
+	if r.err != nil {
+		return nil
+	}
+	out := make([]float32, n)
+	for i := range out {
+		out[i] = math.Float32frombits(binary.LittleEndian.Uint32(r.b))
+		r.b = r.b[4:]
+	}
+	return out
+}
+
+func (m *BOCPD) saveState(w *stateWriter) {
+	w.f64s(m.w)
+	w.f64s(m.mu)
+	w.f64s(m.beta)
+	w.f64s(m.logBeta)
+	w.f64(m.loc)
+	w.f64(m.vr)
+	w.int(m.n)
+	m.scale.save(w)
+}
+
+func (m *BOCPD) loadState(r *stateReader) {
+	r.f64sInto(m.w, "run-length weights")
+	r.f64sInto(m.mu, "run-length means")
+	r.f64sInto(m.beta, "run-length betas")
+	r.f64sInto(m.logBeta, "run-length log betas")
+	m.loc, m.vr, m.n = r.f64(), r.f64(), r.int()
+	m.scale.load(r)
+}
+
+func (p *PeriodTracker) save(w *stateWriter) {
+	w.f32s(p.ring)
+	w.int(p.pos)
+	w.int(p.n)
+	w.int(p.since)
+	w.int(p.period)
+	w.f64(p.strength)
+}
+
+func (p *PeriodTracker) load(r *stateReader) {
+	ring := r.f32sUpTo(len(p.ring), "the period detector's buffer")
+	if r.err == nil && len(ring) != len(p.ring) {
+		r.fail("the period detector's buffer")
+	}
+	if r.err != nil {
+		return
+	}
+	copy(p.ring, ring)
+	p.pos, p.n, p.since, p.period, p.strength = r.int(), r.int(), r.int(), r.int(), r.f64()
+	if r.err == nil && (p.pos < 0 || p.pos >= len(p.ring) || p.n < 0 || p.n > len(p.ring) || p.period < 0) {
+		r.fail("the period detector's position")
+	}
+}
+
+// Decompose saves its period (it may have been detected), its profile and
+// its detector while it still has one.
+func (m *Decompose) saveState(w *stateWriter) {
+	w.int(m.period)
+	w.f32s(m.season)
+	w.f64(m.alpha)
+	w.f64(m.level)
+	w.f64(m.mad)
+	w.int(m.n)
+	w.int(m.nmad)
+	w.int(m.scored)
+	w.f64(m.sum)
+	m.scale.save(w)
+	w.bool(m.det != nil)
+	if m.det != nil {
+		m.det.save(w)
+	}
+}
+
+func (m *Decompose) loadState(r *stateReader) {
+	period := r.int()
+	limit := max(m.cfg.Period, m.cfg.MaxPeriod)
+	if r.err == nil && (period < 0 || period > limit || (m.cfg.Period > 0 && period != m.cfg.Period)) {
+		r.fail("the decomposition's period")
+	}
+	season := r.f32sUpTo(limit, "the seasonal profile")
+	if r.err == nil && len(season) != period {
+		r.fail("the seasonal profile")
+	}
+	m.period, m.season = period, season
+	if period == 0 {
+		m.season = nil
+	}
+	m.alpha, m.level, m.mad = r.f64(), r.f64(), r.f64()
+	m.n, m.nmad, m.scored = r.int(), r.int(), r.int()
+	m.sum = r.f64()
+	m.scale.load(r)
+	if r.bool() {
+		if m.det == nil {
+			m.det = NewPeriodTracker(m.cfg.MinPeriod, m.cfg.MaxPeriod, m.cfg.MaxPeriod)
+		}
+		m.det.load(r)
+	} else {
+		m.det = nil
+	}
+}

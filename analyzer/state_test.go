@@ -19,6 +19,9 @@ var statefulModels = map[string]func() Model{
 	"default":     NewDefaultEnsemble,
 	"online":      NewOnlineModel,
 	"holtwinters": func() Model { return NewHoltWinters(HoltWintersConfig{}) },
+	"bocpd":       func() Model { return NewBOCPD(BOCPDConfig{}) },
+	"decompose":   func() Model { return NewDecompose(DecomposeConfig{Period: 288}) },
+	"detecting":   func() Model { return NewDecompose(DecomposeConfig{}) },
 }
 
 // stateSeries is a noisy daily wave at 5-minute steps with a level shift

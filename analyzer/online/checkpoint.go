@@ -29,7 +29,10 @@ type checkpointSeries struct {
 	Labels []tsdb.Label
 	Last   time.Time
 	Result analyzer.Result
-	Model  []byte
+	// ModelName is the query's model when saved; a series whose query now
+	// names another model starts fresh.
+	ModelName string
+	Model     []byte
 	// The anomaly episode, for root-cause hints after a restart.
 	Onset, LastAlarm time.Time
 	Peak             float64
@@ -57,6 +60,10 @@ func (s *Service) saveCheckpoint() error {
 	for q, t := range s.scored {
 		f.Scored[q] = t
 	}
+	models := map[string]string{}
+	for _, q := range s.cfg.Queries {
+		models[q.Name] = q.Model
+	}
 	skipped := 0
 	for _, se := range s.series {
 		bm, ok := se.model.(encoding.BinaryMarshaler)
@@ -69,7 +76,7 @@ func (s *Service) saveCheckpoint() error {
 			s.mu.Unlock()
 			return fmt.Errorf("analyzer checkpoint: %w", err)
 		}
-		f.Series = append(f.Series, checkpointSeries{Query: se.query, Labels: se.labels, Last: se.last, Result: se.result, Model: b,
+		f.Series = append(f.Series, checkpointSeries{Query: se.query, Labels: se.labels, Last: se.last, Result: se.result, Model: b, ModelName: models[se.query],
 			Onset: se.onset, LastAlarm: se.lastAlarm, Peak: se.peak})
 	}
 	s.mu.Unlock()
@@ -133,8 +140,10 @@ func (s *Service) restore(path string) (int, error) {
 		return 0, fmt.Errorf("%s has layout version %d, this opspilot reads %d", path, f.Version, checkpointVersion)
 	}
 	known := map[string]bool{}
+	models := map[string]string{}
 	for _, q := range s.cfg.Queries {
 		known[q.Name] = true
+		models[q.Name] = q.Model
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -148,7 +157,11 @@ func (s *Service) restore(path string) (int, error) {
 		if !known[cs.Query] {
 			continue
 		}
-		m := s.opts.NewModel()
+		m, err := s.opts.NewModel(models[cs.Query])
+		if err != nil || cs.ModelName != models[cs.Query] {
+			stale++
+			continue
+		}
 		um, ok := m.(encoding.BinaryUnmarshaler)
 		if !ok || um.UnmarshalBinary(cs.Model) != nil {
 			stale++

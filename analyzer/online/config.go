@@ -6,6 +6,7 @@ import (
 
 	"github.com/VictoriaMetrics/metricsql"
 
+	"opspilot/analyzer"
 	"opspilot/analyzer/rootcause"
 	"opspilot/config"
 )
@@ -15,6 +16,9 @@ import (
 type Query struct {
 	Name string `yaml:"name"`
 	Expr string `yaml:"expr"`
+	// Model scores each result series: ewma (default), robust-z,
+	// seasonal, decompose, holt-winters, bocpd or nab (see README).
+	Model string `yaml:"model,omitempty"`
 }
 
 // Config is the `analyzer:` section of opspilot.yaml.
@@ -119,6 +123,9 @@ func (c Config) Validate() []config.Problem {
 			ps = append(ps, config.Problem{Field: f + ".name", Msg: fmt.Sprintf("%q is also the name of queries[%d]; names must be unique", q.Name, seen[q.Name]-1)})
 		default:
 			seen[q.Name] = i + 1
+		}
+		if _, err := analyzer.NewOnlineModelNamed(q.Model); err != nil {
+			ps = append(ps, config.Problem{Field: f + ".model", Msg: err.Error()})
 		}
 		if q.Expr == "" {
 			ps = append(ps, config.Problem{Field: f + ".expr", Msg: "must not be empty; e.g. sum by (service) (rate(opspilot_gateway_requests_total[1m]))"})

@@ -45,9 +45,9 @@ const (
 type Options struct {
 	Querier Querier
 	Writer  Writer
-	// NewModel makes the model for a new series; default
-	// analyzer.NewOnlineModel.
-	NewModel func() analyzer.Model
+	// NewModel makes the model for a new series of a query naming model
+	// (Query.Model); default analyzer.NewOnlineModelNamed.
+	NewModel func(model string) (analyzer.Model, error)
 	// Registerer receives the opspilot_analyzer_* metrics (may be nil).
 	Registerer prometheus.Registerer
 	Log        *slog.Logger
@@ -104,7 +104,12 @@ func New(cfg Config, opts Options) (*Service, error) {
 		return nil, errors.New("analyzer: online service needs a querier and a writer")
 	}
 	if opts.NewModel == nil {
-		opts.NewModel = analyzer.NewOnlineModel
+		opts.NewModel = analyzer.NewOnlineModelNamed
+	}
+	for _, q := range cfg.Queries {
+		if _, err := opts.NewModel(q.Model); err != nil {
+			return nil, fmt.Errorf("analyzer query %s: %w", q.Name, err)
+		}
 	}
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
@@ -222,7 +227,8 @@ func (s *Service) observe(q Query, v model.Value, out []tsdb.TimeSeries) []tsdb.
 				s.m.dropped.Inc()
 				continue
 			}
-			se = &series{query: q.Name, labels: labels, model: s.opts.NewModel()}
+			m, _ := s.opts.NewModel(q.Model) // checked in New
+			se = &series{query: q.Name, labels: labels, model: m}
 			s.series[key] = se
 		}
 		var score, expected, lower, upper []tsdb.Sample

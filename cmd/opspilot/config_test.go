@@ -67,6 +67,11 @@ func TestConfigErrorsNameLineAndField(t *testing.T) {
 			want: []string{`2:server.http_adr:did you mean "http_addr"`},
 		},
 		{
+			name: "analyzer query that is not MetricsQL, and an unknown model",
+			yaml: "analyzer:\n  queries:\n    - name: lat\n      expr: rate(x[1m]\n      model: prophet\n",
+			want: []string{`4:analyzer.queries[0].expr:not valid MetricsQL`, `5:analyzer.queries[0].model:unknown model "prophet"`},
+		},
+		{
 			name: "unknown section",
 			yaml: "tsbd:\n  mode: embedded\n",
 			want: []string{`1:tsbd:did you mean "tsdb"`},
