@@ -47,6 +47,10 @@ func tailScore(z float64) float64 {
 	return math.Min(1, math.Max(0, s))
 }
 
+// TailScore is the shared calibration: the score of a deviation of z
+// sigmas.
+func TailScore(z float64) float64 { return tailScore(z) }
+
 // scoreDecades is the number of decades of tail probability that map to a
 // score of 1 (p = 1e-300 ~ z 37).
 const scoreDecades = 300

@@ -440,3 +440,47 @@ func (m *Decompose) loadState(r *stateReader) {
 		m.det = nil
 	}
 }
+
+// MarshalBinary saves a Multivariate model's state (its EW mean,
+// covariance and spread floors) for checkpoints.
+func (m *Multivariate) MarshalBinary() ([]byte, error) {
+	w := &stateWriter{b: append([]byte(stateMagic), stateVersion)}
+	w.int(m.d)
+	w.f64s(m.mean)
+	for i := range m.d {
+		for j := i; j < m.d; j++ {
+			w.f64(m.cov.At(i, j))
+		}
+	}
+	for i := range m.floors {
+		m.floors[i].save(w)
+	}
+	w.int(m.n)
+	return w.b, w.err
+}
+
+// UnmarshalBinary restores state saved by MarshalBinary into a model of
+// the same dimension and configuration.
+func (m *Multivariate) UnmarshalBinary(b []byte) error {
+	if len(b) < len(stateMagic)+1 || string(b[:len(stateMagic)]) != stateMagic || b[len(stateMagic)] != stateVersion {
+		return errors.New("analyzer: not a saved multivariate state of this version")
+	}
+	r := &stateReader{b: b[len(stateMagic)+1:]}
+	if d := r.int(); r.err == nil && d != m.d {
+		return fmt.Errorf("analyzer: saved multivariate state has %d dimensions, the model %d", d, m.d)
+	}
+	r.f64sInto(m.mean, "multivariate mean")
+	for i := range m.d {
+		for j := i; j < m.d; j++ {
+			m.cov.SetSym(i, j, r.f64())
+		}
+	}
+	for i := range m.floors {
+		m.floors[i].load(r)
+	}
+	m.n = r.int()
+	if r.err == nil && len(r.b) != 0 {
+		r.err = fmt.Errorf("analyzer: %d bytes left over: the saved model has another shape", len(r.b))
+	}
+	return r.err
+}

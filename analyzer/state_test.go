@@ -132,3 +132,32 @@ func FuzzUnmarshalState(f *testing.F) {
 		}
 	})
 }
+
+func TestMultivariateStateRoundTrip(t *testing.T) {
+	ts, vs := stateSeries(1200)
+	vec := func(i int) []float64 { return []float64{vs[i], 2*vs[i] + math.Sin(float64(i)), 10 - vs[i]/5} }
+	a := NewMultivariate(3, MultivariateConfig{})
+	for i := range 600 {
+		a.ObserveVec(ts[i], vec(i))
+	}
+	b, err := a.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	restored := NewMultivariate(3, MultivariateConfig{})
+	if err := restored.UnmarshalBinary(b); err != nil {
+		t.Fatal(err)
+	}
+	for i := 600; i < len(vs); i++ {
+		want, got := a.ObserveVec(ts[i], vec(i)), restored.ObserveVec(ts[i], vec(i))
+		if want.Score != got.Score || want.Expected[1] != got.Expected[1] || want.Upper[2] != got.Upper[2] {
+			t.Fatalf("point %d: restored %+v, original %+v", i, got, want)
+		}
+	}
+	if err := NewMultivariate(2, MultivariateConfig{}).UnmarshalBinary(b); err == nil || !strings.Contains(err.Error(), "3 dimensions") {
+		t.Errorf("a 2-dimensional model took a 3-dimensional state: %v", err)
+	}
+	if err := NewMultivariate(3, MultivariateConfig{}).UnmarshalBinary(b[:len(b)-3]); err == nil {
+		t.Error("a truncated state was accepted")
+	}
+}

@@ -22,6 +22,7 @@ type checkpointFile struct {
 	Saved   time.Time
 	Scored  map[string]time.Time
 	Series  []checkpointSeries
+	Joint   []checkpointSeries // Query is the joint's name
 }
 
 type checkpointSeries struct {
@@ -78,6 +79,15 @@ func (s *Service) saveCheckpoint() error {
 		}
 		f.Series = append(f.Series, checkpointSeries{Query: se.query, Labels: se.labels, Last: se.last, Result: se.result, Model: b, ModelName: models[se.query],
 			Onset: se.onset, LastAlarm: se.lastAlarm, Peak: se.peak})
+	}
+	for _, js := range s.joint {
+		b, err := js.model.MarshalBinary()
+		if err != nil {
+			s.mu.Unlock()
+			return fmt.Errorf("analyzer checkpoint: %w", err)
+		}
+		f.Joint = append(f.Joint, checkpointSeries{Query: js.joint, Labels: js.labels, Last: js.last, Model: b,
+			Result: analyzer.Result{Score: js.score}, Onset: js.onset, LastAlarm: js.lastAlarm, Peak: js.peak})
 	}
 	s.mu.Unlock()
 	if skipped > 0 {
@@ -169,6 +179,24 @@ func (s *Service) restore(path string) (int, error) {
 		}
 		key := keyOf(cs.Labels)
 		s.series[key] = &series{query: cs.Query, labels: cs.Labels, model: m, last: cs.Last, result: cs.Result,
+			onset: cs.Onset, lastAlarm: cs.LastAlarm, peak: cs.Peak}
+		n++
+	}
+	dims := map[string]int{}
+	for _, j := range s.cfg.Joint {
+		dims[j.Name] = len(j.Queries)
+	}
+	for _, cs := range f.Joint {
+		d := dims[cs.Query]
+		if d == 0 {
+			continue
+		}
+		m := analyzer.NewMultivariate(d, analyzer.MultivariateConfig{})
+		if m.UnmarshalBinary(cs.Model) != nil {
+			stale++
+			continue
+		}
+		s.joint[keyOf(cs.Labels)] = &jointSeries{joint: cs.Query, labels: cs.Labels, model: m, last: cs.Last, score: cs.Result.Score,
 			onset: cs.Onset, lastAlarm: cs.LastAlarm, peak: cs.Peak}
 		n++
 	}

@@ -46,6 +46,10 @@ type Config struct {
 	// Forget drops a series' model after it has had no data this long
 	// (default 1h), so churned containers do not hold memory.
 	Forget time.Duration `yaml:"forget"`
+	// Joint scores several queries' series together per entity, with a
+	// multivariate model; default DefaultJoint (each service's requests,
+	// error ratio and latency).
+	Joint []Joint `yaml:"joint"`
 	// RootCause tunes the root-cause hints over co-firing anomalies.
 	RootCause RootCauseConfig `yaml:"root_cause"`
 }
@@ -84,6 +88,7 @@ func DefaultConfig() Config {
 		CheckpointInterval: time.Minute,
 		MaxCatchUp:         time.Hour,
 		Forget:             time.Hour,
+		Joint:              DefaultJoint(),
 		RootCause:          RootCauseConfig{Config: rootcause.DefaultConfig()},
 	}
 }
@@ -131,6 +136,32 @@ func (c Config) Validate() []config.Problem {
 			ps = append(ps, config.Problem{Field: f + ".expr", Msg: "must not be empty; e.g. sum by (service) (rate(opspilot_gateway_requests_total[1m]))"})
 		} else if _, err := metricsql.Parse(q.Expr); err != nil {
 			ps = append(ps, config.Problem{Field: f + ".expr", Msg: fmt.Sprintf("not valid MetricsQL: %v", err)})
+		}
+	}
+	for i, j := range c.Joint {
+		f := fmt.Sprintf("joint[%d]", i)
+		switch {
+		case j.Name == "":
+			ps = append(ps, config.Problem{Field: f + ".name", Msg: "must not be empty; it becomes the `for` label, e.g. service_kpis"})
+		case seen[j.Name] > 0:
+			ps = append(ps, config.Problem{Field: f + ".name", Msg: fmt.Sprintf("%q is already the name of a query or joint; names must be unique", j.Name)})
+		default:
+			seen[j.Name] = -1
+		}
+		if len(j.Queries) < 2 || len(j.Queries) > 8 {
+			ps = append(ps, config.Problem{Field: f + ".queries", Msg: fmt.Sprintf("has %d queries; a joint scores 2 to 8 queries together", len(j.Queries))})
+		}
+		dup := map[string]bool{}
+		for k, q := range j.Queries {
+			if n := seen[q]; n <= 0 || dup[q] {
+				ps = append(ps, config.Problem{Field: fmt.Sprintf("%s.queries[%d]", f, k), Msg: fmt.Sprintf("%q is not the name of a query in analyzer.queries (or is listed twice)", q)})
+			}
+			dup[q] = true
+		}
+		for k, b := range j.By {
+			if b == "" || b == "for" || b == "__name__" {
+				ps = append(ps, config.Problem{Field: fmt.Sprintf("%s.by[%d]", f, k), Msg: fmt.Sprintf("%q cannot name an entity; use labels such as service or instance", b)})
+			}
 		}
 	}
 	return ps

@@ -35,6 +35,18 @@ func (s *Service) Anomalies(since time.Time) []rootcause.Anomaly {
 		sr.Metric = se.query
 		out = append(out, rootcause.Anomaly{Series: sr, Onset: se.onset, Peak: se.peak, Last: se.lastAlarm})
 	}
+	for _, js := range s.joint {
+		if js.onset.IsZero() || js.lastAlarm.Before(since) {
+			continue
+		}
+		ls := map[string]string{}
+		for _, l := range js.labels {
+			ls[l.Name] = l.Value
+		}
+		sr := rootcause.SeriesFromLabels(ls)
+		sr.Metric = js.joint
+		out = append(out, rootcause.Anomaly{Series: sr, Onset: js.onset, Peak: js.peak, Last: js.lastAlarm})
+	}
 	slices.SortFunc(out, func(a, b rootcause.Anomaly) int { return a.Onset.Compare(b.Onset) })
 	return out
 }

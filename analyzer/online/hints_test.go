@@ -153,3 +153,58 @@ func TestCapacityForecastFromTSDB(t *testing.T) {
 		}
 	}
 }
+
+// Requests, latency and errors of one service move together; for ten
+// minutes latency drops to its usual low-traffic level while traffic stays
+// high. Each value is inside its own normal range; the joint model scores
+// the broken relation.
+func TestOnlineJointScoresBrokenCorrelation(t *testing.T) {
+	v := startVM(t)
+	ctx := context.Background()
+	end := time.Now().Truncate(10 * time.Second).Add(-10 * time.Second)
+	brk := end.Add(-15 * time.Minute)
+	rng := rand.New(rand.NewPCG(9, 9))
+	mk := func(name string) tsdb.TimeSeries {
+		return tsdb.TimeSeries{Labels: []tsdb.Label{{Name: "__name__", Value: name}, {Name: "service", Value: "billing"}}}
+	}
+	req, lat, errs := mk("kpi_requests"), mk("kpi_latency"), mk("kpi_errors")
+	for t := end.Add(-2 * time.Hour); !t.After(end); t = t.Add(10 * time.Second) {
+		load := 100 + 40*math.Sin(2*math.Pi*float64(t.Unix())/1800) + 3*rng.NormFloat64()
+		l := 20 + 0.3*load + rng.NormFloat64()
+		if !t.Before(brk) && t.Before(brk.Add(10*time.Minute)) {
+			l = 20 + 0.3*60 + rng.NormFloat64() // latency of 60 req/s at 140 req/s
+		}
+		ms := t.UnixMilli()
+		req.Samples = append(req.Samples, tsdb.Sample{Timestamp: ms, Value: load})
+		lat.Samples = append(lat.Samples, tsdb.Sample{Timestamp: ms, Value: l})
+		errs.Samples = append(errs.Samples, tsdb.Sample{Timestamp: ms, Value: 0.01*load + 0.1*rng.NormFloat64()})
+	}
+	if err := v.client.Write(ctx, []tsdb.TimeSeries{req, lat, errs}); err != nil {
+		t.Fatal(err)
+	}
+	queryValue(t, v, `count({__name__=~"kpi_.*"})`, end)
+	cfg := testConfig("")
+	cfg.Queries = []Query{{Name: "req", Expr: "kpi_requests"}, {Name: "lat", Expr: "kpi_latency"}, {Name: "err", Expr: "kpi_errors"}}
+	cfg.Joint = []Joint{{Name: "kpis", Queries: []string{"req", "lat", "err"}, By: []string{"service"}}}
+	s, err := New(cfg, Options{Querier: v.client, Writer: v.client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Step(ctx, end.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	during := queryValue(t, v, `max_over_time(anomaly_score{for="kpis", service="billing"}[10m])`, brk.Add(10*time.Minute-time.Second))
+	before := queryValue(t, v, `max_over_time(anomaly_score{for="kpis", service="billing"}[60m])`, brk.Add(-time.Minute))
+	t.Logf("joint score: %.3f during the break, %.3f in the hour before", during[0].Value, before[0].Value)
+	if during[0].Value < 0.9 || before[0].Value >= 0.9 {
+		t.Errorf("joint score %.3f during the break (want >= 0.9), %.3f before (want < 0.9)", during[0].Value, before[0].Value)
+	}
+	exp := queryValue(t, v, `count(anomaly_expected{for="kpis", service="billing"}) by (dimension)`, end)
+	if len(exp) != 3 {
+		t.Errorf("want an expected value per dimension, got %v", exp)
+	}
+	st := s.Status(map[string]string{"for": "kpis"})
+	if len(st) != 1 || st[0].Labels["service"] != "billing" {
+		t.Errorf("Status(for=kpis) = %+v", st)
+	}
+}

@@ -68,6 +68,7 @@ type Service struct {
 
 	mu     sync.Mutex
 	series map[string]*series // by seriesKey
+	joint  map[string]*jointSeries
 	// scored is, per query, the last interval end scored; a pass scores
 	// (scored, now] so a missed pass is caught up, not lost.
 	scored map[string]time.Time
@@ -122,7 +123,7 @@ func New(cfg Config, opts Options) (*Service, error) {
 		return nil, err
 	}
 	s := &Service{cfg: cfg, opts: opts, log: opts.Log, m: m,
-		series: map[string]*series{}, scored: map[string]time.Time{}}
+		series: map[string]*series{}, joint: map[string]*jointSeries{}, scored: map[string]time.Time{}}
 	if cfg.StateFile != "" {
 		n, err := s.restore(cfg.StateFile)
 		switch {
@@ -175,6 +176,7 @@ func (s *Service) Step(ctx context.Context, now time.Time) error {
 	end := now.Truncate(step)
 	var errs []error
 	var out []tsdb.TimeSeries
+	results := map[string]model.Matrix{}
 	floor := end.Add(-max(s.cfg.MaxCatchUp, step))
 	for _, q := range s.cfg.Queries {
 		s.mu.Lock()
@@ -197,10 +199,14 @@ func (s *Service) Step(ctx context.Context, now time.Time) error {
 			continue
 		}
 		out = s.observe(q, res.Value, out)
+		if mat, ok := res.Value.(model.Matrix); ok {
+			results[q.Name] = mat
+		}
 		s.mu.Lock()
 		s.scored[q.Name] = end
 		s.mu.Unlock()
 	}
+	out = s.observeJoint(results, out)
 	s.forget(now)
 	if err := s.write(ctx, out); err != nil {
 		errs = append(errs, err)
@@ -223,7 +229,7 @@ func (s *Service) observe(q Query, v model.Value, out []tsdb.TimeSeries) []tsdb.
 		key, labels := seriesKey(q.Name, ss.Metric)
 		se := s.series[key]
 		if se == nil {
-			if len(s.series) >= s.cfg.MaxSeries {
+			if len(s.series)+len(s.joint) >= s.cfg.MaxSeries {
 				s.m.dropped.Inc()
 				continue
 			}
@@ -321,7 +327,13 @@ func (s *Service) forget(now time.Time) {
 			s.m.forgotten.Inc()
 		}
 	}
-	s.m.series.Set(float64(len(s.series)))
+	for k, js := range s.joint {
+		if !js.last.IsZero() && now.Sub(js.last) > s.cfg.Forget {
+			delete(s.joint, k)
+			s.m.forgotten.Inc()
+		}
+	}
+	s.m.series.Set(float64(len(s.series) + len(s.joint)))
 }
 
 // maxPending bounds samples kept for a TSDB that refuses writes: at the
@@ -396,6 +408,19 @@ next:
 		}
 		out = append(out, SeriesStatus{Query: se.query, Labels: ls, Time: se.last, Score: se.result.Score,
 			Expected: optional(se.result.Expected), Lower: optional(se.result.Lower), Upper: optional(se.result.Upper)})
+	}
+nextJoint:
+	for _, js := range s.joint {
+		ls := make(map[string]string, len(js.labels))
+		for _, l := range js.labels {
+			ls[l.Name] = l.Value
+		}
+		for k, v := range match {
+			if ls[k] != v {
+				continue nextJoint
+			}
+		}
+		out = append(out, SeriesStatus{Query: js.joint, Labels: ls, Time: js.last, Score: js.score})
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Score != out[j].Score {
