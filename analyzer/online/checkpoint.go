@@ -178,8 +178,9 @@ func (s *Service) restore(path string) (int, error) {
 			continue
 		}
 		key := keyOf(cs.Labels)
-		s.series[key] = &series{query: cs.Query, labels: cs.Labels, model: m, last: cs.Last, result: cs.Result,
-			onset: cs.Onset, lastAlarm: cs.LastAlarm, peak: cs.Peak}
+		se := newSeries(cs.Query, cs.Labels, m)
+		se.last, se.result, se.onset, se.lastAlarm, se.peak = cs.Last, cs.Result, cs.Onset, cs.LastAlarm, cs.Peak
+		s.series[key] = se
 		n++
 	}
 	dims := map[string]int{}

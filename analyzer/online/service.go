@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -74,6 +75,9 @@ type Service struct {
 	scored map[string]time.Time
 	// pending holds written-back samples the TSDB has not accepted yet.
 	pending []tsdb.TimeSeries
+	// scratch and keyBuf are observe's reused buffers (under mu).
+	scratch []tsdb.Label
+	keyBuf  []byte
 }
 
 // series is one scored series.
@@ -87,6 +91,8 @@ type series struct {
 	// than the root-cause window apart.
 	onset, lastAlarm time.Time
 	peak             float64
+	// out are the labels of anomaly_score, _expected, _lower and _upper.
+	out [4][]tsdb.Label
 }
 
 // alarm records a point scored at or above analyzer.AlarmLevel.
@@ -226,18 +232,23 @@ func (s *Service) observe(q Query, v model.Value, out []tsdb.TimeSeries) []tsdb.
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, ss := range mat {
-		key, labels := seriesKey(q.Name, ss.Metric)
-		se := s.series[key]
+		// Look the series up by a key built in a reused buffer: no
+		// allocation for series already known.
+		s.scratch = outputLabels(s.scratch[:0], q.Name, ss.Metric)
+		s.keyBuf = appendKey(s.keyBuf[:0], s.scratch)
+		se := s.series[string(s.keyBuf)]
 		if se == nil {
 			if len(s.series)+len(s.joint) >= s.cfg.MaxSeries {
 				s.m.dropped.Inc()
 				continue
 			}
 			m, _ := s.opts.NewModel(q.Model) // checked in New
-			se = &series{query: q.Name, labels: labels, model: m}
-			s.series[key] = se
+			se = newSeries(q.Name, slices.Clone(s.scratch), m)
+			s.series[string(s.keyBuf)] = se
 		}
-		var score, expected, lower, upper []tsdb.Sample
+		// One backing array for the four output series' samples.
+		buf := make([]tsdb.Sample, 0, 4*len(ss.Values))
+		var n, ne, nb int
 		for _, p := range ss.Values {
 			t := p.Timestamp.Time()
 			if !t.After(se.last) {
@@ -252,21 +263,38 @@ func (s *Service) observe(q Query, v model.Value, out []tsdb.TimeSeries) []tsdb.
 			if r.Score >= analyzer.AlarmLevel {
 				se.alarm(t, r.Score, s.rcWindow())
 			}
-			ms := t.UnixMilli()
 			s.m.points.Inc()
-			score = append(score, tsdb.Sample{Timestamp: ms, Value: r.Score})
+			n++
 			if finite(r.Expected) {
-				expected = append(expected, tsdb.Sample{Timestamp: ms, Value: r.Expected})
+				ne++
 			}
 			if finite(r.Lower) && finite(r.Upper) {
-				lower = append(lower, tsdb.Sample{Timestamp: ms, Value: r.Lower})
-				upper = append(upper, tsdb.Sample{Timestamp: ms, Value: r.Upper})
+				nb++
+			}
+			buf = append(buf, tsdb.Sample{Timestamp: t.UnixMilli(), Value: r.Score}, tsdb.Sample{Value: r.Expected},
+				tsdb.Sample{Value: r.Lower}, tsdb.Sample{Value: r.Upper})
+		}
+		if n == 0 {
+			continue
+		}
+		// Regroup [score exp lower upper]* into four runs, skipping the
+		// non-finite expectations and bounds of warming-up models.
+		score, expected, lower, upper := make([]tsdb.Sample, 0, n), make([]tsdb.Sample, 0, ne), make([]tsdb.Sample, 0, nb), make([]tsdb.Sample, 0, nb)
+		for i := 0; i < len(buf); i += 4 {
+			ms := buf[i].Timestamp
+			score = append(score, buf[i])
+			if e := buf[i+1].Value; finite(e) {
+				expected = append(expected, tsdb.Sample{Timestamp: ms, Value: e})
+			}
+			if lo, hi := buf[i+2].Value, buf[i+3].Value; finite(lo) && finite(hi) {
+				lower = append(lower, tsdb.Sample{Timestamp: ms, Value: lo})
+				upper = append(upper, tsdb.Sample{Timestamp: ms, Value: hi})
 			}
 		}
-		out = appendSeries(out, MetricScore, se.labels, score)
-		out = appendSeries(out, MetricExpected, se.labels, expected)
-		out = appendSeries(out, MetricLower, se.labels, lower)
-		out = appendSeries(out, MetricUpper, se.labels, upper)
+		out = appendOut(out, se.out[0], score)
+		out = appendOut(out, se.out[1], expected)
+		out = appendOut(out, se.out[2], lower)
+		out = appendOut(out, se.out[3], upper)
 	}
 	s.m.series.Set(float64(len(s.series)))
 	return out
@@ -274,22 +302,41 @@ func (s *Service) observe(q Query, v model.Value, out []tsdb.TimeSeries) []tsdb.
 
 func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
 
+// appendSeries appends a series named name with labels and samples.
 func appendSeries(out []tsdb.TimeSeries, name string, labels []tsdb.Label, samples []tsdb.Sample) []tsdb.TimeSeries {
+	return appendOut(out, withName(name, labels), samples)
+}
+
+func appendOut(out []tsdb.TimeSeries, labels []tsdb.Label, samples []tsdb.Sample) []tsdb.TimeSeries {
 	if len(samples) == 0 {
 		return out
 	}
-	ls := make([]tsdb.Label, 0, len(labels)+1)
-	ls = append(ls, tsdb.Label{Name: "__name__", Value: name})
-	ls = append(ls, labels...)
-	return append(out, tsdb.TimeSeries{Labels: ls, Samples: samples})
+	return append(out, tsdb.TimeSeries{Labels: labels, Samples: samples})
 }
 
-// seriesKey names a query's result series. The output labels are the
-// source labels with `for` set to the query name; a source __name__ is kept
-// as `metric`, so series of one selector that differ only by name stay
-// apart.
-func seriesKey(query string, m model.Metric) (string, []tsdb.Label) {
-	labels := make([]tsdb.Label, 0, len(m)+1)
+// withName is labels with __name__ first.
+func withName(name string, labels []tsdb.Label) []tsdb.Label {
+	ls := make([]tsdb.Label, 0, len(labels)+1)
+	ls = append(ls, tsdb.Label{Name: "__name__", Value: name})
+	return append(ls, labels...)
+}
+
+// newSeries builds a series and its four output label sets, which are
+// shared by every write (the writer only reads them).
+func newSeries(query string, labels []tsdb.Label, m analyzer.Model) *series {
+	se := &series{query: query, labels: labels, model: m}
+	for i, name := range []string{MetricScore, MetricExpected, MetricLower, MetricUpper} {
+		se.out[i] = withName(name, labels)
+	}
+	return se
+}
+
+// outputLabels appends to dst the output labels of a source series: its
+// labels with `for` set to the query name, sorted; a source __name__ is
+// kept as `metric`, so series of one selector that differ only by name
+// stay apart (and a source `for` becomes `source_for`). The label strings
+// are the source's own.
+func outputLabels(dst []tsdb.Label, query string, m model.Metric) []tsdb.Label {
 	for k, v := range m {
 		name := string(k)
 		switch name {
@@ -298,24 +345,32 @@ func seriesKey(query string, m model.Metric) (string, []tsdb.Label) {
 		case "for":
 			name = "source_for"
 		}
-		labels = append(labels, tsdb.Label{Name: name, Value: string(v)})
+		dst = append(dst, tsdb.Label{Name: name, Value: string(v)})
 	}
-	labels = append(labels, tsdb.Label{Name: "for", Value: query})
-	sort.Slice(labels, func(i, j int) bool { return labels[i].Name < labels[j].Name })
+	dst = append(dst, tsdb.Label{Name: "for", Value: query})
+	slices.SortFunc(dst, func(a, b tsdb.Label) int { return strings.Compare(a.Name, b.Name) })
+	return dst
+}
+
+// seriesKey is a query result series' map key and output labels.
+func seriesKey(query string, m model.Metric) (string, []tsdb.Label) {
+	labels := outputLabels(nil, query, m)
 	return keyOf(labels), labels
 }
 
-// keyOf is the map key of sorted output labels (they include `for`).
-func keyOf(labels []tsdb.Label) string {
-	var b strings.Builder
+// appendKey appends the map key of sorted output labels.
+func appendKey(dst []byte, labels []tsdb.Label) []byte {
 	for _, l := range labels {
-		b.WriteString(l.Name)
-		b.WriteByte('=')
-		b.WriteString(l.Value)
-		b.WriteByte(0)
+		dst = append(dst, l.Name...)
+		dst = append(dst, '=')
+		dst = append(dst, l.Value...)
+		dst = append(dst, 0)
 	}
-	return b.String()
+	return dst
 }
+
+// keyOf is the map key of sorted output labels (they include `for`).
+func keyOf(labels []tsdb.Label) string { return string(appendKey(nil, labels)) }
 
 // forget drops models of series that have had no data for cfg.Forget.
 func (s *Service) forget(now time.Time) {
