@@ -26,8 +26,11 @@ func (s *scaled) Observe(t time.Time, v float64) Result {
 }
 
 // onlineBoundZ is the half-width of the online models' normal band, in
-// sigmas; a point on the band's edge scores AlarmLevel.
-const onlineBoundZ = 4
+// sigmas; a point on the band's edge scores AlarmLevel. Five sigma, not
+// four: at 4 a model sees a 1-in-16,000 Gaussian excursion, which 10,000
+// series at one point per 10 s produce every couple of seconds; at 5 it is
+// 1 in 1.7 million.
+const onlineBoundZ = 5
 
 // onlineModels are the models an analyzer query may name. Each one's score
 // reaches AlarmLevel exactly where a value leaves its band [Lower, Upper],
@@ -36,14 +39,17 @@ const onlineBoundZ = 4
 var onlineModels = map[string]func() Model{
 	// ewma: exponentially weighted mean and variance; O(1), any series.
 	"ewma": func() Model { return NewEWMA(EWMAConfig{BoundZ: onlineBoundZ}) },
-	// robust-z: median and MAD of the last 128 points.
-	"robust-z": func() Model { return NewRobustZ(RobustZConfig{BoundZ: onlineBoundZ}) },
+	// robust-z: robust z of point-to-point changes (median and MAD of the
+	// last 128 changes). On levels, a window's median trails any smooth
+	// trend, so a clean daily wave would fire; on changes it does not.
+	"robust-z": func() Model { return NewDifferenced(NewRobustZ(RobustZConfig{BoundZ: onlineBoundZ, Window: 256})) },
 	// seasonal: a baseline per half hour of the day, for daily patterns at
 	// any resolution (48 buckets).
 	"seasonal": func() Model { return NewSeasonal(SeasonalConfig{BoundZ: onlineBoundZ}) },
 	// decompose: trend + a per-phase profile of a detected period (up to
-	// 288 points) with robust residuals.
-	"decompose": func() Model { return NewDecompose(DecomposeConfig{BoundZ: onlineBoundZ}) },
+	// 320 points: a day at 5 minutes, an hour at 10 s) with robust
+	// residuals; the detector's buffer is 3.75 KB until a period is found.
+	"decompose": func() Model { return NewDecompose(DecomposeConfig{BoundZ: onlineBoundZ, MaxPeriod: 320}) },
 	// holt-winters: daily and weekly seasons, fitted after 3 days.
 	"holt-winters": func() Model { return NewHoltWinters(HoltWintersConfig{BoundZ: onlineBoundZ}) },
 	// bocpd: Bayesian online change points, for level shifts.
