@@ -53,6 +53,8 @@ func tunedEnsemble(t *testing.T, spec string) func() Model {
 	useSeason := false
 	useNov := true
 	useDiff := false
+	usePat := false
+	var pc PatternConfig
 	drop := map[int]bool{}
 	for _, kv := range strings.Split(spec, ",") {
 		k, v, _ := strings.Cut(kv, "=")
@@ -89,8 +91,32 @@ func tunedEnsemble(t *testing.T, spec string) func() Model {
 			sc.ResidAlpha = f
 		case "svisits":
 			sc.MinVisits = int(f)
+		case "margin":
+			nc.Margin = f
 		case "gain":
 			nc.Gain = f
+		case "esc":
+			ec.Escalate = f
+		case "bin":
+			ec.Binary = f != 0
+		case "gate":
+			ec.GateDist = f
+		case "gpow":
+			ec.GatePow = f
+		case "pat":
+			usePat = f != 0
+		case "pw":
+			pc.Window = int(f)
+		case "pstep":
+			pc.Step = int(f)
+		case "pk":
+			pc.Protos = int(f)
+		case "pvig":
+			pc.Vigilance = f
+		case "prate":
+			pc.Rate = f
+		case "pwarm":
+			pc.Warmup = int(f)
 		case "rzw":
 			rc.Window = int(f)
 		case "alpha":
@@ -120,6 +146,12 @@ func tunedEnsemble(t *testing.T, spec string) func() Model {
 		}
 		if useDiff {
 			ms = append(ms, NewDifferenced(NewRobustZ(rc)))
+		}
+		if ec.GateDist > 0 {
+			ec.Gate = NewPattern(pc)
+		}
+		if usePat {
+			ms = append(ms, NewPattern(pc))
 		}
 		return NewEnsemble(ec, ms...)
 	}

@@ -11,6 +11,10 @@ type NoveltyConfig struct {
 	// range, into a z-score: an excess of 1/Gain of the range scores like a
 	// one-sigma deviation (default 80, so 5% of the range is z 4).
 	Gain float64
+	// Margin is the fraction of the seen range an excess must pass before
+	// it scores, so chance records by a hair on a noisy series stay quiet
+	// (default 0).
+	Margin float64
 	// Warmup is the number of points scored 0 while the range forms (default 100).
 	Warmup int
 }
@@ -50,7 +54,7 @@ func (m *Novelty) Observe(_ time.Time, v float64) Result {
 	lo, hi := m.seen.min, m.seen.max
 	span := math.Max(hi-lo, 1e-9)
 	r := Result{Expected: (lo + hi) / 2, Lower: lo, Upper: hi}
-	excess := math.Max(v-hi, lo-v)
+	excess := math.Max(v-hi, lo-v) - m.cfg.Margin*span
 	m.seen.add(v)
 	if m.n > m.cfg.Warmup && excess > 0 {
 		r.Score = tailScore(m.cfg.Gain * excess / span)
