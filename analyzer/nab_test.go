@@ -42,7 +42,12 @@ func TestNAB(t *testing.T) {
 }
 
 // tunedEnsemble builds an ensemble from "key=value,..." for parameter
-// sweeps (one configuration for the whole corpus, never per file).
+// sweeps (one configuration for the whole corpus, never per file). RobustZ,
+// EWMA, CUSUM and Novelty are members unless dropped; gate=D adds a Pattern
+// gate (pw, pstep, pk, pvig, prate configure it) and sdist=S lets Novelty's
+// noise margin (nmargin) consult it. The default detector is
+// drop=0,mean=1,bin=1,alarm=0.015,suppress=225,gate=0.08,gpow=1,pw=4,
+// pstep=2,pk=128,pvig=0.1,prate=0.2,alpha=0.01,gain=800,nmargin=1.5,sdist=0.15.
 func tunedEnsemble(t *testing.T, spec string) func() Model {
 	var ec EnsembleConfig
 	var rc RobustZConfig
@@ -54,6 +59,7 @@ func tunedEnsemble(t *testing.T, spec string) func() Model {
 	useNov := true
 	useDiff := false
 	usePat := false
+	sdist := 0.0
 	var pc PatternConfig
 	drop := map[int]bool{}
 	for _, kv := range strings.Split(spec, ",") {
@@ -91,12 +97,12 @@ func tunedEnsemble(t *testing.T, spec string) func() Model {
 			sc.ResidAlpha = f
 		case "svisits":
 			sc.MinVisits = int(f)
-		case "margin":
-			nc.Margin = f
+		case "nmargin":
+			nc.NoiseMargin = f
+		case "sdist":
+			sdist = f
 		case "gain":
 			nc.Gain = f
-		case "esc":
-			ec.Escalate = f
 		case "bin":
 			ec.Binary = f != 0
 		case "gate":
@@ -132,13 +138,20 @@ func tunedEnsemble(t *testing.T, spec string) func() Model {
 		}
 	}
 	return func() Model {
+		ec, nc := ec, nc
 		var ms []Model
 		for i, m := range []Model{NewRobustZ(rc), NewEWMA(wc), NewCUSUM(cc)} {
 			if !drop[i] {
 				ms = append(ms, m)
 			}
 		}
+		if ec.GateDist > 0 {
+			ec.Gate = NewPattern(pc)
+		}
 		if useNov {
+			if sdist > 0 {
+				nc.Shape, nc.ShapeDist = ec.Gate, sdist
+			}
 			ms = append(ms, NewNovelty(nc))
 		}
 		if useSeason {
@@ -146,9 +159,6 @@ func tunedEnsemble(t *testing.T, spec string) func() Model {
 		}
 		if useDiff {
 			ms = append(ms, NewDifferenced(NewRobustZ(rc)))
-		}
-		if ec.GateDist > 0 {
-			ec.Gate = NewPattern(pc)
 		}
 		if usePat {
 			ms = append(ms, NewPattern(pc))

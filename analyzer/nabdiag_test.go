@@ -122,8 +122,8 @@ func TestNABDiag(t *testing.T) {
 	sorted := append([]dpt(nil), all...)
 	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].score > sorted[j].score })
 	for _, pr := range []struct {
-		name       string
-		fp, fn     float64
+		name   string
+		fp, fn float64
 	}{{"standard", 0.11, 1}, {"reward_low_FP_rate", 0.22, 1}, {"reward_low_FN_rate", 0.11, 2}} {
 		parts := map[int]float64{}
 		for w := range counted {
@@ -152,16 +152,39 @@ func TestNABDiag(t *testing.T) {
 		}
 		score := 100 * (best + pr.fn*W) / (W + pr.fn*W)
 		fmt.Printf("PROFILE %-20s %7.2f raw %8.2f th %.5f\n", pr.name, score, best, bestTh)
+		if os.Getenv("OPSPILOT_NABDIAG") == "3" {
+			var fpHi, fpLo, tpHi, tpLo int
+			var cHi, cLo float64
+			for _, p := range all {
+				if p.score < bestTh {
+					continue
+				}
+				hi := p.score >= 0.01
+				switch {
+				case p.win >= 0 && hi:
+					tpHi++
+				case p.win >= 0:
+					tpLo++
+				case hi:
+					fpHi++
+					cHi += p.sweep * pr.fp
+				default:
+					fpLo++
+					cLo += p.sweep * pr.fp
+				}
+			}
+			fmt.Printf("  in-window rows: %d alarms, %d damped; FP rows: %d alarms (%.2f), %d damped (%.2f)\n", tpHi, tpLo, fpHi, cHi, fpLo, cLo)
+		}
 		if pr.name != "standard" || os.Getenv("OPSPILOT_NABDIAG") != "2" {
 			continue
 		}
 		// per file at bestTh
 		type fstat struct {
-			tp      float64
-			found   int
-			wins    int
-			fpn     int
-			fpc     float64
+			tp    float64
+			found int
+			wins  int
+			fpn   int
+			fpc   float64
 		}
 		st := make([]fstat, len(names))
 		wbest := map[int]float64{}

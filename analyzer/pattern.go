@@ -44,9 +44,16 @@ func (c PatternConfig) withDefaults() PatternConfig {
 	return c
 }
 
-// Pattern scores how new the shape of the last few points is: it keeps a
-// small set of prototype windows (values scaled by the range seen so far)
-// and scores the distance of the current window to the nearest one.
+// Pattern scores how new the shape of the last few points is, in the
+// spirit of ARTime's adaptive-resonance categories: it keeps a small set of
+// prototype windows (Window values, each the mean of Step points, scaled by
+// the range seen so far) and finds the nearest one by the largest
+// per-value difference. Within Vigilance the prototype learns the window
+// (moves by Rate); otherwise the window becomes a new prototype, replacing
+// the least recently matched one when the set is full, and scores its
+// distance (clipped to 1) once Warmup points have passed. Memory is
+// Protos*(4*Window+4) bytes plus two Window-length float64 buffers; each
+// point costs O(Protos*Window).
 type Pattern struct {
 	cfg    PatternConfig
 	ring   []float64
@@ -63,9 +70,10 @@ type Pattern struct {
 	dist   float64 // the last window's distance to its nearest prototype
 }
 
-// Distance is the last window's distance (max over its values, as a
-// fraction of the range seen so far) to the nearest remembered prototype,
-// before learning it; +Inf when nothing is remembered yet.
+// Distance is the last window's distance (the largest difference of its
+// values, as a fraction of the range seen so far) to the nearest remembered
+// prototype, before learning it: 0 until the first window is complete and
+// +Inf for that first window, when nothing is remembered yet.
 func (m *Pattern) Distance() float64 { return m.dist }
 
 // NewPattern returns a Pattern model; zero config fields take defaults.
