@@ -89,3 +89,35 @@ func TestPatternSeesFlatline(t *testing.T) {
 		t.Errorf("flatline distance %.3f, want a new shape (>= 0.1)", maxD)
 	}
 }
+
+// TestNoveltyNoiseMargin: with a noise margin, a record within the noise
+// scores 0, a record well beyond it scores, and with Confirm a second
+// record in a row scores even within the noise.
+func TestNoveltyNoiseMargin(t *testing.T) {
+	base := func() []float64 { // alternating 0, 1: |change| median 1
+		xs := make([]float64, 300)
+		for i := range xs {
+			xs[i] = float64(i % 2)
+		}
+		return xs
+	}
+	score := func(cfg NoveltyConfig, tail ...float64) []float64 {
+		m := NewNovelty(cfg)
+		var out []float64
+		for _, x := range append(base(), tail...) {
+			out = append(out, m.Observe(t0, x).Score)
+		}
+		return out[300:]
+	}
+	cfg := NoveltyConfig{Gain: 100, NoiseMargin: 2}
+	if s := score(cfg, 1.5); s[0] != 0 {
+		t.Errorf("record within the noise scored %v", s[0])
+	}
+	if s := score(cfg, 4); s[0] < tailScore(4) {
+		t.Errorf("record 3 noise units out scored %v", s[0])
+	}
+	cfg.Confirm = true
+	if s := score(cfg, 1.5, 1.6); s[0] != 0 || s[1] == 0 {
+		t.Errorf("run of records within the noise scored %v, want 0 then > 0", s)
+	}
+}

@@ -73,23 +73,25 @@ func NewEnsemble(cfg EnsembleConfig, members ...Model) *Ensemble {
 }
 
 // NewDefaultEnsemble is the one configuration used for every series (and
-// scored on NAB by TestNAB): the mean score of EWMA (Alpha 0.01), CUSUM and
-// Novelty (Gain 800, with a noise margin on records whose shape is known),
-// gated by a Pattern over the last four 2-point averages (128 prototypes,
-// vigilance 0.1 of the range seen so far), which scales down the score of
-// a point whose shape is within 0.08 of a remembered one. Scores below the
-// alarm level 0.015 (about z 4.3) are damped, and an alarm damps the next
-// 225 points, so the output is near-binary: one high score per event.
-// See doc.go for the NAB scores and what else was tried.
+// scored on NAB by TestNAB): the mean score of EWMA (Alpha 0.008), CUSUM
+// and Novelty (Gain 800), gated by a Pattern over the last six 2-point
+// averages (64 prototypes, vigilance 0.1 of the range seen so far), which
+// scales down the score of a point whose shape is within 0.08 of a
+// remembered one. Novelty ignores records within 2 noise units when their
+// shape is known (Distance below 0.12) unless the previous point was a
+// record too, so chance records of a noisy periodic series stay quiet.
+// Scores below the alarm level 0.015 (about z 4.3) are damped, and an
+// alarm damps the next 225 points, so the output is near-binary: one high
+// score per event. See doc.go for the NAB scores and what else was tried.
 func NewDefaultEnsemble() Model {
-	shape := NewPattern(PatternConfig{Window: 4, Step: 2, Protos: 128, Vigilance: 0.1, Rate: 0.2})
+	shape := NewPattern(PatternConfig{Window: 6, Step: 2, Protos: 64, Vigilance: 0.1, Rate: 0.2})
 	return NewEnsemble(EnsembleConfig{
 		Mean: true, AlarmScore: 0.015, Suppress: 225, Binary: true,
 		Gate: shape, GateDist: 0.08, GatePow: 1,
 	},
-		NewEWMA(EWMAConfig{Alpha: 0.01}),
+		NewEWMA(EWMAConfig{Alpha: 0.008}),
 		NewCUSUM(CUSUMConfig{}),
-		NewNovelty(NoveltyConfig{Gain: 800, NoiseMargin: 1.5, Shape: shape, ShapeDist: 0.15}),
+		NewNovelty(NoveltyConfig{Gain: 800, NoiseMargin: 2, Shape: shape, ShapeDist: 0.12, Confirm: true}),
 	)
 }
 

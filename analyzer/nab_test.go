@@ -46,8 +46,8 @@ func TestNAB(t *testing.T) {
 // EWMA, CUSUM and Novelty are members unless dropped; gate=D adds a Pattern
 // gate (pw, pstep, pk, pvig, prate configure it) and sdist=S lets Novelty's
 // noise margin (nmargin) consult it. The default detector is
-// drop=0,mean=1,bin=1,alarm=0.015,suppress=225,gate=0.08,gpow=1,pw=4,
-// pstep=2,pk=128,pvig=0.1,prate=0.2,alpha=0.01,gain=800,nmargin=1.5,sdist=0.15.
+// drop=0,mean=1,bin=1,alarm=0.015,suppress=225,gate=0.08,gpow=1,pw=6,pstep=2,
+// pk=64,pvig=0.1,prate=0.2,alpha=0.008,gain=800,nmargin=2,sdist=0.12,confirm=1.
 func tunedEnsemble(t *testing.T, spec string) func() Model {
 	var ec EnsembleConfig
 	var rc RobustZConfig
@@ -99,6 +99,8 @@ func tunedEnsemble(t *testing.T, spec string) func() Model {
 			sc.MinVisits = int(f)
 		case "nmargin":
 			nc.NoiseMargin = f
+		case "confirm":
+			nc.Confirm = f != 0
 		case "sdist":
 			sdist = f
 		case "gain":

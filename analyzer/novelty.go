@@ -22,6 +22,9 @@ type NoveltyConfig struct {
 	// before this model does (Ensemble does so with its Gate).
 	Shape     *Pattern
 	ShapeDist float64
+	// Confirm waives NoiseMargin for a point whose predecessor was also
+	// beyond the range seen before it: a run of records is not chance.
+	Confirm bool
 	// Warmup is the number of points scored 0 while the range forms (default 100).
 	Warmup int
 }
@@ -47,6 +50,7 @@ type Novelty struct {
 	n    int
 	prev float64
 	dev  float64 // running median of |change| between consecutive points
+	rec  bool    // the previous point was beyond the range before it
 }
 
 // NewNovelty returns a Novelty model; zero config fields take defaults.
@@ -70,7 +74,12 @@ func (m *Novelty) Observe(_ time.Time, v float64) Result {
 	if m.cfg.Shape != nil && !(m.cfg.Shape.Distance() < m.cfg.ShapeDist) {
 		nm = 0
 	}
-	excess := math.Max(v-hi, lo-v) - nm*m.dev
+	if m.cfg.Confirm && m.rec {
+		nm = 0
+	}
+	ex := math.Max(v-hi, lo-v)
+	m.rec = ex > 0
+	excess := ex - nm*m.dev
 	// dev tracks the median of |change| with multiplicative steps.
 	if d := math.Abs(v - m.prev); m.n == 2 || m.dev == 0 {
 		m.dev = d
