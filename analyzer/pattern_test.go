@@ -38,3 +38,26 @@ func TestPatternDistance(t *testing.T) {
 		t.Errorf("half-way level at distance %v, want 0.5", d)
 	}
 }
+
+// TestPatternContract: scores in [0,1], bounds ordered, and a NaN leaves
+// the state untouched. (Pattern is not in the models table: its score is
+// a shape distance, not a calibrated tail score, so a clean noisy sine
+// still makes a few new prototypes; the default ensemble uses it as a gate.)
+func TestPatternContract(t *testing.T) {
+	xs := []float64{0, 0, 0, 1e300, -1e300, 0, math.Inf(1), 0, 5}
+	for i := 0; i < 300; i++ {
+		xs = append(xs, float64(i%7))
+	}
+	for i, r := range run(NewPattern(PatternConfig{}), xs) {
+		if !(r.Score >= 0 && r.Score <= 1) || r.Lower > r.Upper {
+			t.Fatalf("point %d: bad result %+v", i, r)
+		}
+	}
+	ys := noisySine(400, 21)
+	withNaN := append(append(append([]float64(nil), ys[:200]...), math.NaN()), ys[200:]...)
+	a, b := NewPattern(PatternConfig{}), NewPattern(PatternConfig{})
+	ra, rb := run(a, ys), run(b, withNaN)
+	if rb[200].Score != 0 || ra[399] != rb[400] || a.Distance() != b.Distance() {
+		t.Errorf("NaN changed the state: %+v vs %+v", ra[399], rb[400])
+	}
+}
