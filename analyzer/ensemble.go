@@ -27,6 +27,18 @@ type EnsembleConfig struct {
 	// that is always noisy has to surprise more than it usually does
 	// (default 0: off).
 	PeakDecay float64
+	// Gate, when set, sees every point before the members (so they may
+	// consult it) and damps the combined score of a point whose recent
+	// shape it already knows: when its Distance is below GateDist the
+	// score is multiplied by (Distance/GateDist)^GatePow, or by Damp when
+	// GatePow is 0. A recurring shape, such as a daily jump, stops
+	// alarming once it is known.
+	Gate     *Pattern
+	GateDist float64
+	GatePow  float64
+	// Binary damps (by Damp) every score below AlarmScore, so the output
+	// is near-binary: alarms stand out and everything else is near 0.
+	Binary bool
 }
 
 func (c EnsembleConfig) withDefaults() EnsembleConfig {
@@ -42,10 +54,11 @@ func (c EnsembleConfig) withDefaults() EnsembleConfig {
 	return c
 }
 
-// Ensemble scores a point with the largest of its members' calibrated tail
-// scores. After an alarm it damps scores for a while: an anomaly is one
-// event, and repeating it only adds false positives once it is reported.
-// Expected and bounds come from the first member.
+// Ensemble scores a point with the largest (or mean) of its members'
+// calibrated tail scores, optionally gated by shape novelty. After an alarm
+// it damps scores for a while: an anomaly is one event, and repeating it
+// only adds false positives once it is reported. Expected and bounds come
+// from the first member.
 type Ensemble struct {
 	cfg     EnsembleConfig
 	members []Model
@@ -59,25 +72,35 @@ func NewEnsemble(cfg EnsembleConfig, members ...Model) *Ensemble {
 	return &Ensemble{cfg: cfg.withDefaults(), members: members}
 }
 
-// NewDefaultEnsemble is the configuration used for NAB: the mean score of
-// EWMA, CUSUM and Novelty, alarming at 0.018 and then damping for 225
-// points. Novelty runs at Gain 400, so a new record high or low scores
-// strongly: on NAB that lifted the standard score by about 4 points (a
-// plateau from Gain 400 to 1000; above 500 a clean noisy sine's chance
-// records score too close to real spikes, see TestModelsFindAnomalies).
-// RobustZ and Seasonal are left out: each lowered the standard score on NAB
-// in every combination tried, and RobustZ's window was most of the
-// per-series memory.
+// NewDefaultEnsemble is the one configuration used for every series (and
+// scored on NAB by TestNAB): the mean score of EWMA (Alpha 0.008), CUSUM
+// and Novelty (Gain 800), gated by a Pattern over the last six 2-point
+// averages (64 prototypes, vigilance 0.1 of the range seen so far), which
+// scales down the score of a point whose shape is within 0.08 of a
+// remembered one. Novelty ignores records within 2 noise units when their
+// shape is known (Distance below 0.12) unless the previous point was a
+// record too, so chance records of a noisy periodic series stay quiet.
+// Scores below the alarm level 0.015 (about z 4.3) are damped, and an
+// alarm damps the next 225 points, so the output is near-binary: one high
+// score per event. See doc.go for the NAB scores and what else was tried.
 func NewDefaultEnsemble() Model {
-	return NewEnsemble(EnsembleConfig{Mean: true, AlarmScore: 0.018, Suppress: 225},
-		NewEWMA(EWMAConfig{}),
+	shape := NewPattern(PatternConfig{Window: 6, Step: 2, Protos: 64, Vigilance: 0.1, Rate: 0.2})
+	return NewEnsemble(EnsembleConfig{
+		Mean: true, AlarmScore: 0.015, Suppress: 225, Binary: true,
+		Gate: shape, GateDist: 0.08, GatePow: 1,
+	},
+		NewEWMA(EWMAConfig{Alpha: 0.008}),
 		NewCUSUM(CUSUMConfig{}),
-		NewNovelty(NoveltyConfig{Gain: 400}),
+		NewNovelty(NoveltyConfig{Gain: 800, NoiseMargin: 2, Shape: shape, ShapeDist: 0.12, Confirm: true}),
 	)
 }
 
 // Observe implements Model.
 func (e *Ensemble) Observe(t time.Time, v float64) Result {
+	g := e.cfg.Gate
+	if g != nil {
+		g.Observe(t, v) // first, so members may consult it
+	}
 	var out Result
 	sum, hi := 0.0, 0.0
 	for i, m := range e.members {
@@ -91,6 +114,15 @@ func (e *Ensemble) Observe(t time.Time, v float64) Result {
 	out.Score = hi
 	if e.cfg.Mean && len(e.members) > 0 {
 		out.Score = sum / float64(len(e.members))
+	}
+	if g != nil {
+		if d := g.Distance(); d < e.cfg.GateDist {
+			if e.cfg.GatePow > 0 {
+				out.Score *= math.Pow(d/e.cfg.GateDist, e.cfg.GatePow)
+			} else {
+				out.Score *= e.cfg.Damp
+			}
+		}
 	}
 	e.n++
 	if e.n <= e.cfg.Warmup {
@@ -111,6 +143,8 @@ func (e *Ensemble) Observe(t time.Time, v float64) Result {
 	}
 	if out.Score >= e.cfg.AlarmScore {
 		e.quiet = e.cfg.Suppress
+	} else if e.cfg.Binary {
+		out.Score *= e.cfg.Damp
 	}
 	return out
 }

@@ -42,7 +42,12 @@ func TestNAB(t *testing.T) {
 }
 
 // tunedEnsemble builds an ensemble from "key=value,..." for parameter
-// sweeps (one configuration for the whole corpus, never per file).
+// sweeps (one configuration for the whole corpus, never per file). RobustZ,
+// EWMA, CUSUM and Novelty are members unless dropped; gate=D adds a Pattern
+// gate (pw, pstep, pk, pvig, prate configure it) and sdist=S lets Novelty's
+// noise margin (nmargin) consult it. The default detector is
+// drop=0,mean=1,bin=1,alarm=0.015,suppress=225,gate=0.08,gpow=1,pw=6,pstep=2,
+// pk=64,pvig=0.1,prate=0.2,alpha=0.008,gain=800,nmargin=2,sdist=0.12,confirm=1.
 func tunedEnsemble(t *testing.T, spec string) func() Model {
 	var ec EnsembleConfig
 	var rc RobustZConfig
@@ -53,6 +58,9 @@ func tunedEnsemble(t *testing.T, spec string) func() Model {
 	useSeason := false
 	useNov := true
 	useDiff := false
+	usePat := false
+	sdist := 0.0
+	var pc PatternConfig
 	drop := map[int]bool{}
 	for _, kv := range strings.Split(spec, ",") {
 		k, v, _ := strings.Cut(kv, "=")
@@ -89,8 +97,34 @@ func tunedEnsemble(t *testing.T, spec string) func() Model {
 			sc.ResidAlpha = f
 		case "svisits":
 			sc.MinVisits = int(f)
+		case "nmargin":
+			nc.NoiseMargin = f
+		case "confirm":
+			nc.Confirm = f != 0
+		case "sdist":
+			sdist = f
 		case "gain":
 			nc.Gain = f
+		case "bin":
+			ec.Binary = f != 0
+		case "gate":
+			ec.GateDist = f
+		case "gpow":
+			ec.GatePow = f
+		case "pat":
+			usePat = f != 0
+		case "pw":
+			pc.Window = int(f)
+		case "pstep":
+			pc.Step = int(f)
+		case "pk":
+			pc.Protos = int(f)
+		case "pvig":
+			pc.Vigilance = f
+		case "prate":
+			pc.Rate = f
+		case "pwarm":
+			pc.Warmup = int(f)
 		case "rzw":
 			rc.Window = int(f)
 		case "alpha":
@@ -106,13 +140,20 @@ func tunedEnsemble(t *testing.T, spec string) func() Model {
 		}
 	}
 	return func() Model {
+		ec, nc := ec, nc
 		var ms []Model
 		for i, m := range []Model{NewRobustZ(rc), NewEWMA(wc), NewCUSUM(cc)} {
 			if !drop[i] {
 				ms = append(ms, m)
 			}
 		}
+		if ec.GateDist > 0 {
+			ec.Gate = NewPattern(pc)
+		}
 		if useNov {
+			if sdist > 0 {
+				nc.Shape, nc.ShapeDist = ec.Gate, sdist
+			}
 			ms = append(ms, NewNovelty(nc))
 		}
 		if useSeason {
@@ -120,6 +161,9 @@ func tunedEnsemble(t *testing.T, spec string) func() Model {
 		}
 		if useDiff {
 			ms = append(ms, NewDifferenced(NewRobustZ(rc)))
+		}
+		if usePat {
+			ms = append(ms, NewPattern(pc))
 		}
 		return NewEnsemble(ec, ms...)
 	}

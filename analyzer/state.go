@@ -243,8 +243,56 @@ func (m *CUSUM) loadState(r *stateReader) {
 	m.ewBaseline.load(r)
 }
 
-func (m *Novelty) saveState(w *stateWriter) { m.seen.save(w); w.int(m.n) }
-func (m *Novelty) loadState(r *stateReader) { m.seen.load(r); m.n = r.int() }
+func (m *Novelty) saveState(w *stateWriter) {
+	m.seen.save(w)
+	w.int(m.n)
+	w.f64(m.prev)
+	w.f64(m.dev)
+	w.bool(m.rec)
+}
+
+func (m *Novelty) loadState(r *stateReader) {
+	m.seen.load(r)
+	m.n, m.prev, m.dev, m.rec = r.int(), r.f64(), r.f64(), r.bool()
+}
+
+func (m *Pattern) saveState(w *stateWriter) {
+	w.f64s(m.ring)
+	w.int(m.pos)
+	w.int(m.filled)
+	w.f64(m.acc)
+	w.int(m.accN)
+	w.f64(m.lo)
+	w.f64(m.hi)
+	w.int(m.n)
+	w.f32s(m.protos)
+	w.int(len(m.used))
+	for _, u := range m.used {
+		w.int64(int64(u))
+	}
+	w.int(m.np)
+	w.f64(m.dist)
+}
+
+func (m *Pattern) loadState(r *stateReader) {
+	r.f64sInto(m.ring, "the shape window")
+	m.pos, m.filled, m.acc, m.accN = r.int(), r.int(), r.f64(), r.int()
+	m.lo, m.hi, m.n = r.f64(), r.f64(), r.int()
+	protos := r.f32sUpTo(len(m.protos), "the shape prototypes")
+	if r.err == nil && len(protos) != len(m.protos) {
+		r.fail("the shape prototypes")
+	}
+	copy(m.protos, protos)
+	if r.length(len(m.used), "shape prototype uses") {
+		for i := range m.used {
+			m.used[i] = uint32(r.int64())
+		}
+	}
+	m.np, m.dist = r.int(), r.f64()
+	if r.err == nil && (m.pos < 0 || m.pos >= len(m.ring) || m.np < 0 || m.np > len(m.used) || m.filled < 0 || m.filled > len(m.ring)) {
+		r.fail("the shape model's positions")
+	}
+}
 
 func (m *RobustZ) saveState(w *stateWriter) {
 	w.f64s(m.ring)
@@ -304,6 +352,10 @@ func (e *Ensemble) saveState(w *stateWriter) {
 	for _, m := range e.members {
 		w.model(m)
 	}
+	w.bool(e.cfg.Gate != nil)
+	if e.cfg.Gate != nil {
+		e.cfg.Gate.saveState(w)
+	}
 }
 
 func (e *Ensemble) loadState(r *stateReader) {
@@ -313,6 +365,12 @@ func (e *Ensemble) loadState(r *stateReader) {
 	}
 	for _, m := range e.members {
 		r.model(m)
+	}
+	if gated := r.bool(); r.err == nil && gated != (e.cfg.Gate != nil) {
+		r.fail("the ensemble's gate")
+	}
+	if r.err == nil && e.cfg.Gate != nil {
+		e.cfg.Gate.loadState(r)
 	}
 }
 

@@ -20,6 +20,7 @@ var statefulModels = map[string]func() Model{
 	"online":      NewOnlineModel,
 	"holtwinters": func() Model { return NewHoltWinters(HoltWintersConfig{}) },
 	"bocpd":       func() Model { return NewBOCPD(BOCPDConfig{}) },
+	"pattern":     func() Model { return NewPattern(PatternConfig{}) },
 	"decompose":   func() Model { return NewDecompose(DecomposeConfig{Period: 288}) },
 	"detecting":   func() Model { return NewDecompose(DecomposeConfig{}) },
 }
