@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"opspilot/analyzer/forecast"
+	"opspilot/analyzer/loganomaly"
 
 	"opspilot/api"
 )
@@ -21,6 +22,7 @@ func (s *Service) Routes() []api.Route {
 		{Pattern: "GET /api/v1/analyzer/anomalies", Name: "analyzer_anomalies", Role: api.RoleRead, Handler: http.HandlerFunc(s.anomalies)},
 		{Pattern: "GET /api/v1/analyzer/incidents", Name: "analyzer_incidents", Role: api.RoleRead, Handler: http.HandlerFunc(s.incidents)},
 		{Pattern: "GET /api/v1/analyzer/capacity", Name: "analyzer_capacity", Role: api.RoleRead, Handler: http.HandlerFunc(s.capacity)},
+		{Pattern: "GET /api/v1/analyzer/log-templates", Name: "analyzer_log_templates", Role: api.RoleRead, Handler: http.HandlerFunc(s.logTemplates)},
 	}
 }
 
@@ -124,6 +126,26 @@ func (s *Service) capacity(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeError(w, http.StatusServiceUnavailable, err.Error())
 	}
+}
+
+// logTemplates lists a service's newest log templates (first seen, with an
+// example line).
+func (s *Service) logTemplates(w http.ResponseWriter, r *http.Request) {
+	f := s.templates.Load()
+	if f == nil {
+		writeError(w, http.StatusServiceUnavailable, "the log scanner is not running: it needs a log store (analyzer.logs.url, or `opspilot up`)")
+		return
+	}
+	svc := r.URL.Query().Get("service")
+	if svc == "" {
+		writeError(w, http.StatusBadRequest, "service=NAME is required")
+		return
+	}
+	out := (*f)(svc)
+	if out == nil {
+		out = []loganomaly.TemplateInfo{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"templates": out})
 }
 
 // durationParam reads a Prometheus-style duration (90s, 2h, 28d).

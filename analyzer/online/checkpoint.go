@@ -184,7 +184,7 @@ func (s *Service) restore(path string) (int, error) {
 		n++
 	}
 	dims := map[string]int{}
-	for _, j := range s.cfg.Joint {
+	for _, j := range s.joints {
 		dims[j.Name] = len(j.Queries)
 	}
 	for _, cs := range f.Joint {

@@ -2,11 +2,13 @@ package online
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/VictoriaMetrics/metricsql"
 
 	"opspilot/analyzer"
+	"opspilot/analyzer/loganomaly"
 	"opspilot/analyzer/rootcause"
 	"opspilot/config"
 )
@@ -47,11 +49,48 @@ type Config struct {
 	// (default 1h), so churned containers do not hold memory.
 	Forget time.Duration `yaml:"forget"`
 	// Joint scores several queries' series together per entity, with a
-	// multivariate model; default DefaultJoint (each service's requests,
-	// error ratio and latency).
+	// multivariate model. Unset: DefaultJoint (each service's requests,
+	// error ratio and latency) when those queries are configured; `[]`
+	// turns joint scoring off.
 	Joint []Joint `yaml:"joint"`
 	// RootCause tunes the root-cause hints over co-firing anomalies.
 	RootCause RootCauseConfig `yaml:"root_cause"`
+	// Logs turns the log store's lines into per-service log series.
+	Logs LogsConfig `yaml:"logs"`
+}
+
+// LogsConfig is `analyzer.logs`: the log scanner that mines templates and
+// counts lines and error lines per service in the log store
+// (VictoriaLogs), writing opspilot_log_lines, opspilot_log_error_lines and
+// opspilot_log_new_templates, which the log_* queries score.
+type LogsConfig struct {
+	// Enabled runs the scanner when a log store is known (default true).
+	Enabled bool `yaml:"enabled"`
+	// URL is VictoriaLogs' base URL; empty: the one `opspilot up` runs.
+	URL string `yaml:"url"`
+	// Interval is the bucket and pass interval (default 10s, the
+	// analyzer's interval, which the default log_* queries assume).
+	Interval time.Duration `yaml:"interval"`
+	// Delay leaves lines this long to become searchable (default 15s).
+	Delay time.Duration `yaml:"delay"`
+	// MaxLookback bounds catching up after an outage (default 1h).
+	MaxLookback time.Duration `yaml:"max_lookback"`
+	// Filter is a LogsQL filter choosing the lines (default *).
+	Filter string `yaml:"filter"`
+	// ServiceField names the field that holds the service (default
+	// service); LevelField the level (default level).
+	ServiceField string `yaml:"service_field"`
+	LevelField   string `yaml:"level_field"`
+	// ErrorPattern is the regular expression that marks an error line
+	// when it has no level (default: error, exception, fatal, panic,
+	// fail/failed/failure as words).
+	ErrorPattern string `yaml:"error_pattern"`
+}
+
+// ScannerConfig is the loganomaly configuration for these settings.
+func (c LogsConfig) ScannerConfig() loganomaly.Config {
+	return loganomaly.Config{URL: c.URL, Interval: c.Interval, Delay: c.Delay, MaxLookback: c.MaxLookback, Filter: c.Filter,
+		ServiceField: c.ServiceField, LevelField: c.LevelField, ErrorPattern: c.ErrorPattern}
 }
 
 // RootCauseConfig is `analyzer.root_cause`: the ranking's knobs and the
@@ -66,7 +105,8 @@ type RootCauseConfig struct {
 
 // DefaultQueries score what an SRE watches first: each service's request
 // rate, error ratio and p95 latency at the gateway, each instance's CPU and
-// memory, and each node's load.
+// memory, each node's load, and each service's error log lines and new
+// log templates.
 func DefaultQueries() []Query {
 	return []Query{
 		{Name: "service_requests", Expr: `sum by (service) (rate(opspilot_gateway_requests_total[1m]))`},
@@ -75,6 +115,10 @@ func DefaultQueries() []Query {
 		{Name: "container_cpu", Expr: `sum by (service, instance, node, datacenter) (rate(container_cpu_usage_seconds_total{service!=""}[1m]))`},
 		{Name: "container_memory", Expr: `sum by (service, instance, node, datacenter) (container_memory_working_set_bytes{service!=""})`},
 		{Name: "node_load", Expr: `node_load1`},
+		// The log scanner writes one count per 10 s bucket, 15 s after it
+		// ends: each pass scores the bucket that ended 30 s earlier.
+		{Name: "log_error_lines", Expr: `sum by (service) (max_over_time(opspilot_log_error_lines[10s] offset 30s))`},
+		{Name: "log_new_templates", Expr: `sum by (service) (max_over_time(opspilot_log_new_templates[10s] offset 30s))`},
 	}
 }
 
@@ -88,9 +132,28 @@ func DefaultConfig() Config {
 		CheckpointInterval: time.Minute,
 		MaxCatchUp:         time.Hour,
 		Forget:             time.Hour,
-		Joint:              DefaultJoint(),
+		Logs:               LogsConfig{Enabled: true, Interval: 10 * time.Second},
 		RootCause:          RootCauseConfig{Config: rootcause.DefaultConfig()},
 	}
+}
+
+// Joints are the joints in effect: Joint, or when it is unset the default
+// joints whose queries are all configured.
+func (c Config) Joints() []Joint {
+	if c.Joint != nil {
+		return c.Joint
+	}
+	names := map[string]bool{}
+	for _, q := range c.Queries {
+		names[q.Name] = true
+	}
+	var out []Joint
+	for _, j := range DefaultJoint() {
+		if !slices.ContainsFunc(j.Queries, func(q string) bool { return !names[q] }) {
+			out = append(out, j)
+		}
+	}
+	return out
 }
 
 // Validate implements config.Validator: every query must have a unique name
@@ -136,6 +199,15 @@ func (c Config) Validate() []config.Problem {
 			ps = append(ps, config.Problem{Field: f + ".expr", Msg: "must not be empty; e.g. sum by (service) (rate(opspilot_gateway_requests_total[1m]))"})
 		} else if _, err := metricsql.Parse(q.Expr); err != nil {
 			ps = append(ps, config.Problem{Field: f + ".expr", Msg: fmt.Sprintf("not valid MetricsQL: %v", err)})
+		}
+	}
+	if c.Logs.Enabled {
+		lc := c.Logs.ScannerConfig()
+		if lc.URL == "" {
+			lc.URL = "http://placeholder:9428" // filled in by `opspilot up`
+		}
+		if err := lc.Validate(); err != nil {
+			ps = append(ps, config.Problem{Field: "logs", Msg: err.Error()})
 		}
 	}
 	for i, j := range c.Joint {

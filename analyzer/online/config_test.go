@@ -33,12 +33,23 @@ func TestConfigValidate(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := DefaultConfig()
 			c.Queries = DefaultQueries()
+			c.Joint = DefaultJoint()
 			tc.mutate(&c)
 			ps := c.Validate()
 			if len(ps) != 1 || ps[0].Field != tc.field || !strings.Contains(ps[0].Msg, tc.msg) {
 				t.Fatalf("got %v, want one problem at %s containing %q", ps, tc.field, tc.msg)
 			}
 		})
+	}
+	// Unset joints are the defaults whose queries exist, so a config with
+	// its own queries needs no joint section.
+	own := DefaultConfig()
+	own.Queries = []Query{{Name: "lat", Expr: "kpi_latency"}}
+	if ps := own.Validate(); len(ps) != 0 || len(own.Joints()) != 0 {
+		t.Errorf("own queries without joints: %v, joints %v", ps, own.Joints())
+	}
+	if j := DefaultConfig().Joints(); len(j) != 1 || j[0].Name != "service_kpis" {
+		t.Errorf("default joints: %v", j)
 	}
 	off := Config{}
 	if ps := off.Validate(); len(ps) != 0 {

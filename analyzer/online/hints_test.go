@@ -169,7 +169,8 @@ func TestOnlineJointScoresBrokenCorrelation(t *testing.T) {
 	}
 	req, lat, errs := mk("kpi_requests"), mk("kpi_latency"), mk("kpi_errors")
 	for t := end.Add(-2 * time.Hour); !t.After(end); t = t.Add(10 * time.Second) {
-		load := 100 + 40*math.Sin(2*math.Pi*float64(t.Unix())/1800) + 3*rng.NormFloat64()
+		// The load peaks (140) when the break begins, whatever the clock.
+		load := 100 + 40*math.Sin(2*math.Pi*t.Sub(brk).Seconds()/1800+math.Pi/2) + 3*rng.NormFloat64()
 		l := 20 + 0.3*load + rng.NormFloat64()
 		if !t.Before(brk) && t.Before(brk.Add(10*time.Minute)) {
 			l = 20 + 0.3*60 + rng.NormFloat64() // latency of 60 req/s at 140 req/s

@@ -48,7 +48,7 @@ type jointSeries struct {
 func (s *Service) observeJoint(results map[string]model.Matrix, out []tsdb.TimeSeries) []tsdb.TimeSeries {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, j := range s.cfg.Joint {
+	for _, j := range s.joints {
 		by := j.By
 		if len(by) == 0 {
 			by = []string{"service"}

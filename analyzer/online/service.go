@@ -10,12 +10,14 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 
 	"opspilot/analyzer"
+	"opspilot/analyzer/loganomaly"
 	"opspilot/analyzer/rootcause"
 	"opspilot/tsdb"
 )
@@ -70,11 +72,15 @@ type Service struct {
 	mu     sync.Mutex
 	series map[string]*series // by seriesKey
 	joint  map[string]*jointSeries
+	joints []Joint // cfg.Joints()
 	// scored is, per query, the last interval end scored; a pass scores
 	// (scored, now] so a missed pass is caught up, not lost.
 	scored map[string]time.Time
 	// pending holds written-back samples the TSDB has not accepted yet.
 	pending []tsdb.TimeSeries
+	// templates lists a service's newest log templates, once the log
+	// scanner runs (SetLogTemplates).
+	templates atomic.Pointer[func(service string) []loganomaly.TemplateInfo]
 	// scratch and keyBuf are observe's reused buffers (under mu).
 	scratch []tsdb.Label
 	keyBuf  []byte
@@ -129,7 +135,7 @@ func New(cfg Config, opts Options) (*Service, error) {
 		return nil, err
 	}
 	s := &Service{cfg: cfg, opts: opts, log: opts.Log, m: m,
-		series: map[string]*series{}, joint: map[string]*jointSeries{}, scored: map[string]time.Time{}}
+		series: map[string]*series{}, joint: map[string]*jointSeries{}, joints: cfg.Joints(), scored: map[string]time.Time{}}
 	if cfg.StateFile != "" {
 		n, err := s.restore(cfg.StateFile)
 		switch {
@@ -141,6 +147,12 @@ func New(cfg Config, opts Options) (*Service, error) {
 	}
 	s.m.series.Set(float64(len(s.series)))
 	return s, nil
+}
+
+// SetLogTemplates makes the log scanner's newest templates available to the
+// API (GET /api/v1/analyzer/log-templates).
+func (s *Service) SetLogTemplates(f func(service string) []loganomaly.TemplateInfo) {
+	s.templates.Store(&f)
 }
 
 // Run scores every interval and checkpoints every CheckpointInterval and

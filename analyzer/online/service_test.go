@@ -53,7 +53,7 @@ func latencySeries(end time.Time, service string, spikeAt time.Time) tsdb.TimeSe
 	rng := rand.New(rand.NewPCG(1, uint64(len(service))))
 	ts := tsdb.TimeSeries{Labels: []tsdb.Label{{Name: "__name__", Value: "kpi_latency_ms"}, {Name: "service", Value: service}}}
 	for t := end.Add(-2 * time.Hour); !t.After(end); t = t.Add(10 * time.Second) {
-		v := 100 + 5*math.Sin(2*math.Pi*float64(t.Unix())/1200) + rng.NormFloat64()
+		v := 100 + 5*math.Sin(2*math.Pi*end.Sub(t).Seconds()/1200) + rng.NormFloat64()
 		if !spikeAt.IsZero() && t.Equal(spikeAt) {
 			v = 160
 		}

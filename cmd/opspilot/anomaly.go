@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"opspilot/analyzer"
+	"opspilot/analyzer/loganomaly"
 	"opspilot/analyzer/online"
 )
 
@@ -20,7 +21,7 @@ func newAnomalyCmd() *cobra.Command {
 		Use:   "anomaly",
 		Short: "Anomaly detection: list the online scores, score series offline",
 	}
-	cmd.AddCommand(newAnomalyListCmd(), newAnomalyIncidentsCmd())
+	cmd.AddCommand(newAnomalyListCmd(), newAnomalyIncidentsCmd(), newAnomalyTemplatesCmd())
 	var in, out string
 	score := &cobra.Command{
 		Use:   "score-csv --in FILE_OR_DIR --out DIR",
@@ -196,4 +197,42 @@ func indent(s, prefix string) string {
 		lines[i] = prefix + l
 	}
 	return strings.Join(lines, "\n")
+}
+
+func newAnomalyTemplatesCmd() *cobra.Command {
+	var f clientFlags
+	cmd := &cobra.Command{
+		Use:   "templates SERVICE",
+		Short: "A service's newest log templates (line shapes first seen), with an example line",
+		Long: `templates lists the log line shapes (Drain templates: numbers, ids,
+addresses and quoted strings masked) that the log scanner saw for the first
+time in a service's logs, newest first. A burst of new templates is the
+log-side sign of a new failure mode; opspilot_log_new_templates counts them
+and the analyzer scores it (for="log_new_templates").`,
+		Example: `  opspilot anomaly templates billing`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			var out struct {
+				Templates []loganomaly.TemplateInfo `json:"templates"`
+			}
+			if err := c.do(cmd.Context(), "GET", "/api/v1/analyzer/log-templates?service="+url.QueryEscape(args[0]), nil, &out); err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			if len(out.Templates) == 0 {
+				fmt.Fprintf(w, "no new log templates for %s yet\n", args[0])
+				return nil
+			}
+			for _, t := range out.Templates {
+				fmt.Fprintf(w, "%s  %s\n           e.g. %s\n", t.FirstSeen.Local().Format("01-02 15:04:05"), t.Template, t.Example)
+			}
+			return nil
+		},
+	}
+	f.register(cmd)
+	return cmd
 }

@@ -29,6 +29,10 @@ func TestExampleConfigIsValidAndMatchesDefaults(t *testing.T) {
 	if got, exp := strings.ReplaceAll(pretty(cfg), " ", ""), strings.ReplaceAll(pretty(want), " ", ""); got != exp {
 		t.Errorf("examples/opspilot.yaml drifted from the defaults:\n got  %s\n want %s", got, exp)
 	}
+	// The analyzer section, field by field.
+	if g, w := fmt.Sprintf("%+v", cfg.Analyzer), fmt.Sprintf("%+v", want.Analyzer); strings.ReplaceAll(g, "map[]", "") != strings.ReplaceAll(w, "map[]", "") {
+		t.Errorf("examples/opspilot.yaml analyzer drifted from the defaults:\n got  %s\n want %s", g, w)
+	}
 	// The orchestrator and node sections, field by field.
 	if g, w := fmt.Sprintf("%+v|%+v|%v", cfg.Orchestrator, cfg.Node, cfg.Server.AutoTLS), fmt.Sprintf("%+v|%+v|%v", want.Orchestrator, normalizeNode(want.Node), want.Server.AutoTLS); strings.ReplaceAll(g, "map[]", "") != strings.ReplaceAll(w, "map[]", "") {
 		t.Errorf("examples/opspilot.yaml orchestrator/node drifted from the defaults:\n got  %s\n want %s", g, w)

@@ -22,6 +22,7 @@ import (
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/common/version"
 
+	"opspilot/analyzer/loganomaly"
 	"opspilot/analyzer/online"
 	"opspilot/api"
 	"opspilot/collector"
@@ -213,6 +214,23 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 				return <-agentDone
 			}
 		}, func(error) { acancel() })
+	}
+	if anomalies != nil && cfg.Analyzer.Logs.Enabled {
+		lc := cfg.Analyzer.Logs.ScannerConfig()
+		if lc.URL == "" && logStore != nil {
+			lc.URL = logStore.URL()
+		}
+		if lc.URL != "" {
+			lc.CheckpointPath = filepath.Join(cfg.DataDir, "analyzer", "logs.ckpt")
+			lc.Registerer, lc.Logger = reg, log.With("component", "log-scanner")
+			scanner, err := loganomaly.New(lc)
+			if err != nil {
+				return err
+			}
+			anomalies.SetLogTemplates(scanner.NewTemplates)
+			lctx, cancel := context.WithCancel(ctx)
+			g.Add(func() error { return scanner.Run(lctx, client) }, func(error) { cancel() })
+		}
 	}
 	if cfg.Server.LocalMode {
 		// This machine is the cluster's one node. It starts with the group,

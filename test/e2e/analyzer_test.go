@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -58,6 +59,40 @@ analyzer:
 		t.Fatalf("anomaly list --service billing:\n%s", r)
 	}
 	t.Logf("anomaly list:\n%s", r.stdout)
+	r = opspilot(t, "anomaly", "incidents", "--since", "10m", "--server", server)
+	if r.code != 0 {
+		t.Fatalf("anomaly incidents:\n%s", r)
+	}
+	// The log scanner reads the instances' logs from VictoriaLogs and
+	// writes per-service log series; the template API answers.
+	waitUntil(t, 60*time.Second, "opspilot_log_lines for billing", func() bool {
+		r := opspilot(t, "query", `opspilot_log_lines{service="billing"}`, "--server", server)
+		return r.code == 0 && strings.Contains(r.stdout, `service="billing"`)
+	})
+	if r := opspilot(t, "anomaly", "templates", "billing", "--server", server); r.code != 0 {
+		t.Fatalf("anomaly templates billing:\n%s", r)
+	}
+
+	// Capacity: three days of a service's memory, growing 10 MB a day
+	// towards a 1 GB limit, imported with timestamps; the CLI forecasts
+	// exhaustion.
+	var lines strings.Builder
+	now := time.Now().Truncate(10 * time.Minute)
+	for ts := now.Add(-72 * time.Hour); !ts.After(now); ts = ts.Add(10 * time.Minute) {
+		days := 3 - now.Sub(ts).Hours()/24
+		fmt.Fprintf(&lines, "e2e_memory_bytes{service=\"billing\"} %d %d\n", int64(900e6+10e6*days), ts.UnixMilli())
+	}
+	s.importText(t, "", lines.String())
+	var out string
+	waitUntil(t, 20*time.Second, "capacity forecast", func() bool {
+		r := opspilot(t, "capacity", "billing", "--usage", `sum(e2e_memory_bytes{service="billing"})`, "--capacity", "1e9", "--history", "3d", "--server", server)
+		out = r.stdout + r.stderr
+		return r.code == 0
+	})
+	if !strings.Contains(out, "exhausted") || !strings.Contains(out, "growth") {
+		t.Fatalf("capacity output:\n%s", out)
+	}
+	t.Logf("capacity:\n%s", out)
 
 	s.stopClean(t, 20*time.Second)
 	ckpt := filepath.Join(dir, "analyzer", "models.ckpt")
