@@ -32,6 +32,11 @@ bench:
 	$(GO) test ./bench -run '^$$' -bench CrashReplacement -benchtime 20x -count 1
 	$(GO) test ./bench -run '^$$' -bench ScaleOut -benchtime 5x -count 1
 	$(GO) test ./orchestrator/scheduler -run '^$$' -bench Schedule10k -benchtime 5x -count 3
+	$(GO) test ./analyzer -run '^$$' -bench 'Ensemble|BOCPD|Decompose|Multivariate' -benchmem -count 3
+	$(GO) test ./analyzer/online -run '^$$' -bench OnlinePass -benchtime 20x -count 3
+	$(GO) test ./analyzer/forecast -run '^$$' -bench 'Fit4Weeks|Update' -count 3
+	$(GO) test ./analyzer/loganomaly -run '^$$' -bench 'DrainAdd|Scan' -count 3
+	OPSPILOT_NAB=1 $(GO) test ./analyzer -run 'TestNAB$$' -v -count 1
 
 ## fuzz: run each fuzz target for FUZZTIME (default 60s)
 FUZZTIME ?= 60s
@@ -39,7 +44,10 @@ FUZZ_TARGETS := ./config:FuzzParse ./config:FuzzParseDocuments ./cmd/opspilot:Fu
 	./cmd/opspilot:FuzzParseTime ./orchestrator/model:FuzzParseQuantities ./orchestrator/pki:FuzzParseJoinToken \
 	./orchestrator/gateway:FuzzResolve ./collector/scrape:FuzzPushText ./collector/scrape:FuzzPushRemoteWrite \
 	./collector/logs:FuzzParseLine ./collector/diskqueue:FuzzOpenCorruptSegment ./collector/host:FuzzCollectMalformedProc \
-	./collector/container:FuzzParseCgroupFile ./examples/billing:FuzzPayBody ./analyzer:FuzzReadCSV
+	./collector/container:FuzzParseCgroupFile ./examples/billing:FuzzPayBody ./analyzer:FuzzReadCSV \
+	./analyzer:FuzzUnmarshalState ./analyzer:FuzzModels ./analyzer/forecast:FuzzFit ./analyzer/forecast:FuzzUnmarshalBinary \
+	./analyzer/rootcause:FuzzCorrelateRank ./analyzer/loganomaly:FuzzDrain ./analyzer/loganomaly:FuzzErrorWord \
+	./analyzer/loganomaly:FuzzParseFlatRow
 fuzz:
 	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
 		echo "fuzz $$pkg $$fn"; $(GO) test $$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) || exit 1; done

@@ -21,6 +21,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/google/renameio/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"opspilot/tsdb"
@@ -856,37 +857,14 @@ func (s *Scanner) saveCheckpoint() error {
 	return writeFileAtomic(s.cfg.CheckpointPath, b)
 }
 
-// writeFileAtomic replaces path with b so that a crash leaves either the
-// old or the new content: temporary file, fsync, rename, fsync directory.
+// writeFileAtomic replaces path with b (renameio: temporary file in the
+// same directory, fsync, rename), so a crash leaves the old checkpoint or
+// the new one, never a torn one.
 func writeFileAtomic(path string, b []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		_ = d.Close()
-	}
-	return nil
+	return renameio.WriteFile(path, b, 0o600)
 }
 
 func (s *Scanner) loadCheckpoint() error {

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/google/renameio/v2"
+
 	"opspilot/analyzer"
 	"opspilot/tsdb"
 )
@@ -100,35 +102,14 @@ func (s *Service) saveCheckpoint() error {
 	return writeFileAtomic(s.cfg.StateFile, buf.Bytes())
 }
 
+// writeFileAtomic replaces path with b (renameio: temporary file in the
+// same directory, fsync, rename), so a crash leaves the old checkpoint or
+// the new one, never a torn one.
 func writeFileAtomic(path string, b []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("analyzer checkpoint: %w", err)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
 	}
-	tmp, err := os.CreateTemp(dir, filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("analyzer checkpoint: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return fmt.Errorf("analyzer checkpoint: write %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("analyzer checkpoint: sync: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("analyzer checkpoint: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("analyzer checkpoint: %w", err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
+	return renameio.WriteFile(path, b, 0o600)
 }
 
 // restore loads the checkpoint; a missing file is not an error. Series
