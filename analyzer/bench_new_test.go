@@ -148,6 +148,36 @@ func TestBytesPerSeries(t *testing.T) {
 				m.(*Decompose).Observe(t0, x)
 			}
 		}, 4096},
+		{"default (NAB) ensemble", func() any { return NewDefaultEnsemble() }, func(m any) {
+			for _, x := range noisySine(1000, 1) {
+				m.(Model).Observe(t0, x)
+			}
+		}, 4096},
+		{"online ewma", func() any { return NewOnlineModel() }, func(m any) {
+			for _, x := range noisySine(1000, 1) {
+				m.(Model).Observe(t0, x)
+			}
+		}, 4096},
+		{"online robust-z", func() any { m, _ := NewOnlineModelNamed("robust-z"); return m }, func(m any) {
+			for _, x := range noisySine(1000, 1) {
+				m.(Model).Observe(t0, x)
+			}
+		}, 4096},
+		{"online seasonal", func() any { m, _ := NewOnlineModelNamed("seasonal"); return m }, func(m any) {
+			ts, xs := dailyWave(2, 1)
+			for i, x := range xs {
+				m.(Model).Observe(ts[i], x)
+			}
+		}, 4096},
+		// Holt-Winters holds one index per step of each season: at 5
+		// minutes, 288 daily and 2,016 weekly (the weekly one once two
+		// weeks are seen); outside the 4 KB target by design.
+		{"online holt-winters (daily fitted)", func() any { m, _ := NewOnlineModelNamed("holt-winters"); return m }, func(m any) {
+			ts, xs := dailyWave(4, 1)
+			for i, x := range xs {
+				m.(Model).Observe(ts[i], x)
+			}
+		}, 24 << 10},
 		{"multivariate(3)", func() any { return NewMultivariate(3, MultivariateConfig{}) }, func(m any) {
 			for _, x := range kpis(100, 1) {
 				m.(*Multivariate).ObserveVec(t0, x)

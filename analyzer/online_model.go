@@ -40,9 +40,9 @@ var onlineModels = map[string]func() Model{
 	// ewma: exponentially weighted mean and variance; O(1), any series.
 	"ewma": func() Model { return NewEWMA(EWMAConfig{BoundZ: onlineBoundZ}) },
 	// robust-z: robust z of point-to-point changes (median and MAD of the
-	// last 128 changes). On levels, a window's median trails any smooth
+	// last 192 changes). On levels, a window's median trails any smooth
 	// trend, so a clean daily wave would fire; on changes it does not.
-	"robust-z": func() Model { return NewDifferenced(NewRobustZ(RobustZConfig{BoundZ: onlineBoundZ, Window: 256})) },
+	"robust-z": func() Model { return NewDifferenced(NewRobustZ(RobustZConfig{BoundZ: onlineBoundZ, Window: 192})) },
 	// seasonal: a baseline per half hour of the day, for daily patterns at
 	// any resolution (48 buckets).
 	"seasonal": func() Model { return NewSeasonal(SeasonalConfig{BoundZ: onlineBoundZ}) },

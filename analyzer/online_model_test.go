@@ -121,3 +121,23 @@ func TestNewOnlineModelNamed(t *testing.T) {
 		t.Errorf("unknown model: %v", err)
 	}
 }
+
+// BenchmarkOnlineModels measures each online model's cost per point on a
+// 5-minute daily wave, against ewma (the O(1) baseline) in the same run.
+func BenchmarkOnlineModels(b *testing.B) {
+	ts, xs := dailyWave(8, 5)
+	for _, name := range append([]string{"ewma"}, OnlineModelNames()...) {
+		b.Run(name, func(b *testing.B) {
+			m, _ := NewOnlineModelNamed(name)
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				k := i % len(xs)
+				// Timestamps keep increasing across laps of the wave.
+				m.Observe(ts[k].Add(time.Duration(i/len(xs))*8*24*time.Hour), xs[k])
+				i++
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "points/s")
+		})
+	}
+}
