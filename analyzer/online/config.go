@@ -101,7 +101,19 @@ type RootCauseConfig struct {
 	// {billing: [payments, ledger]}; errors and latency spread from callee
 	// to caller, so an anomalous callee that fired first explains them.
 	Calls map[string][]string `yaml:"calls"`
+	// TrafficQuery returns observed calls as series labelled caller and
+	// service (callee) with a request count; they join Calls. Default: the
+	// gateway's opspilot_gateway_calls_total over the last hour (requests
+	// carrying X-Opspilot-Caller). Empty turns it off; a service mesh's
+	// metrics work too, relabelled to caller/service.
+	TrafficQuery string `yaml:"traffic_query"`
+	// MinRequests ignores observed pairs with fewer requests (default 1).
+	MinRequests float64 `yaml:"min_requests"`
 }
+
+// DefaultTrafficQuery is the call graph the gateway observed in the last
+// hour.
+const DefaultTrafficQuery = `sum by (caller, service) (increase(opspilot_gateway_calls_total[1h]))`
 
 // DefaultQueries score what an SRE watches first: each service's request
 // rate, error ratio and p95 latency at the gateway, each instance's CPU and
@@ -133,7 +145,7 @@ func DefaultConfig() Config {
 		MaxCatchUp:         time.Hour,
 		Forget:             time.Hour,
 		Logs:               LogsConfig{Enabled: true, Interval: 10 * time.Second},
-		RootCause:          RootCauseConfig{Config: rootcause.DefaultConfig()},
+		RootCause:          RootCauseConfig{Config: rootcause.DefaultConfig(), TrafficQuery: DefaultTrafficQuery, MinRequests: 1},
 	}
 }
 
@@ -180,6 +192,14 @@ func (c Config) Validate() []config.Problem {
 	}
 	if err := c.RootCause.Config.Validate(); err != nil {
 		ps = append(ps, config.Problem{Field: "root_cause", Msg: err.Error()})
+	}
+	if q := c.RootCause.TrafficQuery; q != "" {
+		if _, err := metricsql.Parse(q); err != nil {
+			ps = append(ps, config.Problem{Field: "root_cause.traffic_query", Msg: fmt.Sprintf("not valid MetricsQL: %v", err)})
+		}
+	}
+	if c.RootCause.MinRequests < 0 {
+		ps = append(ps, config.Problem{Field: "root_cause.min_requests", Msg: "must not be negative"})
 	}
 	seen := map[string]int{}
 	for i, q := range c.Queries {

@@ -6,7 +6,10 @@ import (
 	"slices"
 	"time"
 
+	"github.com/prometheus/common/model"
+
 	"opspilot/analyzer/rootcause"
+	"opspilot/tsdb"
 )
 
 // rcWindow is the gap that ends an anomaly episode (root_cause.window).
@@ -72,6 +75,14 @@ func (s *Service) Incidents(ctx context.Context, since time.Time) ([]Incident, e
 		return []Incident{}, nil
 	}
 	topo := rootcause.Topology{Calls: maps.Clone(s.cfg.RootCause.Calls)}
+	if q := s.cfg.RootCause.TrafficQuery; q != "" {
+		observed, err := s.observedCalls(ctx, q)
+		if err != nil {
+			// Hints without the observed graph are still worth giving.
+			s.log.Warn("analyzer: observed call graph unavailable; hints use the configured calls only", "err", err)
+		}
+		topo = mergeCalls(topo, observed)
+	}
 	if s.opts.Inventory != nil {
 		inv, err := s.opts.Inventory(ctx)
 		if err != nil {
@@ -88,4 +99,42 @@ func (s *Service) Incidents(ctx context.Context, since time.Time) ([]Incident, e
 		out = append(out, Incident{Start: g.Start, End: g.End, Anomalies: g.Anomalies, Hints: hints, Summary: rootcause.Format(hints, 3)})
 	}
 	return out, nil
+}
+
+// observedCalls runs the traffic query (now) and builds the call graph
+// from its caller/service series.
+func (s *Service) observedCalls(ctx context.Context, q string) (rootcause.Topology, error) {
+	now := s.opts.Now()
+	res, err := s.opts.Querier.QueryRange(ctx, q, tsdb.Range{Start: now, End: now, Step: time.Minute})
+	if err != nil {
+		return rootcause.Topology{}, err
+	}
+	mat, _ := res.Value.(model.Matrix)
+	var edges []rootcause.Edge
+	for _, ss := range mat {
+		if len(ss.Values) == 0 {
+			continue
+		}
+		edges = append(edges, rootcause.Edge{From: string(ss.Metric["caller"]), To: string(ss.Metric["service"]),
+			Requests: float64(ss.Values[len(ss.Values)-1].Value)})
+	}
+	return rootcause.TopologyFromTraffic(edges, s.cfg.RootCause.MinRequests), nil
+}
+
+// mergeCalls adds observed's calls and weights to topo's.
+func mergeCalls(topo, observed rootcause.Topology) rootcause.Topology {
+	if topo.Calls == nil {
+		topo.Calls = map[string][]string{}
+	}
+	for caller, callees := range observed.Calls {
+		for _, callee := range callees {
+			if !slices.Contains(topo.Calls[caller], callee) {
+				topo.Calls[caller] = append(topo.Calls[caller], callee)
+			}
+		}
+	}
+	if len(observed.Weights) > 0 && topo.Weights == nil {
+		topo.Weights = observed.Weights
+	}
+	return topo
 }

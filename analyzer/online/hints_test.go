@@ -76,6 +76,31 @@ func TestOnlineIncidentsRankTheCalleeFirst(t *testing.T) {
 		t.Errorf("evidence should name the call: %q / %q", inc.Summary, h[0].Evidence)
 	}
 
+	// The same call graph learnt from the gateway's observed calls instead
+	// of configuration.
+	calls := tsdb.TimeSeries{Labels: []tsdb.Label{{Name: "__name__", Value: "opspilot_gateway_calls_total"}, {Name: "caller", Value: "billing"}, {Name: "service", Value: "payments"}}}
+	for i, t := 0, end.Add(-50*time.Minute); !t.After(end); i, t = i+1, t.Add(10*time.Second) {
+		calls.Samples = append(calls.Samples, tsdb.Sample{Timestamp: t.UnixMilli(), Value: float64(5 * i)})
+	}
+	if err := v.client.Write(ctx, []tsdb.TimeSeries{calls}); err != nil {
+		t.Fatal(err)
+	}
+	queryValue(t, v, `count(opspilot_gateway_calls_total)`, end)
+	learnt := testConfig("")
+	learnt.RootCause.Calls = nil
+	ls, err := New(learnt, Options{Querier: v.client, Writer: nopTSDB{}, Now: func() time.Time { return end }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ls.Step(ctx, end.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	incs, err = ls.Incidents(ctx, end.Add(-30*time.Minute))
+	if err != nil || len(incs) != 1 || len(incs[0].Hints) == 0 || incs[0].Hints[0].Name != "payments" ||
+		!strings.Contains(strings.Join(incs[0].Hints[0].Evidence, " "), "billing calls payments") {
+		t.Fatalf("with the observed call graph: %+v, %v", incs, err)
+	}
+
 	// The same through the API.
 	rec := httptest.NewRecorder()
 	s.Routes()[1].Handler.ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/analyzer/incidents?since=30m", nil))

@@ -216,6 +216,13 @@ func stateFrom(ctx context.Context) *proxyState {
 	return st
 }
 
+// CallerHeader names the service sending a request through the gateway
+// (instances have it in $OPSPILOT_SERVICE); the gateway counts such calls
+// by caller and callee, so the analyzer learns the call graph from
+// traffic. Only names of known services are counted, so the header cannot
+// grow the metric without bound.
+const CallerHeader = "X-Opspilot-Caller"
+
 // ServeHTTP routes r. See the package documentation.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
@@ -239,6 +246,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if caller := r.Header.Get(CallerHeader); caller != "" && caller != rt.service && t.known[caller] {
+		g.m.calls.WithLabelValues(caller, rt.service).Inc()
+	}
 	st := &proxyState{route: rt}
 	r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st)) // a copy: the server's request stays untouched
 	if err := g.bufferBody(r, st); err != nil {

@@ -378,6 +378,17 @@ func TestMetrics(t *testing.T) {
 	if got := testutil.ToFloat64(g.m.inflight.WithLabelValues("billing")); got != 0 {
 		t.Errorf("inflight = %v after all requests finished", got)
 	}
+	// Calls between services are counted by caller when the caller header
+	// names a known service; anything else is not a label value.
+	for _, caller := range []string{"search", "search", "evil\ncaller", "billing", ""} {
+		send(c, http.MethodGet, srv.URL+"/billing/x", "", "", http.Header{CallerHeader: {caller}})
+	}
+	if got := testutil.ToFloat64(g.m.calls.WithLabelValues("search", "billing")); got != 2 {
+		t.Errorf("calls_total{search→billing} = %v, want 2", got)
+	}
+	if n := testutil.CollectAndCount(g.m.calls); n != 1 {
+		t.Errorf("calls_total has %d series, want 1 (unknown callers and self-calls are not counted)", n)
+	}
 	names := map[string]bool{}
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -387,7 +398,7 @@ func TestMetrics(t *testing.T) {
 		names[mf.GetName()] = true
 	}
 	for _, n := range []string{"opspilot_gateway_requests_total", "opspilot_gateway_request_duration_seconds",
-		"opspilot_gateway_errors_total", "opspilot_gateway_endpoints", "opspilot_gateway_inflight_requests"} {
+		"opspilot_gateway_errors_total", "opspilot_gateway_endpoints", "opspilot_gateway_inflight_requests", "opspilot_gateway_calls_total"} {
 		if !names[n] {
 			t.Errorf("metric %s not registered", n)
 		}

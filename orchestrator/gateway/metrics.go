@@ -15,6 +15,7 @@ type metrics struct {
 	errors    *prometheus.CounterVec   // service, reason
 	endpoints *prometheus.GaugeVec     // service, datacenter
 	inflight  *prometheus.GaugeVec     // service
+	calls     *prometheus.CounterVec   // caller, service
 
 	// endpointSeries are the label pairs endpoints holds; guarded by the
 	// gateway's table lock.
@@ -48,9 +49,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "opspilot_gateway_inflight_requests",
 			Help: "Requests being proxied now, by service.",
 		}, []string{"service"}),
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "opspilot_gateway_calls_total",
+			Help: "Requests from one service to another: those whose " + CallerHeader + " header names a service the gateway knows (the observed call graph for root-cause hints).",
+		}, []string{"caller", "service"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.requests, m.duration, m.retries, m.errors, m.endpoints, m.inflight} {
+		for _, c := range []prometheus.Collector{m.requests, m.duration, m.retries, m.errors, m.endpoints, m.inflight, m.calls} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("gateway: register metrics: %w", err)
 			}
