@@ -2,6 +2,7 @@ package online
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"net/http"
@@ -221,4 +222,117 @@ func TestOnlineCheckpointRestoreGivesSameScores(t *testing.T) {
 		t.Errorf("want every 10 s point of 2 h scored once, got %d", n)
 	}
 
+}
+
+// switchable sends to the live TSDB or to a dead address (a real client
+// whose connections are refused), to cut the TSDB off between passes.
+type switchable struct {
+	live, dead *tsdb.Client
+	down       bool
+}
+
+func (s *switchable) cur() *tsdb.Client {
+	if s.down {
+		return s.dead
+	}
+	return s.live
+}
+
+func (s *switchable) QueryRange(ctx context.Context, expr string, r tsdb.Range) (tsdb.Result, error) {
+	return s.cur().QueryRange(ctx, expr, r)
+}
+
+func (s *switchable) Write(ctx context.Context, series []tsdb.TimeSeries) error {
+	return s.cur().Write(ctx, series)
+}
+
+// A TSDB outage loses no score: queries that fail are caught up by the
+// next pass in order, and writes that fail are kept and sent later. Every
+// 10 s point is scored exactly once.
+func TestOnlineCatchesUpAfterTSDBOutage(t *testing.T) {
+	v := startVM(t)
+	ctx := context.Background()
+	end := time.Now().Truncate(10 * time.Second).Add(-10 * time.Second)
+	if err := v.client.Write(ctx, []tsdb.TimeSeries{latencySeries(end, "billing", time.Time{})}); err != nil {
+		t.Fatal(err)
+	}
+	queryValue(t, v, `count(kpi_latency_ms)`, end)
+
+	rc := tsdb.RemoteConfig{URL: "http://" + testbin.FreeAddr(t)}
+	ep, _ := rc.Endpoints()
+	cc := tsdb.DefaultClientConfig()
+	cc.RetryMaxElapsed = 200 * time.Millisecond
+	dead, err := tsdb.NewClient(ep, cc, tsdb.ClientOptions{Remote: &rc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw := &switchable{live: v.client, dead: dead}
+	rec := &recorder{next: sw}
+	cfg := testConfig("")
+	cfg.MaxCatchUp = 30 * time.Minute
+	s, err := New(cfg, Options{Querier: sw, Writer: rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	passes := []struct {
+		at   time.Time
+		down bool
+	}{
+		{end.Add(-20 * time.Minute), false},
+		{end.Add(-15 * time.Minute), true},  // query fails: nothing scored
+		{end.Add(-10 * time.Minute), false}, // scores the missed 10 minutes
+	}
+	for _, p := range passes {
+		sw.down = p.down
+		err := s.Step(ctx, p.at.Add(time.Second))
+		if p.down != (err != nil) {
+			t.Fatalf("pass at %s with the TSDB down=%v: err %v", p.at.Format(time.TimeOnly), p.down, err)
+		}
+	}
+	// Scored, but the write fails: the samples wait for the next pass.
+	sw.down = false
+	s.opts.Writer = &failOnce{next: rec}
+	if err := s.Step(ctx, end.Add(-5*time.Minute).Add(time.Second)); err == nil {
+		t.Fatal("the failed write was not reported")
+	}
+	s.opts.Writer = rec
+	if err := s.Step(ctx, end.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+
+	k, _ := seriesKey("latency", model.Metric{"__name__": "kpi_latency_ms", "service": "billing"})
+	got := rec.got["__name__="+MetricScore+"\x00"+k]
+	// From the first pass's catch-up start (30 min before it, and the two
+	// intervals every range re-reads) to end.
+	from := end.Add(-20*time.Minute - 30*time.Minute - relookBack*10*time.Second)
+	want := int(end.Sub(from)/(10*time.Second)) + 1
+	seen := map[int64]bool{}
+	for _, smp := range got {
+		if seen[smp.Timestamp] {
+			t.Fatalf("point %s scored twice", time.UnixMilli(smp.Timestamp).Format(time.TimeOnly))
+		}
+		seen[smp.Timestamp] = true
+	}
+	if len(got) != want {
+		t.Errorf("%d scores written, want every 10 s point from %s to %s (%d)", len(got), from.Format(time.TimeOnly), end.Format(time.TimeOnly), want)
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i].Timestamp <= got[i-1].Timestamp {
+			t.Fatalf("scores out of order at %d", i)
+		}
+	}
+}
+
+// failOnce fails its first write as a TSDB outage would.
+type failOnce struct {
+	next   Writer
+	failed bool
+}
+
+func (f *failOnce) Write(ctx context.Context, series []tsdb.TimeSeries) error {
+	if !f.failed {
+		f.failed = true
+		return fmt.Errorf("connection refused")
+	}
+	return f.next.Write(ctx, series)
 }
