@@ -75,9 +75,11 @@ func (m *HoltWinters) Observe(t time.Time, v float64) Result {
 	if math.IsNaN(expected) { // a late or duplicate point
 		return nanResult
 	}
-	sigma := (upper - expected) / m.cfg.BoundZ
+	// A series the model fits exactly (constant, or a perfect wave) has
+	// sigma 0; any departure from it is then as surprising as can be.
+	sigma := math.Max((upper-expected)/m.cfg.BoundZ, 1e-9*math.Max(1, math.Abs(expected)))
 	r := Result{Expected: expected, Lower: lower, Upper: upper}
-	if sigma > 0 && !math.IsInf(v, 0) {
+	if !math.IsInf(v, 0) {
 		r.Score = tailScore((v - expected) / sigma)
 	}
 	return r

@@ -22,8 +22,23 @@ type scaled struct {
 func (s *scaled) Observe(t time.Time, v float64) Result {
 	r := s.Model.Observe(t, v)
 	r.Score = math.Min(1, r.Score*AlarmLevel/s.alarm)
+	// A change smaller than MinRelativeChange of the expected value is not
+	// an anomaly however steady the series was: a request rate that moves
+	// from 40.00 to 40.50 per second, or a p95 from 9.7 to 9.9 ms, is not
+	// worth a page. The band is at least that wide.
+	if e := r.Expected; !math.IsNaN(e) && !math.IsInf(e, 0) && e != 0 {
+		half := MinRelativeChange * math.Abs(e)
+		r.Lower, r.Upper = math.Min(r.Lower, e-half), math.Max(r.Upper, e+half)
+		if d := math.Abs(v - e); d < half {
+			r.Score = math.Min(r.Score, 0.99*AlarmLevel*d/half)
+		}
+	}
 	return r
 }
+
+// MinRelativeChange is the smallest change, as a fraction of the expected
+// value, that an online model reports as an anomaly.
+const MinRelativeChange = 0.05
 
 // onlineBoundZ is the half-width of the online models' normal band, in
 // sigmas; a point on the band's edge scores AlarmLevel. Five sigma, not

@@ -141,3 +141,32 @@ func BenchmarkOnlineModels(b *testing.B) {
 		})
 	}
 }
+
+// A perfectly steady series does not alarm on a change smaller than
+// MinRelativeChange, and its band is at least that wide; a larger jump
+// still alarms.
+func TestOnlineModelsIgnoreTinyChanges(t *testing.T) {
+	for _, name := range OnlineModelNames() {
+		t.Run(name, func(t *testing.T) {
+			m, _ := NewOnlineModelNamed(name)
+			var r Result
+			for i := range 2000 {
+				r = m.Observe(t0.Add(time.Duration(i)*5*time.Minute), 40) // a week: past every warm-up
+			}
+			if r.Upper-r.Lower < 2*MinRelativeChange*40*0.999 {
+				t.Errorf("band [%v, %v] on a steady 40 is narrower than ±%.0f%%", r.Lower, r.Upper, 100*MinRelativeChange)
+			}
+			small := m.Observe(t0.Add(2000*5*time.Minute), 41)
+			if small.Score >= AlarmLevel {
+				t.Errorf("40 → 41 (2.5%%) scored %.3f, want < %.1f", small.Score, AlarmLevel)
+			}
+			if name == "nab" {
+				return // the NAB detector damps after its first alarm; its jump test is TestModelsFindAnomalies
+			}
+			big := m.Observe(t0.Add(2001*5*time.Minute), 60)
+			if big.Score < AlarmLevel {
+				t.Errorf("40 → 60 scored %.3f, want >= %.1f", big.Score, AlarmLevel)
+			}
+		})
+	}
+}

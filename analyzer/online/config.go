@@ -122,7 +122,7 @@ const DefaultTrafficQuery = `sum by (caller, service) (increase(opspilot_gateway
 func DefaultQueries() []Query {
 	return []Query{
 		{Name: "service_requests", Expr: `sum by (service) (rate(opspilot_gateway_requests_total[1m]))`},
-		{Name: "service_error_ratio", Expr: `sum by (service) (rate(opspilot_gateway_requests_total{code=~"5.."}[1m])) / sum by (service) (rate(opspilot_gateway_requests_total[1m]))`},
+		{Name: "service_error_ratio", Expr: `(sum by (service) (rate(opspilot_gateway_requests_total{code=~"5.."}[1m])) or sum by (service) (rate(opspilot_gateway_requests_total[1m])) * 0) / sum by (service) (rate(opspilot_gateway_requests_total[1m]))`},
 		{Name: "service_latency_p95", Expr: `histogram_quantile(0.95, sum by (service, le) (rate(opspilot_gateway_request_duration_seconds_bucket[1m])))`},
 		{Name: "container_cpu", Expr: `sum by (service, instance, node, datacenter) (rate(container_cpu_usage_seconds_total{service!=""}[1m]))`},
 		{Name: "container_memory", Expr: `sum by (service, instance, node, datacenter) (container_memory_working_set_bytes{service!=""})`},

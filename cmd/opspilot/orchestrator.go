@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	goruntime "runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -241,8 +242,11 @@ func (n *nodeAgent) observe(coll *collector.Agent, log *slog.Logger) {
 	if coll == nil {
 		return
 	}
+	var mu sync.Mutex // Observe runs from the sync and the heartbeat loops
 	tailed := map[string]bool{}
 	n.exec.Observe = func(cgroups []container.Instance, files []logs.Source) {
+		mu.Lock()
+		defer mu.Unlock()
 		coll.SetInstances(cgroups)
 		for _, f := range files {
 			if !tailed[f.Path] {

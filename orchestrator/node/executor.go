@@ -16,8 +16,10 @@ import (
 // stop was first seen (so clocks need not agree).
 type RuntimeExecutor struct {
 	M *runtime.Manager
-	// Observe, if set, is told after every Sync which cgroups and log
-	// files the node's instances have (for the collector).
+	// Observe, if set, is told after every Sync and every status report
+	// (each heartbeat) which cgroups and log files the node's instances
+	// have (for the collector). After Sync alone is not enough: instances
+	// start asynchronously, so their cgroups appear after Sync returns.
 	Observe func(cgroups []container.Instance, logFiles []logs.Source)
 
 	mu        sync.Mutex
@@ -81,6 +83,9 @@ func (e *RuntimeExecutor) Sync(as []agentproto.Assignment) {
 
 // Statuses implements Executor.
 func (e *RuntimeExecutor) Statuses() []agentproto.InstanceStatus {
+	if e.Observe != nil {
+		e.Observe(e.M.Cgroups(), e.M.LogSources())
+	}
 	sts := e.M.Statuses()
 	e.mu.Lock()
 	defer e.mu.Unlock()
