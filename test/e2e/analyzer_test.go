@@ -54,6 +54,13 @@ analyzer:
 			return r.code == 0 && strings.Contains(r.stdout, `service="billing"`)
 		})
 	}
+	// The instances' container metrics are scored too: the node tells the
+	// collector their cgroups once they have started (not only when the
+	// assignments change, which here they never do after the first).
+	waitUntil(t, 60*time.Second, "container_memory scores for billing's 3 instances", func() bool {
+		r := opspilot(t, "query", `count(anomaly_score{for="container_memory", service="billing"})`, "--server", server)
+		return r.code == 0 && strings.Contains(r.stdout, " 3 ")
+	})
 	r := opspilot(t, "anomaly", "list", "--service", "billing", "--server", server)
 	if r.code != 0 || !strings.Contains(r.stdout, "service_requests") || !strings.Contains(r.stdout, `service="billing"`) {
 		t.Fatalf("anomaly list --service billing:\n%s", r)
