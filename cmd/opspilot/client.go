@@ -5,12 +5,14 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"opspilot/api"
 	"opspilot/internal/jsonapi"
@@ -33,6 +35,13 @@ func (f *clientFlags) register(cmd *cobra.Command) {
 // registerReason adds --reason to commands that change something.
 func (f *clientFlags) registerReason(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.reason, "reason", "", "why: recorded with the change in events and the audit log")
+}
+
+// isTerminal reports whether w is a terminal: progress bars are drawn only
+// there, not into a log file or a pipe.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 func envOr(name, def string) string {

@@ -191,7 +191,7 @@ dropped, status codes and latency percentiles.`,
 				}
 			}
 			var bar *progressbar.ProgressBar
-			if !quiet {
+			if !quiet && isTerminal(cmd.ErrOrStderr()) {
 				bar = progressbar.NewOptions64(int64(duration/time.Second), progressbar.OptionSetWriter(cmd.ErrOrStderr()),
 					progressbar.OptionSetDescription("loadgen "+target), progressbar.OptionSetWidth(30),
 					progressbar.OptionShowElapsedTimeOnFinish(), progressbar.OptionClearOnFinish())

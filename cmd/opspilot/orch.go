@@ -720,7 +720,7 @@ func rolloutStatus(ctx context.Context, c *apiClient, service string, wait bool,
 		if done > st.ReadyReplicas {
 			done = st.ReadyReplicas
 		}
-		if bar == nil && wait && st.Rollout != "complete" {
+		if bar == nil && wait && st.Rollout != "complete" && isTerminal(errOut) {
 			bar = progressbar.NewOptions(max(ro.Desired, 1), progressbar.OptionSetWriter(errOut),
 				progressbar.OptionSetDescription(fmt.Sprintf("%s → version %s", service, st.Version)),
 				progressbar.OptionShowCount(), progressbar.OptionSetWidth(30), progressbar.OptionClearOnFinish())
