@@ -160,7 +160,7 @@ func (s *Service) restore(path string) (int, error) {
 		}
 		key := keyOf(cs.Labels)
 		se := newSeries(cs.Query, cs.Labels, m)
-		se.last, se.result, se.onset, se.lastAlarm, se.peak = cs.Last, cs.Result, cs.Onset, cs.LastAlarm, cs.Peak
+		se.last, se.result, se.episode = cs.Last, cs.Result, episode{cs.Onset, cs.LastAlarm, cs.Peak}
 		s.series[key] = se
 		n++
 	}
@@ -179,7 +179,7 @@ func (s *Service) restore(path string) (int, error) {
 			continue
 		}
 		s.joint[keyOf(cs.Labels)] = &jointSeries{joint: cs.Query, labels: cs.Labels, model: m, last: cs.Last, score: cs.Result.Score,
-			onset: cs.Onset, lastAlarm: cs.LastAlarm, peak: cs.Peak}
+			episode: episode{cs.Onset, cs.LastAlarm, cs.Peak}}
 		n++
 	}
 	if stale > 0 {

@@ -27,28 +27,14 @@ func (s *Service) Anomalies(since time.Time) []rootcause.Anomaly {
 	defer s.mu.Unlock()
 	var out []rootcause.Anomaly
 	for _, se := range s.series {
-		if se.onset.IsZero() || se.lastAlarm.Before(since) {
-			continue
+		if a, ok := se.anomaly(since, se.labels, se.query); ok {
+			out = append(out, a)
 		}
-		ls := map[string]string{}
-		for _, l := range se.labels {
-			ls[l.Name] = l.Value
-		}
-		sr := rootcause.SeriesFromLabels(ls)
-		sr.Metric = se.query
-		out = append(out, rootcause.Anomaly{Series: sr, Onset: se.onset, Peak: se.peak, Last: se.lastAlarm})
 	}
 	for _, js := range s.joint {
-		if js.onset.IsZero() || js.lastAlarm.Before(since) {
-			continue
+		if a, ok := js.anomaly(since, js.labels, js.joint); ok {
+			out = append(out, a)
 		}
-		ls := map[string]string{}
-		for _, l := range js.labels {
-			ls[l.Name] = l.Value
-		}
-		sr := rootcause.SeriesFromLabels(ls)
-		sr.Metric = js.joint
-		out = append(out, rootcause.Anomaly{Series: sr, Onset: js.onset, Peak: js.peak, Last: js.lastAlarm})
 	}
 	slices.SortFunc(out, func(a, b rootcause.Anomaly) int { return a.Onset.Compare(b.Onset) })
 	return out

@@ -33,13 +33,12 @@ func DefaultJoint() []Joint {
 
 // jointSeries is one entity of a Joint.
 type jointSeries struct {
-	joint            string
-	labels           []tsdb.Label // By labels and for=joint, sorted
-	model            *analyzer.Multivariate
-	last             time.Time
-	score            float64
-	onset, lastAlarm time.Time
-	peak             float64
+	joint  string
+	labels []tsdb.Label // By labels and for=joint, sorted
+	model  *analyzer.Multivariate
+	last   time.Time
+	score  float64
+	episode
 }
 
 // observeJoint feeds, per joint and entity, every timestamp at which all
@@ -121,10 +120,7 @@ func (s *Service) observeJoint(results map[string]model.Matrix, out []tsdb.TimeS
 				sc := math.Min(1, r.Score*analyzer.AlarmLevel/jointAlarm)
 				js.last, js.score = t, sc
 				if sc >= analyzer.AlarmLevel {
-					if js.onset.IsZero() || t.Sub(js.lastAlarm) > s.rcWindow() {
-						js.onset, js.peak = t, 0
-					}
-					js.lastAlarm, js.peak = t, max(js.peak, sc)
+					js.alarm(t, sc, s.rcWindow())
 				}
 				s.m.points.Inc()
 				score = append(score, tsdb.Sample{Timestamp: ms, Value: sc})

@@ -93,20 +93,39 @@ type series struct {
 	model  analyzer.Model
 	last   time.Time // timestamp of the last point observed
 	result analyzer.Result
-	// The current or latest anomaly episode: consecutive alarms no more
-	// than the root-cause window apart.
-	onset, lastAlarm time.Time
-	peak             float64
+	episode
 	// out are the labels of anomaly_score, _expected, _lower and _upper.
 	out [4][]tsdb.Label
 }
 
+// episode is a series' current or latest anomaly episode: consecutive
+// alarms no more than the root-cause window apart.
+type episode struct {
+	onset, lastAlarm time.Time
+	peak             float64
+}
+
 // alarm records a point scored at or above analyzer.AlarmLevel.
-func (se *series) alarm(t time.Time, score float64, window time.Duration) {
-	if se.onset.IsZero() || t.Sub(se.lastAlarm) > window {
-		se.onset, se.peak = t, 0
+func (e *episode) alarm(t time.Time, score float64, window time.Duration) {
+	if e.onset.IsZero() || t.Sub(e.lastAlarm) > window {
+		e.onset, e.peak = t, 0
 	}
-	se.lastAlarm, se.peak = t, max(se.peak, score)
+	e.lastAlarm, e.peak = t, max(e.peak, score)
+}
+
+// anomaly is the episode as root-cause input, if it alarmed at or after
+// since; metric names the query or joint.
+func (e *episode) anomaly(since time.Time, labels []tsdb.Label, metric string) (rootcause.Anomaly, bool) {
+	if e.onset.IsZero() || e.lastAlarm.Before(since) {
+		return rootcause.Anomaly{}, false
+	}
+	ls := make(map[string]string, len(labels))
+	for _, l := range labels {
+		ls[l.Name] = l.Value
+	}
+	sr := rootcause.SeriesFromLabels(ls)
+	sr.Metric = metric
+	return rootcause.Anomaly{Series: sr, Onset: e.onset, Peak: e.peak, Last: e.lastAlarm}, true
 }
 
 // New builds the service and restores the checkpoint in cfg.StateFile when
