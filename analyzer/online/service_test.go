@@ -336,3 +336,56 @@ func (f *failOnce) Write(ctx context.Context, series []tsdb.TimeSeries) error {
 	}
 	return f.next.Write(ctx, series)
 }
+
+// The API reads (Status, Incidents), checkpoints and passes run
+// concurrently in the control plane; under -race this checks they share
+// state safely.
+func TestOnlineConcurrentReadersAndPasses(t *testing.T) {
+	v := startVM(t)
+	ctx := context.Background()
+	end := time.Now().Truncate(10 * time.Second).Add(-10 * time.Second)
+	if err := v.client.Write(ctx, []tsdb.TimeSeries{latencySeries(end, "billing", end.Add(-30*time.Minute)), latencySeries(end, "cart", time.Time{})}); err != nil {
+		t.Fatal(err)
+	}
+	queryValue(t, v, `count(kpi_latency_ms)`, end)
+	cfg := testConfig(filepath.Join(t.TempDir(), "models.ckpt"))
+	cfg.MaxCatchUp = time.Hour
+	s, err := New(cfg, Options{Querier: v.client, Writer: v.client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				_ = s.Status(map[string]string{"service": "billing"})
+				if _, err := s.Incidents(ctx, end.Add(-2*time.Hour)); err != nil {
+					t.Error(err)
+					return
+				}
+				if err := s.SaveCheckpoint(); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	for at := end.Add(-time.Hour); !at.After(end); at = at.Add(5 * time.Minute) {
+		if err := s.Step(ctx, at.Add(time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(done)
+	wg.Wait()
+	if n := len(s.Status(nil)); n != 2 {
+		t.Errorf("%d series, want 2", n)
+	}
+}
