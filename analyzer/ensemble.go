@@ -39,6 +39,14 @@ type EnsembleConfig struct {
 	// Binary damps (by Damp) every score below AlarmScore, so the output
 	// is near-binary: alarms stand out and everything else is near 0.
 	Binary bool
+	// DailyBuckets, when > 0, keeps the largest combined score of each
+	// time-of-day bucket (of the point's timestamp, UTC) on earlier days,
+	// decayed by DailyDecay per day; an alarm whose score is below
+	// DailyFactor times the memory of its bucket or a neighbouring one is
+	// not raised: an event at the same time every day is routine.
+	DailyBuckets int
+	DailyFactor  float64
+	DailyDecay   float64
 }
 
 func (c EnsembleConfig) withDefaults() EnsembleConfig {
@@ -65,11 +73,46 @@ type Ensemble struct {
 	quiet   int // points of suppression left
 	n       int // points seen
 	peak    float64
+	day     int64     // day number of the last point (DailyBuckets)
+	today   []float32 // largest score per bucket today
+	past    []float32 // decayed largest score per bucket on earlier days
 }
 
 // NewEnsemble combines members; zero config fields take defaults.
 func NewEnsemble(cfg EnsembleConfig, members ...Model) *Ensemble {
-	return &Ensemble{cfg: cfg.withDefaults(), members: members}
+	e := &Ensemble{cfg: cfg.withDefaults(), members: members}
+	if b := e.cfg.DailyBuckets; b > 0 {
+		e.today, e.past = make([]float32, b), make([]float32, b)
+	}
+	return e
+}
+
+// daily records score in its time-of-day bucket and returns the memory of
+// earlier days around that bucket.
+func (e *Ensemble) daily(t time.Time, score float64) float64 {
+	B := len(e.today)
+	sec := t.Unix()
+	day := sec / 86400
+	if sec < 0 && sec%86400 != 0 {
+		day--
+	}
+	if day != e.day {
+		if e.n > 0 {
+			decay := float32(math.Pow(e.cfg.DailyDecay, float64(day-e.day-1)))
+			if day < e.day {
+				decay = 1
+			}
+			for i := range e.past {
+				e.past[i] = max(e.today[i], e.past[i]*float32(e.cfg.DailyDecay)) * decay
+				e.today[i] = 0
+			}
+		}
+		e.day = day
+	}
+	b := int((sec - day*86400) * int64(B) / 86400)
+	mem := max(e.past[b], e.past[(b+1)%B], e.past[(b+B-1)%B])
+	e.today[b] = max(e.today[b], float32(score))
+	return float64(mem)
 }
 
 // NewDefaultEnsemble is the one configuration used for every series (and
@@ -82,12 +125,16 @@ func NewEnsemble(cfg EnsembleConfig, members ...Model) *Ensemble {
 // record too, so chance records of a noisy periodic series stay quiet.
 // Scores below the alarm level 0.015 (about z 4.3) are damped, and an
 // alarm damps the next 225 points, so the output is near-binary: one high
-// score per event. See doc.go for the NAB scores and what else was tried.
+// score per event. An alarm is not raised when the same quarter hour of
+// the day (or a neighbouring one) saw a score at least a third as high on
+// earlier days (memory decays by 0.7 a day): a daily backup or a daily
+// jump is routine. See doc.go for the NAB scores and what else was tried.
 func NewDefaultEnsemble() Model {
 	shape := NewPattern(PatternConfig{Window: 6, Step: 2, Protos: 64, Vigilance: 0.1, Rate: 0.2})
 	return NewEnsemble(EnsembleConfig{
 		Mean: true, AlarmScore: 0.015, Suppress: 225, Binary: true,
 		Gate: shape, GateDist: 0.08, GatePow: 1,
+		DailyBuckets: 96, DailyFactor: 3, DailyDecay: 0.7,
 	},
 		NewEWMA(EWMAConfig{Alpha: 0.008}),
 		NewCUSUM(CUSUMConfig{}),
@@ -124,6 +171,10 @@ func (e *Ensemble) Observe(t time.Time, v float64) Result {
 			}
 		}
 	}
+	mem := 0.0
+	if e.today != nil {
+		mem = e.daily(t, out.Score)
+	}
 	e.n++
 	if e.n <= e.cfg.Warmup {
 		out.Score = 0
@@ -141,7 +192,7 @@ func (e *Ensemble) Observe(t time.Time, v float64) Result {
 		out.Score *= e.cfg.Damp
 		return out
 	}
-	if out.Score >= e.cfg.AlarmScore {
+	if out.Score >= e.cfg.AlarmScore && out.Score >= e.cfg.DailyFactor*mem {
 		e.quiet = e.cfg.Suppress
 	} else if e.cfg.Binary {
 		out.Score *= e.cfg.Damp

@@ -47,7 +47,8 @@ func TestNAB(t *testing.T) {
 // gate (pw, pstep, pk, pvig, prate configure it) and sdist=S lets Novelty's
 // noise margin (nmargin) consult it. The default detector is
 // drop=0,mean=1,bin=1,alarm=0.015,suppress=225,gate=0.08,gpow=1,pw=6,pstep=2,
-// pk=64,pvig=0.1,prate=0.2,alpha=0.008,gain=800,nmargin=2,sdist=0.12,confirm=1.
+// pk=64,pvig=0.1,prate=0.2,alpha=0.008,gain=800,nmargin=2,sdist=0.12,confirm=1,
+// dbuck=96,dfac=3,ddecay=0.7 (dbuck, dfac and ddecay set the daily memory).
 func tunedEnsemble(t *testing.T, spec string) func() Model {
 	var ec EnsembleConfig
 	var rc RobustZConfig
@@ -79,6 +80,12 @@ func tunedEnsemble(t *testing.T, spec string) func() Model {
 			ec.Warmup = int(f)
 		case "peak":
 			ec.PeakDecay = f
+		case "dbuck":
+			ec.DailyBuckets = int(f)
+		case "dfac":
+			ec.DailyFactor = f
+		case "ddecay":
+			ec.DailyDecay = f
 		case "mean":
 			ec.Mean = f != 0
 		case "drop": // 0 robustz, 1 ewma, 2 cusum

@@ -24,7 +24,7 @@ type stateful interface {
 // relearn) rather than misread.
 const (
 	stateMagic   = "opa"
-	stateVersion = 1
+	stateVersion = 2
 )
 
 // ErrNotStateful is returned when a model (or a member) cannot be saved.
@@ -356,6 +356,9 @@ func (e *Ensemble) saveState(w *stateWriter) {
 	if e.cfg.Gate != nil {
 		e.cfg.Gate.saveState(w)
 	}
+	w.int64(e.day)
+	w.f32s(e.today)
+	w.f32s(e.past)
 }
 
 func (e *Ensemble) loadState(r *stateReader) {
@@ -371,6 +374,14 @@ func (e *Ensemble) loadState(r *stateReader) {
 	}
 	if r.err == nil && e.cfg.Gate != nil {
 		e.cfg.Gate.loadState(r)
+	}
+	e.day = r.int64()
+	for _, b := range [][]float32{e.today, e.past} {
+		vs := r.f32sUpTo(len(b), "the ensemble's daily memory")
+		if r.err == nil && len(vs) != len(b) {
+			r.fail("the ensemble's daily memory")
+		}
+		copy(b, vs)
 	}
 }
 
