@@ -47,6 +47,16 @@ type EnsembleConfig struct {
 	DailyBuckets int
 	DailyFactor  float64
 	DailyDecay   float64
+	// Or, when set, is a second, dissimilar detector OR-combined with the
+	// members: the point scores at least OrWeight times its score, and
+	// shares the ensemble's suppression and daily memory. OrGated
+	// combines it before the Gate, so the gate damps it on a known shape
+	// too; OrFloor is the members' combined score a point needs before Or
+	// may raise it.
+	Or       Model
+	OrWeight float64
+	OrGated  bool
+	OrFloor  float64
 }
 
 func (c EnsembleConfig) withDefaults() EnsembleConfig {
@@ -128,13 +138,17 @@ func (e *Ensemble) daily(t time.Time, score float64) float64 {
 // score per event. An alarm is not raised when the same quarter hour of
 // the day (or a neighbouring one) saw a score at least a third as high on
 // earlier days (memory decays by 0.7 a day): a daily backup or a daily
-// jump is routine. See doc.go for the NAB scores and what else was tried.
+// jump is routine. A Context model (4 levels, contexts of up to 5 level
+// changes, a 2048-bit table) is OR-combined before the gate: a point
+// whose last 4 or 5 level changes were never seen scores 0.02 unless it
+// lies within 1.5 noise units of a level boundary. See doc.go for the NAB scores and what else was tried.
 func NewDefaultEnsemble() Model {
 	shape := NewPattern(PatternConfig{Window: 6, Step: 2, Protos: 64, Vigilance: 0.1, Rate: 0.2})
 	return NewEnsemble(EnsembleConfig{
 		Mean: true, AlarmScore: 0.015, Suppress: 225, Binary: true,
 		Gate: shape, GateDist: 0.08, GatePow: 1,
 		DailyBuckets: 96, DailyFactor: 3, DailyDecay: 0.7,
+		Or: NewContext(ContextConfig{Levels: 4, Orders: 5, Bits: 2048, Solid: 1.5}), OrWeight: 0.02, OrGated: true,
 	},
 		NewEWMA(EWMAConfig{Alpha: 0.008}),
 		NewCUSUM(CUSUMConfig{}),
@@ -162,6 +176,16 @@ func (e *Ensemble) Observe(t time.Time, v float64) Result {
 	if e.cfg.Mean && len(e.members) > 0 {
 		out.Score = sum / float64(len(e.members))
 	}
+	cs := 0.0
+	if c := e.cfg.Or; c != nil {
+		cs = e.cfg.OrWeight * c.Observe(t, v).Score
+		if out.Score < e.cfg.OrFloor {
+			cs = 0
+		}
+		if e.cfg.OrGated {
+			out.Score = math.Max(out.Score, cs)
+		}
+	}
 	if g != nil {
 		if d := g.Distance(); d < e.cfg.GateDist {
 			if e.cfg.GatePow > 0 {
@@ -170,6 +194,9 @@ func (e *Ensemble) Observe(t time.Time, v float64) Result {
 				out.Score *= e.cfg.Damp
 			}
 		}
+	}
+	if !e.cfg.OrGated {
+		out.Score = math.Max(out.Score, cs)
 	}
 	mem := 0.0
 	if e.today != nil {

@@ -48,7 +48,10 @@ func TestNAB(t *testing.T) {
 // noise margin (nmargin) consult it. The default detector is
 // drop=0,mean=1,bin=1,alarm=0.015,suppress=225,gate=0.08,gpow=1,pw=6,pstep=2,
 // pk=64,pvig=0.1,prate=0.2,alpha=0.008,gain=800,nmargin=2,sdist=0.12,confirm=1,
-// dbuck=96,dfac=3,ddecay=0.7 (dbuck, dfac and ddecay set the daily memory).
+// dbuck=96,dfac=3,ddecay=0.7,ctx=0.02,cgated=1,clev=4,cord=5,cbits=2048,csolid=1.5
+// (dbuck, dfac and ddecay set the daily memory; ctx, orseason or orpat
+// OR-combine a Context, Seasonal or Pattern; cgated, cfloor, clev, cord,
+// cbits, cwarm and csolid configure that).
 func tunedEnsemble(t *testing.T, spec string) func() Model {
 	var ec EnsembleConfig
 	var rc RobustZConfig
@@ -62,6 +65,8 @@ func tunedEnsemble(t *testing.T, spec string) func() Model {
 	usePat := false
 	sdist := 0.0
 	var pc PatternConfig
+	var xc ContextConfig
+	orKind := 0
 	drop := map[int]bool{}
 	for _, kv := range strings.Split(spec, ",") {
 		k, v, _ := strings.Cut(kv, "=")
@@ -86,6 +91,26 @@ func tunedEnsemble(t *testing.T, spec string) func() Model {
 			ec.DailyFactor = f
 		case "ddecay":
 			ec.DailyDecay = f
+		case "ctx":
+			ec.OrWeight, orKind = f, 1
+		case "orseason":
+			ec.OrWeight, orKind = f, 2
+		case "orpat":
+			ec.OrWeight, orKind = f, 3
+		case "clev":
+			xc.Levels = int(f)
+		case "cord":
+			xc.Orders = int(f)
+		case "cbits":
+			xc.Bits = int(f)
+		case "cgated":
+			ec.OrGated = f != 0
+		case "cfloor":
+			ec.OrFloor = f
+		case "csolid":
+			xc.Solid = f
+		case "cwarm":
+			xc.Warmup = int(f)
 		case "mean":
 			ec.Mean = f != 0
 		case "drop": // 0 robustz, 1 ewma, 2 cusum
@@ -156,6 +181,14 @@ func tunedEnsemble(t *testing.T, spec string) func() Model {
 		}
 		if ec.GateDist > 0 {
 			ec.Gate = NewPattern(pc)
+		}
+		switch orKind {
+		case 1:
+			ec.Or = NewContext(xc)
+		case 2:
+			ec.Or = NewSeasonal(sc)
+		case 3:
+			ec.Or = NewPattern(pc)
 		}
 		if useNov {
 			if sdist > 0 {

@@ -63,8 +63,20 @@ func TestNABAlarms(t *testing.T) {
 		prob := int(math.Min(math.Floor(0.15*float64(len(pts))), 750))
 		fmt.Printf("FILE %s n=%d prob=%d windows=%v\n", name, len(pts), prob, ws)
 		m := newModel()
+		wmax := make([]float64, len(ws))
+		wpos := make([]int, len(ws))
+		defer func(name string) {
+			for k, w := range ws {
+				fmt.Printf("  WINDOW %s %v max %.4f at %.2f\n", name, w, wmax[k], float64(wpos[k]-w[0])/float64(w[1]-w[0]+1))
+			}
+		}(name)
 		for i, p := range pts {
 			s := m.Observe(p.Time, p.Value).Score
+			for k, w := range ws {
+				if i >= w[0] && i <= w[1] && s > wmax[k] {
+					wmax[k], wpos[k] = s, i
+				}
+			}
 			if i < prob || s < th {
 				continue
 			}

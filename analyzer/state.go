@@ -359,6 +359,38 @@ func (e *Ensemble) saveState(w *stateWriter) {
 	w.int64(e.day)
 	w.f32s(e.today)
 	w.f32s(e.past)
+	w.bool(e.cfg.Or != nil)
+	if e.cfg.Or != nil {
+		w.model(e.cfg.Or)
+	}
+}
+
+func (m *Context) saveState(w *stateWriter) {
+	w.f64(m.lo)
+	w.f64(m.hi)
+	w.int(m.n)
+	w.int64(int64(m.seq))
+	w.int(m.nseq)
+	w.f64(m.prev)
+	w.f64(m.dev)
+	w.int(len(m.table))
+	for _, b := range m.table {
+		w.int64(int64(b))
+	}
+}
+
+func (m *Context) loadState(r *stateReader) {
+	m.lo, m.hi, m.n = r.f64(), r.f64(), r.int()
+	m.seq, m.nseq = uint64(r.int64()), r.int()
+	m.prev, m.dev = r.f64(), r.f64()
+	if r.length(len(m.table), "the context table") {
+		for i := range m.table {
+			m.table[i] = uint64(r.int64())
+		}
+	}
+	if r.err == nil && (m.nseq < 0 || m.nseq > m.cfg.Orders+1) {
+		r.fail("the context model's sequence")
+	}
 }
 
 func (e *Ensemble) loadState(r *stateReader) {
@@ -382,6 +414,12 @@ func (e *Ensemble) loadState(r *stateReader) {
 			r.fail("the ensemble's daily memory")
 		}
 		copy(b, vs)
+	}
+	if or := r.bool(); r.err == nil && or != (e.cfg.Or != nil) {
+		r.fail("the ensemble's OR-combined model")
+	}
+	if r.err == nil && e.cfg.Or != nil {
+		r.model(e.cfg.Or)
 	}
 }
 
