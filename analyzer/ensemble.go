@@ -135,20 +135,21 @@ func (e *Ensemble) daily(t time.Time, score float64) float64 {
 // record too, so chance records of a noisy periodic series stay quiet.
 // Scores below the alarm level 0.015 (about z 4.3) are damped, and an
 // alarm damps the next 225 points, so the output is near-binary: one high
-// score per event. An alarm is not raised when the same quarter hour of
-// the day (or a neighbouring one) saw a score at least a third as high on
-// earlier days (memory decays by 0.7 a day): a daily backup or a daily
-// jump is routine. A Context model (4 levels, contexts of up to 5 level
-// changes, a 2048-bit table) is OR-combined before the gate: a point
-// whose last 4 or 5 level changes were never seen scores 0.02 unless it
-// lies within 1.5 noise units of a level boundary. See doc.go for the NAB scores and what else was tried.
+// score per event. An alarm is not raised when the same 20 minutes of the
+// day (or a neighbouring 20) saw a score at least 1/2.5 as high on earlier
+// days (memory decays by 0.85 a day): a daily backup or a daily jump is
+// routine. A Context model (4 levels, contexts of up to 4 level changes, a
+// 2048-bit table, 150 points of warm-up) is OR-combined before the gate:
+// a point whose last 3 or 4 level changes were never seen in that order
+// scores 0.025 times the new fraction, unless it lies within 1.5 noise
+// units of a level boundary. See doc.go for the NAB scores and what else was tried.
 func NewDefaultEnsemble() Model {
 	shape := NewPattern(PatternConfig{Window: 6, Step: 2, Protos: 64, Vigilance: 0.1, Rate: 0.2})
 	return NewEnsemble(EnsembleConfig{
 		Mean: true, AlarmScore: 0.015, Suppress: 225, Binary: true,
 		Gate: shape, GateDist: 0.08, GatePow: 1,
-		DailyBuckets: 96, DailyFactor: 3, DailyDecay: 0.7,
-		Or: NewContext(ContextConfig{Levels: 4, Orders: 5, Bits: 2048, Solid: 1.5}), OrWeight: 0.02, OrGated: true,
+		DailyBuckets: 72, DailyFactor: 2.5, DailyDecay: 0.85,
+		Or: NewContext(ContextConfig{Levels: 4, Orders: 4, Bits: 2048, Warmup: 150, Solid: 1.5}), OrWeight: 0.025, OrGated: true,
 	},
 		NewEWMA(EWMAConfig{Alpha: 0.008}),
 		NewCUSUM(CUSUMConfig{}),

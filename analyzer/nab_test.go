@@ -48,7 +48,8 @@ func TestNAB(t *testing.T) {
 // noise margin (nmargin) consult it. The default detector is
 // drop=0,mean=1,bin=1,alarm=0.015,suppress=225,gate=0.08,gpow=1,pw=6,pstep=2,
 // pk=64,pvig=0.1,prate=0.2,alpha=0.008,gain=800,nmargin=2,sdist=0.12,confirm=1,
-// dbuck=96,dfac=3,ddecay=0.7,ctx=0.02,cgated=1,clev=4,cord=5,cbits=2048,csolid=1.5
+// dbuck=72,dfac=2.5,ddecay=0.85,ctx=0.025,cgated=1,clev=4,cord=4,cbits=2048,
+// cwarm=150,csolid=1.5
 // (dbuck, dfac and ddecay set the daily memory; ctx, orseason or orpat
 // OR-combine a Context, Seasonal or Pattern; cgated, cfloor, clev, cord,
 // cbits, cwarm and csolid configure that).
