@@ -142,7 +142,8 @@ func (e *Ensemble) daily(t time.Time, score float64) float64 {
 // 2048-bit table, 150 points of warm-up) is OR-combined before the gate:
 // a point whose last 3 or 4 level changes were never seen in that order
 // scores 0.025 times the new fraction, unless it lies within 1.5 noise
-// units of a level boundary. See doc.go for the NAB scores and what else was tried.
+// units of a level boundary. See doc.go for the NAB scores and what else
+// was tried.
 func NewDefaultEnsemble() Model {
 	shape := NewPattern(PatternConfig{Window: 6, Step: 2, Protos: 64, Vigilance: 0.1, Rate: 0.2})
 	return NewEnsemble(EnsembleConfig{
