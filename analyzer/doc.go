@@ -71,9 +71,10 @@
 //
 // NewDefaultEnsemble is the one configuration used for every series: the
 // mean of EWMA (Alpha 0.008), CUSUM and Novelty (Gain 800), OR-combined with
-// a Context (4 levels, contexts of up to 4 level changes, a 2048-bit table,
-// 150 points of warm-up, Solid 1.5) whose new-context fraction is weighted
-// 0.025 (so three of its four contexts must be new to alarm), all gated by a
+// two Contexts (4 levels and contexts of up to 4 level changes; 3 levels and
+// up to 6; 1024-bit tables, 150 points of warm-up, Solid 1.5) whose
+// new-context fraction is weighted 0.025 (so 3 of 4, or 4 of 6, contexts
+// must be new to alarm), all gated by a
 // Pattern of the last six 2-point averages (64 prototypes, vigilance 0.1): a
 // point whose shape is within 0.08 of a remembered one has its score scaled
 // by distance/0.08, so recurring shapes (a daily jump, a regular burst) stop
@@ -86,22 +87,23 @@
 // memory decays by 0.85 a day): a daily backup or a daily jump is routine,
 // even when its shape varies too much for the gate. An alarm damps the next
 // 225 points, so the output is near-binary. Everything is causal (ranges are
-// those seen so far; no file length, no labels); one series costs 3664 bytes
-// and about 0.76 µs per point (1.3M points/s on one core of a shared build
+// those seen so far; no file length, no labels); one series costs 3824 bytes
+// and about 0.78 µs per point (1.3M points/s on one core of a shared build
 // machine), as measured by BenchmarkNewEnsemble and BenchmarkEnsemble.
 //
 // On the Numenta Anomaly Benchmark (gated TestNAB, OPSPILOT_NAB=1, scored
-// by shared/tools/nabscore) it scores 69.65 standard, 61.77
-// reward_low_FP_rate and 74.31 reward_low_FN_rate. The steps: the previous
+// by shared/tools/nabscore) it scores 70.26 standard, 62.19
+// reward_low_FP_rate and 75.00 reward_low_FN_rate. The steps: the previous
 // default (mean of EWMA, CUSUM and Novelty Gain 400, no gate) 53.28 / 36.46
 // / 61.24; the Pattern gate, near-binary output and Novelty's noise margin
 // 63.62 / 50.14 / 70.29; the daily memory 66.71 / 58.20 / 71.51; the Context
-// member 67.91 / 59.00 / 72.89; retuning both 69.65 / 61.77 / 74.31.
-// ARTime's published 74.9 is not reached. At the standard threshold 19 of
-// 116 windows are missed (AWS 6; realKnownCause 6, among them two of
-// nyc_taxi's; ad exchange 4; art_daily_jumpsdown and art_daily_nojump) and
-// 171 false-positive rows remain, 104 of them on the Twitter series (AWS 33,
-// was 77; the artificial series 6, was 63). TestNABDiag
+// member 67.91 / 59.00 / 72.89; retuning both 69.65 / 61.77 / 74.31; the
+// second Context 70.26 / 62.19 / 75.00. ARTime's published 74.9 (standard)
+// is not reached. At the standard threshold 18 of 116 windows are missed
+// (AWS 6; realKnownCause 6, among them two of nyc_taxi's; ad exchange 3;
+// art_daily_jumpsdown and art_daily_nojump) and 175 false-positive rows
+// remain, 104 of them on the Twitter series (AWS 34, was 77; the artificial
+// series 6, was 63). TestNABDiag
 // (OPSPILOT_NABDIAG=2) prints these per file, TestNABAlarms
 // (OPSPILOT_NABALARMS=1) every alarm with its place in the windows, and
 // TestCleanWavesCfg counts the alarms an OPSPILOT_NAB_CFG configuration
@@ -172,6 +174,11 @@
 //     threshold keeps every alarm). Only 7 of the 171 false-positive alarms
 //     follow an alarm one or two weeks earlier within an hour, so a weekly
 //     memory was not built.
+//   - A second Context (its own levels and orders, the same weight): 3
+//     levels with orders 5 to 10 gave 70.1 to 70.3 (kept: orders 6) with
+//     the waves quiet; 2 levels unchanged (69.65); 4 levels orders 6 69.5,
+//     5 levels orders 5 68.2, 6 levels 69.8 and 8 levels orders 3 69.7, the
+//     last two with 3 to 4 alarms on the clean waves.
 //
 // ScoreCSV reads timestamp,value CSVs and writes
 // timestamp,value,anomaly_score CSVs at the same relative paths.

@@ -47,13 +47,13 @@ type EnsembleConfig struct {
 	DailyBuckets int
 	DailyFactor  float64
 	DailyDecay   float64
-	// Or, when set, is a second, dissimilar detector OR-combined with the
-	// members: the point scores at least OrWeight times its score, and
-	// shares the ensemble's suppression and daily memory. OrGated
-	// combines it before the Gate, so the gate damps it on a known shape
-	// too; OrFloor is the members' combined score a point needs before Or
-	// may raise it.
-	Or       Model
+	// Or are dissimilar detectors OR-combined with the members: the point
+	// scores at least OrWeight times the largest of their scores, and
+	// they share the ensemble's suppression and daily memory. OrGated
+	// combines them before the Gate, so the gate damps them on a known
+	// shape too; OrFloor is the members' combined score a point needs
+	// before Or may raise it.
+	Or       []Model
 	OrWeight float64
 	OrGated  bool
 	OrFloor  float64
@@ -138,19 +138,23 @@ func (e *Ensemble) daily(t time.Time, score float64) float64 {
 // score per event. An alarm is not raised when the same 20 minutes of the
 // day (or a neighbouring 20) saw a score at least 1/2.5 as high on earlier
 // days (memory decays by 0.85 a day): a daily backup or a daily jump is
-// routine. A Context model (4 levels, contexts of up to 4 level changes, a
-// 2048-bit table, 150 points of warm-up) is OR-combined before the gate:
-// a point whose last 3 or 4 level changes were never seen in that order
-// scores 0.025 times the new fraction, unless it lies within 1.5 noise
-// units of a level boundary. See doc.go for the NAB scores and what else
-// was tried.
+// routine. Two Context models (4 levels and contexts of up to 4 level
+// changes; 3 levels and up to 6; 1024-bit tables, 150 points of warm-up)
+// are OR-combined before the gate: a point scores 0.025 times the
+// fraction of its contexts never seen before (so 3 of 4, or 4 of 6, must
+// be new to alarm), unless it lies within 1.5 noise units of a level
+// boundary. See doc.go for the NAB scores and what else was tried.
 func NewDefaultEnsemble() Model {
 	shape := NewPattern(PatternConfig{Window: 6, Step: 2, Protos: 64, Vigilance: 0.1, Rate: 0.2})
 	return NewEnsemble(EnsembleConfig{
 		Mean: true, AlarmScore: 0.015, Suppress: 225, Binary: true,
 		Gate: shape, GateDist: 0.08, GatePow: 1,
 		DailyBuckets: 72, DailyFactor: 2.5, DailyDecay: 0.85,
-		Or: NewContext(ContextConfig{Levels: 4, Orders: 4, Bits: 2048, Warmup: 150, Solid: 1.5}), OrWeight: 0.025, OrGated: true,
+		Or: []Model{
+			NewContext(ContextConfig{Levels: 4, Orders: 4, Bits: 1024, Warmup: 150, Solid: 1.5}),
+			NewContext(ContextConfig{Levels: 3, Orders: 6, Bits: 1024, Warmup: 150, Solid: 1.5}),
+		},
+		OrWeight: 0.025, OrGated: true,
 	},
 		NewEWMA(EWMAConfig{Alpha: 0.008}),
 		NewCUSUM(CUSUMConfig{}),
@@ -179,14 +183,14 @@ func (e *Ensemble) Observe(t time.Time, v float64) Result {
 		out.Score = sum / float64(len(e.members))
 	}
 	cs := 0.0
-	if c := e.cfg.Or; c != nil {
-		cs = e.cfg.OrWeight * c.Observe(t, v).Score
-		if out.Score < e.cfg.OrFloor {
-			cs = 0
-		}
-		if e.cfg.OrGated {
-			out.Score = math.Max(out.Score, cs)
-		}
+	for _, c := range e.cfg.Or {
+		cs = math.Max(cs, e.cfg.OrWeight*c.Observe(t, v).Score)
+	}
+	if out.Score < e.cfg.OrFloor {
+		cs = 0
+	}
+	if e.cfg.OrGated {
+		out.Score = math.Max(out.Score, cs)
 	}
 	if g != nil {
 		if d := g.Distance(); d < e.cfg.GateDist {

@@ -359,9 +359,9 @@ func (e *Ensemble) saveState(w *stateWriter) {
 	w.int64(e.day)
 	w.f32s(e.today)
 	w.f32s(e.past)
-	w.bool(e.cfg.Or != nil)
-	if e.cfg.Or != nil {
-		w.model(e.cfg.Or)
+	w.int(len(e.cfg.Or))
+	for _, m := range e.cfg.Or {
+		w.model(m)
 	}
 }
 
@@ -415,11 +415,10 @@ func (e *Ensemble) loadState(r *stateReader) {
 		}
 		copy(b, vs)
 	}
-	if or := r.bool(); r.err == nil && or != (e.cfg.Or != nil) {
-		r.fail("the ensemble's OR-combined model")
-	}
-	if r.err == nil && e.cfg.Or != nil {
-		r.model(e.cfg.Or)
+	if r.length(len(e.cfg.Or), "the ensemble's OR-combined models") {
+		for _, m := range e.cfg.Or {
+			r.model(m)
+		}
 	}
 }
 
