@@ -39,6 +39,24 @@ type EnsembleConfig struct {
 	// Binary damps (by Damp) every score below AlarmScore, so the output
 	// is near-binary: alarms stand out and everything else is near 0.
 	Binary bool
+	// DailyBuckets, when > 0, keeps the largest combined score of each
+	// time-of-day bucket (of the point's timestamp, UTC) on earlier days,
+	// decayed by DailyDecay per day; an alarm whose score is below
+	// DailyFactor times the memory of its bucket or a neighbouring one is
+	// not raised: an event at the same time every day is routine.
+	DailyBuckets int
+	DailyFactor  float64
+	DailyDecay   float64
+	// Or are dissimilar detectors OR-combined with the members: the point
+	// scores at least OrWeight times the largest of their scores, and
+	// they share the ensemble's suppression and daily memory. OrGated
+	// combines them before the Gate, so the gate damps them on a known
+	// shape too; OrFloor is the members' combined score a point needs
+	// before Or may raise it.
+	Or       []Model
+	OrWeight float64
+	OrGated  bool
+	OrFloor  float64
 }
 
 func (c EnsembleConfig) withDefaults() EnsembleConfig {
@@ -65,11 +83,46 @@ type Ensemble struct {
 	quiet   int // points of suppression left
 	n       int // points seen
 	peak    float64
+	day     int64     // day number of the last point (DailyBuckets)
+	today   []float32 // largest score per bucket today
+	past    []float32 // decayed largest score per bucket on earlier days
 }
 
 // NewEnsemble combines members; zero config fields take defaults.
 func NewEnsemble(cfg EnsembleConfig, members ...Model) *Ensemble {
-	return &Ensemble{cfg: cfg.withDefaults(), members: members}
+	e := &Ensemble{cfg: cfg.withDefaults(), members: members}
+	if b := e.cfg.DailyBuckets; b > 0 {
+		e.today, e.past = make([]float32, b), make([]float32, b)
+	}
+	return e
+}
+
+// daily records score in its time-of-day bucket and returns the memory of
+// earlier days around that bucket.
+func (e *Ensemble) daily(t time.Time, score float64) float64 {
+	B := len(e.today)
+	sec := t.Unix()
+	day := sec / 86400
+	if sec < 0 && sec%86400 != 0 {
+		day--
+	}
+	if day != e.day {
+		if e.n > 0 {
+			decay := float32(math.Pow(e.cfg.DailyDecay, float64(day-e.day-1)))
+			if day < e.day {
+				decay = 1
+			}
+			for i := range e.past {
+				e.past[i] = max(e.today[i], e.past[i]*float32(e.cfg.DailyDecay)) * decay
+				e.today[i] = 0
+			}
+		}
+		e.day = day
+	}
+	b := int((sec - day*86400) * int64(B) / 86400)
+	mem := max(e.past[b], e.past[(b+1)%B], e.past[(b+B-1)%B])
+	e.today[b] = max(e.today[b], float32(score))
+	return float64(mem)
 }
 
 // NewDefaultEnsemble is the one configuration used for every series (and
@@ -82,12 +135,26 @@ func NewEnsemble(cfg EnsembleConfig, members ...Model) *Ensemble {
 // record too, so chance records of a noisy periodic series stay quiet.
 // Scores below the alarm level 0.015 (about z 4.3) are damped, and an
 // alarm damps the next 225 points, so the output is near-binary: one high
-// score per event. See doc.go for the NAB scores and what else was tried.
+// score per event. An alarm is not raised when the same 20 minutes of the
+// day (or a neighbouring 20) saw a score at least 1/2.5 as high on earlier
+// days (memory decays by 0.85 a day): a daily backup or a daily jump is
+// routine. Two Context models (4 levels and contexts of up to 4 level
+// changes; 3 levels and up to 6; 1024-bit tables, 150 points of warm-up)
+// are OR-combined before the gate: a point scores 0.025 times the
+// fraction of its contexts never seen before (so 3 of 4, or 4 of 6, must
+// be new to alarm), unless it lies within 1.5 noise units of a level
+// boundary. See doc.go for the NAB scores and what else was tried.
 func NewDefaultEnsemble() Model {
 	shape := NewPattern(PatternConfig{Window: 6, Step: 2, Protos: 64, Vigilance: 0.1, Rate: 0.2})
 	return NewEnsemble(EnsembleConfig{
 		Mean: true, AlarmScore: 0.015, Suppress: 225, Binary: true,
 		Gate: shape, GateDist: 0.08, GatePow: 1,
+		DailyBuckets: 72, DailyFactor: 2.5, DailyDecay: 0.85,
+		Or: []Model{
+			NewContext(ContextConfig{Levels: 4, Orders: 4, Bits: 1024, Warmup: 150, Solid: 1.5}),
+			NewContext(ContextConfig{Levels: 3, Orders: 6, Bits: 1024, Warmup: 150, Solid: 1.5}),
+		},
+		OrWeight: 0.025, OrGated: true,
 	},
 		NewEWMA(EWMAConfig{Alpha: 0.008}),
 		NewCUSUM(CUSUMConfig{}),
@@ -115,6 +182,16 @@ func (e *Ensemble) Observe(t time.Time, v float64) Result {
 	if e.cfg.Mean && len(e.members) > 0 {
 		out.Score = sum / float64(len(e.members))
 	}
+	cs := 0.0
+	for _, c := range e.cfg.Or {
+		cs = math.Max(cs, e.cfg.OrWeight*c.Observe(t, v).Score)
+	}
+	if out.Score < e.cfg.OrFloor {
+		cs = 0
+	}
+	if e.cfg.OrGated {
+		out.Score = math.Max(out.Score, cs)
+	}
 	if g != nil {
 		if d := g.Distance(); d < e.cfg.GateDist {
 			if e.cfg.GatePow > 0 {
@@ -123,6 +200,13 @@ func (e *Ensemble) Observe(t time.Time, v float64) Result {
 				out.Score *= e.cfg.Damp
 			}
 		}
+	}
+	if !e.cfg.OrGated {
+		out.Score = math.Max(out.Score, cs)
+	}
+	mem := 0.0
+	if e.today != nil {
+		mem = e.daily(t, out.Score)
 	}
 	e.n++
 	if e.n <= e.cfg.Warmup {
@@ -141,7 +225,7 @@ func (e *Ensemble) Observe(t time.Time, v float64) Result {
 		out.Score *= e.cfg.Damp
 		return out
 	}
-	if out.Score >= e.cfg.AlarmScore {
+	if out.Score >= e.cfg.AlarmScore && out.Score >= e.cfg.DailyFactor*mem {
 		e.quiet = e.cfg.Suppress
 	} else if e.cfg.Binary {
 		out.Score *= e.cfg.Damp

@@ -47,7 +47,13 @@ func TestNAB(t *testing.T) {
 // gate (pw, pstep, pk, pvig, prate configure it) and sdist=S lets Novelty's
 // noise margin (nmargin) consult it. The default detector is
 // drop=0,mean=1,bin=1,alarm=0.015,suppress=225,gate=0.08,gpow=1,pw=6,pstep=2,
-// pk=64,pvig=0.1,prate=0.2,alpha=0.008,gain=800,nmargin=2,sdist=0.12,confirm=1.
+// pk=64,pvig=0.1,prate=0.2,alpha=0.008,gain=800,nmargin=2,sdist=0.12,confirm=1,
+// dbuck=72,dfac=2.5,ddecay=0.85,ctx=0.025,cgated=1,clev=4,cord=4,cbits=1024,
+// cwarm=150,csolid=1.5,c2lev=3,c2ord=6
+// (dbuck, dfac and ddecay set the daily memory; ctx, orseason or orpat
+// OR-combine a Context, Seasonal or Pattern; cgated, cfloor, clev, cord,
+// cbits, cwarm and csolid configure that; c2lev and c2ord add a second
+// Context with other levels and orders).
 func tunedEnsemble(t *testing.T, spec string) func() Model {
 	var ec EnsembleConfig
 	var rc RobustZConfig
@@ -61,6 +67,9 @@ func tunedEnsemble(t *testing.T, spec string) func() Model {
 	usePat := false
 	sdist := 0.0
 	var pc PatternConfig
+	var xc ContextConfig
+	orKind := 0
+	c2lev, c2ord := 0, 4
 	drop := map[int]bool{}
 	for _, kv := range strings.Split(spec, ",") {
 		k, v, _ := strings.Cut(kv, "=")
@@ -79,6 +88,36 @@ func tunedEnsemble(t *testing.T, spec string) func() Model {
 			ec.Warmup = int(f)
 		case "peak":
 			ec.PeakDecay = f
+		case "dbuck":
+			ec.DailyBuckets = int(f)
+		case "dfac":
+			ec.DailyFactor = f
+		case "ddecay":
+			ec.DailyDecay = f
+		case "ctx":
+			ec.OrWeight, orKind = f, 1
+		case "orseason":
+			ec.OrWeight, orKind = f, 2
+		case "orpat":
+			ec.OrWeight, orKind = f, 3
+		case "clev":
+			xc.Levels = int(f)
+		case "cord":
+			xc.Orders = int(f)
+		case "cbits":
+			xc.Bits = int(f)
+		case "cgated":
+			ec.OrGated = f != 0
+		case "cfloor":
+			ec.OrFloor = f
+		case "c2lev":
+			c2lev = int(f)
+		case "c2ord":
+			c2ord = int(f)
+		case "csolid":
+			xc.Solid = f
+		case "cwarm":
+			xc.Warmup = int(f)
 		case "mean":
 			ec.Mean = f != 0
 		case "drop": // 0 robustz, 1 ewma, 2 cusum
@@ -149,6 +188,19 @@ func tunedEnsemble(t *testing.T, spec string) func() Model {
 		}
 		if ec.GateDist > 0 {
 			ec.Gate = NewPattern(pc)
+		}
+		switch orKind {
+		case 1:
+			ec.Or = []Model{NewContext(xc)}
+			if c2lev > 0 {
+				xc2 := xc
+				xc2.Levels, xc2.Orders = c2lev, c2ord
+				ec.Or = append(ec.Or, NewContext(xc2))
+			}
+		case 2:
+			ec.Or = []Model{NewSeasonal(sc)}
+		case 3:
+			ec.Or = []Model{NewPattern(pc)}
 		}
 		if useNov {
 			if sdist > 0 {

@@ -24,7 +24,7 @@ type stateful interface {
 // relearn) rather than misread.
 const (
 	stateMagic   = "opa"
-	stateVersion = 1
+	stateVersion = 2
 )
 
 // ErrNotStateful is returned when a model (or a member) cannot be saved.
@@ -356,6 +356,41 @@ func (e *Ensemble) saveState(w *stateWriter) {
 	if e.cfg.Gate != nil {
 		e.cfg.Gate.saveState(w)
 	}
+	w.int64(e.day)
+	w.f32s(e.today)
+	w.f32s(e.past)
+	w.int(len(e.cfg.Or))
+	for _, m := range e.cfg.Or {
+		w.model(m)
+	}
+}
+
+func (m *Context) saveState(w *stateWriter) {
+	w.f64(m.lo)
+	w.f64(m.hi)
+	w.int(m.n)
+	w.int64(int64(m.seq))
+	w.int(m.nseq)
+	w.f64(m.prev)
+	w.f64(m.dev)
+	w.int(len(m.table))
+	for _, b := range m.table {
+		w.int64(int64(b))
+	}
+}
+
+func (m *Context) loadState(r *stateReader) {
+	m.lo, m.hi, m.n = r.f64(), r.f64(), r.int()
+	m.seq, m.nseq = uint64(r.int64()), r.int()
+	m.prev, m.dev = r.f64(), r.f64()
+	if r.length(len(m.table), "the context table") {
+		for i := range m.table {
+			m.table[i] = uint64(r.int64())
+		}
+	}
+	if r.err == nil && (m.nseq < 0 || m.nseq > m.cfg.Orders+1) {
+		r.fail("the context model's sequence")
+	}
 }
 
 func (e *Ensemble) loadState(r *stateReader) {
@@ -371,6 +406,19 @@ func (e *Ensemble) loadState(r *stateReader) {
 	}
 	if r.err == nil && e.cfg.Gate != nil {
 		e.cfg.Gate.loadState(r)
+	}
+	e.day = r.int64()
+	for _, b := range [][]float32{e.today, e.past} {
+		vs := r.f32sUpTo(len(b), "the ensemble's daily memory")
+		if r.err == nil && len(vs) != len(b) {
+			r.fail("the ensemble's daily memory")
+		}
+		copy(b, vs)
+	}
+	if r.length(len(e.cfg.Or), "the ensemble's OR-combined models") {
+		for _, m := range e.cfg.Or {
+			r.model(m)
+		}
 	}
 }
 

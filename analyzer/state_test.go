@@ -21,6 +21,7 @@ var statefulModels = map[string]func() Model{
 	"holtwinters": func() Model { return NewHoltWinters(HoltWintersConfig{}) },
 	"bocpd":       func() Model { return NewBOCPD(BOCPDConfig{}) },
 	"pattern":     func() Model { return NewPattern(PatternConfig{}) },
+	"context":     func() Model { return NewContext(ContextConfig{}) },
 	"decompose":   func() Model { return NewDecompose(DecomposeConfig{Period: 288}) },
 	"detecting":   func() Model { return NewDecompose(DecomposeConfig{}) },
 }
