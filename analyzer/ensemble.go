@@ -14,6 +14,10 @@ type EnsembleConfig struct {
 	// Suppress is the number of points after an alarm whose scores are
 	// damped (default 250).
 	Suppress int
+	// SuppressFor, when > 0, ends the suppression early once this much
+	// time (by the points' timestamps) has passed since the alarm, so a
+	// series sampled hourly is not silenced for Suppress hours.
+	SuppressFor time.Duration
 	// Damp multiplies scores during suppression (default 0.01).
 	Damp float64
 	// Warmup is the number of leading points scored 0 while the members
@@ -80,8 +84,9 @@ func (c EnsembleConfig) withDefaults() EnsembleConfig {
 type Ensemble struct {
 	cfg     EnsembleConfig
 	members []Model
-	quiet   int // points of suppression left
-	n       int // points seen
+	quiet   int   // points of suppression left
+	alarmAt int64 // Unix seconds of the last alarm (SuppressFor)
+	n       int   // points seen
 	peak    float64
 	day     int64     // day number of the last point (DailyBuckets)
 	today   []float32 // largest score per bucket today
@@ -134,8 +139,9 @@ func (e *Ensemble) daily(t time.Time, score float64) float64 {
 // shape is known (Distance below 0.12) unless the previous point was a
 // record too, so chance records of a noisy periodic series stay quiet.
 // Scores below the alarm level 0.015 (about z 4.3) are damped, and an
-// alarm damps the next 225 points, so the output is near-binary: one high
-// score per event. An alarm is not raised when the same 20 minutes of the
+// alarm damps the next 225 points, or the next 24 hours if that is sooner
+// (an hourly series is not silenced for nine days), so the output is
+// near-binary: one high score per event. An alarm is not raised when the same 20 minutes of the
 // day (or a neighbouring 20) saw a score at least 1/2.5 as high on earlier
 // days (memory decays by 0.85 a day): a daily backup or a daily jump is
 // routine. Two Context models (4 levels and contexts of up to 4 level
@@ -147,7 +153,7 @@ func (e *Ensemble) daily(t time.Time, score float64) float64 {
 func NewDefaultEnsemble() Model {
 	shape := NewPattern(PatternConfig{Window: 6, Step: 2, Protos: 64, Vigilance: 0.1, Rate: 0.2})
 	return NewEnsemble(EnsembleConfig{
-		Mean: true, AlarmScore: 0.015, Suppress: 225, Binary: true,
+		Mean: true, AlarmScore: 0.015, Suppress: 225, SuppressFor: 24 * time.Hour, Binary: true,
 		Gate: shape, GateDist: 0.08, GatePow: 1,
 		DailyBuckets: 72, DailyFactor: 2.5, DailyDecay: 0.85,
 		Or: []Model{
@@ -220,6 +226,9 @@ func (e *Ensemble) Observe(t time.Time, v float64) Result {
 		}
 		e.peak = math.Max(e.peak*d, raw)
 	}
+	if e.quiet > 0 && e.cfg.SuppressFor > 0 && t.Unix()-e.alarmAt >= int64(e.cfg.SuppressFor/time.Second) {
+		e.quiet = 0 // the suppression's time is up
+	}
 	if e.quiet > 0 {
 		e.quiet--
 		out.Score *= e.cfg.Damp
@@ -227,6 +236,7 @@ func (e *Ensemble) Observe(t time.Time, v float64) Result {
 	}
 	if out.Score >= e.cfg.AlarmScore && out.Score >= e.cfg.DailyFactor*mem {
 		e.quiet = e.cfg.Suppress
+		e.alarmAt = t.Unix()
 	} else if e.cfg.Binary {
 		out.Score *= e.cfg.Damp
 	}

@@ -164,6 +164,99 @@ func TestEnsembleSuppressesAfterAlarm(t *testing.T) {
 	}
 }
 
+// spikes scores 1 on the values above 10 and 0 otherwise; it is stateless
+// but saves nothing, so an Ensemble of it can be checkpointed.
+type spikes struct{}
+
+func (spikes) Observe(_ time.Time, v float64) Result {
+	if v > 10 {
+		return Result{Score: 1}
+	}
+	return Result{}
+}
+func (spikes) saveState(*stateWriter) {}
+func (spikes) loadState(*stateReader) {}
+
+// TestEnsembleSuppressForEndsByTime: with SuppressFor, the suppression
+// after an alarm ends once that much time has passed, even if fewer than
+// Suppress points have: two events 30 hours apart on an hourly series both
+// alarm, while on a 5-minute series (30 points are 2.5 hours) the second
+// stays damped. A checkpoint taken during the suppression restores it.
+func TestEnsembleSuppressForEndsByTime(t *testing.T) {
+	newEns := func(d time.Duration) *Ensemble {
+		return NewEnsemble(EnsembleConfig{AlarmScore: 0.5, Suppress: 225, SuppressFor: d, Binary: true}, spikes{})
+	}
+	xs := make([]float64, 100)
+	xs[10], xs[40] = 20, 20
+	score := func(m Model, step time.Duration, from, to int) []float64 {
+		var out []float64
+		for i := from; i < to; i++ {
+			out = append(out, m.Observe(t0.Add(time.Duration(i)*step), xs[i]).Score)
+		}
+		return out
+	}
+	for _, c := range []struct {
+		name      string
+		step, cap time.Duration
+		second    bool
+	}{
+		{"hourly, 24h cap", time.Hour, 24 * time.Hour, true},
+		{"hourly, no cap", time.Hour, 0, false},
+		{"5-minute, 24h cap", 5 * time.Minute, 24 * time.Hour, false},
+	} {
+		rs := score(newEns(c.cap), c.step, 0, len(xs))
+		if rs[10] < 0.5 {
+			t.Errorf("%s: first event scored %v, want an alarm", c.name, rs[10])
+		}
+		if got := rs[40] >= 0.5; got != c.second {
+			t.Errorf("%s: second event scored %v, alarm %v, want %v", c.name, rs[40], got, c.second)
+		}
+		if n := countAbove(rs, 0.5); n != 1+b2i(c.second) {
+			t.Errorf("%s: %d alarms, want %d", c.name, n, 1+b2i(c.second))
+		}
+	}
+	// checkpoint 20 hours into the suppression and restore into a new
+	// ensemble; an event 22 hours after the alarm is still damped
+	xs[32] = 20
+	a := newEns(24 * time.Hour)
+	score(a, time.Hour, 0, 30)
+	st, err := MarshalState(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newEns(24 * time.Hour)
+	if err := UnmarshalState(b, st); err != nil {
+		t.Fatal(err)
+	}
+	if b.alarmAt != a.alarmAt || b.quiet != a.quiet {
+		t.Fatalf("restored alarmAt %d quiet %d, want %d %d", b.alarmAt, b.quiet, a.alarmAt, a.quiet)
+	}
+	ra, rb := score(a, time.Hour, 30, 100), score(b, time.Hour, 30, 100)
+	if !slices.Equal(ra, rb) {
+		t.Errorf("restored ensemble scores %v, original %v", rb, ra)
+	}
+	if ra[2] >= 0.5 || ra[10] < 0.5 {
+		t.Errorf("after the checkpoint: event at 22h scored %v (want damped), at 30h %v (want an alarm)", ra[2], ra[10])
+	}
+}
+
+func countAbove(xs []float64, th float64) int {
+	n := 0
+	for _, x := range xs {
+		if x >= th {
+			n++
+		}
+	}
+	return n
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // BenchmarkNewEnsemble reports the heap bytes of one series' default
 // ensemble (B/op), which is its whole per-series state.
 func BenchmarkNewEnsemble(b *testing.B) {

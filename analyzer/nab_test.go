@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestNAB scores the shared NAB corpus with the default ensemble and runs
@@ -46,11 +47,12 @@ func TestNAB(t *testing.T) {
 // EWMA, CUSUM and Novelty are members unless dropped; gate=D adds a Pattern
 // gate (pw, pstep, pk, pvig, prate configure it) and sdist=S lets Novelty's
 // noise margin (nmargin) consult it. The default detector is
-// drop=0,mean=1,bin=1,alarm=0.015,suppress=225,gate=0.08,gpow=1,pw=6,pstep=2,
-// pk=64,pvig=0.1,prate=0.2,alpha=0.008,gain=800,nmargin=2,sdist=0.12,confirm=1,
+// drop=0,mean=1,bin=1,alarm=0.015,suppress=225,suphours=24,gate=0.08,gpow=1,
+// pw=6,pstep=2,pk=64,pvig=0.1,prate=0.2,alpha=0.008,gain=800,nmargin=2,sdist=0.12,confirm=1,
 // dbuck=72,dfac=2.5,ddecay=0.85,ctx=0.025,cgated=1,clev=4,cord=4,cbits=1024,
 // cwarm=150,csolid=1.5,c2lev=3,c2ord=6
-// (dbuck, dfac and ddecay set the daily memory; ctx, orseason or orpat
+// (suphours caps the suppression in hours of timestamps; dbuck, dfac and
+// ddecay set the daily memory; ctx, orseason or orpat
 // OR-combine a Context, Seasonal or Pattern; cgated, cfloor, clev, cord,
 // cbits, cwarm and csolid configure that; c2lev and c2ord add a second
 // Context with other levels and orders).
@@ -82,6 +84,8 @@ func tunedEnsemble(t *testing.T, spec string) func() Model {
 			ec.AlarmScore = f
 		case "suppress":
 			ec.Suppress = int(f)
+		case "suphours":
+			ec.SuppressFor = time.Duration(f * float64(time.Hour))
 		case "damp":
 			ec.Damp = f
 		case "warmup":

@@ -24,7 +24,7 @@ type stateful interface {
 // relearn) rather than misread.
 const (
 	stateMagic   = "opa"
-	stateVersion = 2
+	stateVersion = 3
 )
 
 // ErrNotStateful is returned when a model (or a member) cannot be saved.
@@ -346,6 +346,7 @@ func (m *Differenced) loadState(r *stateReader) {
 
 func (e *Ensemble) saveState(w *stateWriter) {
 	w.int(e.quiet)
+	w.int64(e.alarmAt)
 	w.int(e.n)
 	w.f64(e.peak)
 	w.int(len(e.members))
@@ -394,7 +395,9 @@ func (m *Context) loadState(r *stateReader) {
 }
 
 func (e *Ensemble) loadState(r *stateReader) {
-	e.quiet, e.n, e.peak = r.int(), r.int(), r.f64()
+	e.quiet = r.int()
+	e.alarmAt = r.int64()
+	e.n, e.peak = r.int(), r.f64()
 	if !r.length(len(e.members), "ensemble members") {
 		return
 	}
