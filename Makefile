@@ -47,7 +47,7 @@ FUZZ_TARGETS := ./config:FuzzParse ./config:FuzzParseDocuments ./cmd/opspilot:Fu
 	./collector/container:FuzzParseCgroupFile ./examples/billing:FuzzPayBody ./analyzer:FuzzReadCSV \
 	./analyzer:FuzzUnmarshalState ./analyzer:FuzzModels ./analyzer/forecast:FuzzFit ./analyzer/forecast:FuzzUnmarshalBinary \
 	./analyzer/rootcause:FuzzCorrelateRank ./analyzer/loganomaly:FuzzDrain ./analyzer/loganomaly:FuzzErrorWord \
-	./analyzer/loganomaly:FuzzParseFlatRow
+	./analyzer/loganomaly:FuzzParseFlatRow ./autoscaler:FuzzPolicyYAML
 fuzz:
 	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
 		echo "fuzz $$pkg $$fn"; $(GO) test $$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) || exit 1; done
