@@ -1,12 +1,10 @@
 package analyzer
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 )
@@ -23,25 +21,7 @@ func TestNABAlarms(t *testing.T) {
 	if s := os.Getenv("OPSPILOT_NABTH"); s != "" {
 		fmt.Sscan(s, &th)
 	}
-	shared, _ := filepath.Abs("../../shared")
-	data := filepath.Join(shared, "data/nab/data")
-	raw, err := os.ReadFile(filepath.Join(shared, "data/nab/labels/combined_windows.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var lab map[string][][2]string
-	if err := json.Unmarshal(raw, &lab); err != nil {
-		t.Fatal(err)
-	}
-	newModel := NewDefaultEnsemble
-	if spec := os.Getenv("OPSPILOT_NAB_CFG"); spec != "" {
-		newModel = tunedEnsemble(t, spec)
-	}
-	names := make([]string, 0, len(lab))
-	for n := range lab {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	data, lab, names, newModel := nabCorpus(t)
 	for _, name := range names {
 		f, err := os.Open(filepath.Join(data, name))
 		if err != nil {

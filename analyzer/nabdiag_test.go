@@ -20,25 +20,7 @@ func TestNABDiag(t *testing.T) {
 	if os.Getenv("OPSPILOT_NABDIAG") == "" {
 		t.Skip("set OPSPILOT_NABDIAG=1")
 	}
-	shared, _ := filepath.Abs("../../shared")
-	data := filepath.Join(shared, "data/nab/data")
-	raw, err := os.ReadFile(filepath.Join(shared, "data/nab/labels/combined_windows.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var lab map[string][][2]string
-	if err := json.Unmarshal(raw, &lab); err != nil {
-		t.Fatal(err)
-	}
-	newModel := NewDefaultEnsemble
-	if spec := os.Getenv("OPSPILOT_NAB_CFG"); spec != "" {
-		newModel = tunedEnsemble(t, spec)
-	}
-	names := make([]string, 0, len(lab))
-	for n := range lab {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	data, lab, names, newModel := nabCorpus(t)
 	type dpt struct {
 		score, sweep float64
 		win          int // global window id or -1
@@ -221,4 +203,29 @@ func sig(pos float64) float64 {
 		return -1.0
 	}
 	return 2/(1+math.Exp(5*pos)) - 1
+}
+
+// nabCorpus is what the gated NAB diagnostics share: the corpus directory,
+// the labelled windows by file (offline analysis only), the labelled file
+// names in order, and the detector (OPSPILOT_NAB_CFG or the default).
+func nabCorpus(t *testing.T) (data string, lab map[string][][2]string, names []string, newModel func() Model) {
+	t.Helper()
+	shared, _ := filepath.Abs("../../shared")
+	data = filepath.Join(shared, "data/nab/data")
+	raw, err := os.ReadFile(filepath.Join(shared, "data/nab/labels/combined_windows.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, &lab); err != nil {
+		t.Fatal(err)
+	}
+	newModel = NewDefaultEnsemble
+	if spec := os.Getenv("OPSPILOT_NAB_CFG"); spec != "" {
+		newModel = tunedEnsemble(t, spec)
+	}
+	for n := range lab {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return data, lab, names, newModel
 }
