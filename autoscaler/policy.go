@@ -51,6 +51,68 @@ type Policy struct {
 	// Behavior paces changes: tolerance, stabilisation windows and rate
 	// policies for each direction.
 	Behavior Behavior `yaml:"behavior,omitempty" json:"behavior"`
+	// MaxDataAge is how old the newest sample behind a metric may be
+	// before the metric counts as stale (default 10s): a stale metric
+	// holds the replicas and raises an event instead of scaling on old
+	// data. Set it to a few scrape intervals of the metric's source.
+	MaxDataAge time.Duration `yaml:"max_data_age,omitempty" json:"max_data_age,omitempty"`
+	// DryRun computes and reports decisions (events, metrics, describe)
+	// without scaling.
+	DryRun bool `yaml:"dry_run,omitempty" json:"dry_run,omitempty"`
+	// Predictive, when set, also scales for the value each metric is
+	// forecast to reach one start-up time ahead, never below the reactive
+	// result.
+	Predictive *Predictive `yaml:"predictive,omitempty" json:"predictive,omitempty"`
+}
+
+// Predictive configures predictive pre-scaling: each resource,
+// per_instance and expression metric's total is forecast with the
+// analyzer's Holt-Winters model (daily and weekly seasons, parameters
+// fitted by optimisation) and the replicas it will need Lead from now are
+// recommended in advance.
+type Predictive struct {
+	// Lead is how far ahead to scale: the time a new instance takes to
+	// start and become ready, plus a margin (default 60s).
+	Lead time.Duration `yaml:"lead,omitempty" json:"lead,omitempty"`
+	// History is how much past data the model is fitted on (default 14
+	// days; at least 2 days are needed before it predicts).
+	History time.Duration `yaml:"history,omitempty" json:"history,omitempty"`
+	// Step is the model's resolution (default 5m): the metric is averaged
+	// per step.
+	Step time.Duration `yaml:"step,omitempty" json:"step,omitempty"`
+}
+
+// Predictive defaults.
+const (
+	DefaultMaxDataAge     = 10 * time.Second
+	DefaultPredictiveLead = time.Minute
+	DefaultPredictiveHist = 14 * 24 * time.Hour
+	DefaultPredictiveStep = 5 * time.Minute
+	minPredictiveHistory  = 48 * time.Hour
+	maxPredictiveHistory  = 90 * 24 * time.Hour
+	minPredictiveStep     = 10 * time.Second
+)
+
+// withDefaults fills the zero fields of a Predictive.
+func (p Predictive) withDefaults() Predictive {
+	if p.Lead == 0 {
+		p.Lead = DefaultPredictiveLead
+	}
+	if p.History == 0 {
+		p.History = DefaultPredictiveHist
+	}
+	if p.Step == 0 {
+		p.Step = DefaultPredictiveStep
+	}
+	return p
+}
+
+// maxDataAge is MaxDataAge or its default.
+func (p *Policy) maxDataAge() time.Duration {
+	if p.MaxDataAge > 0 {
+		return p.MaxDataAge
+	}
+	return DefaultMaxDataAge
 }
 
 // Metric is one input of a policy. Exactly one of Resource, PerInstance,
@@ -240,6 +302,20 @@ func (p *Policy) Validate() []config.Problem {
 	}
 	if p.MinReplicas == 0 && len(p.Metrics) > 0 && !wakes {
 		add("min_replicas", "0 (scale to zero) needs an expression or threshold metric that can be read while no instance runs, e.g. - expression: {query: 'sum(rate(gateway_requests_total{service=\"billing\"}[1m]))', average_value: 50}; resource and per_instance metrics come from instances")
+	}
+	if p.MaxDataAge < 0 || p.MaxDataAge > time.Hour {
+		add("max_data_age", "must be between 0 (default 10s) and 1h, e.g. max_data_age: 5s")
+	}
+	if pr := p.Predictive; pr != nil {
+		d := pr.withDefaults()
+		switch {
+		case pr.Lead < 0 || d.Lead > 24*time.Hour:
+			add("predictive.lead", "must be between 0 (default 60s) and 24h: the time an instance takes to become ready, e.g. lead: 90s")
+		case d.History < minPredictiveHistory || d.History > maxPredictiveHistory:
+			add("predictive.history", "must be between 48h and 90d (default 14d): the model needs at least two days for its daily season")
+		case d.Step < minPredictiveStep || d.Step > time.Hour || d.Step > d.History/96:
+			add("predictive.step", "must be between 10s and 1h and at most 1/96 of history (default 5m)")
+		}
 	}
 	ps = append(ps, config.Prefix("behavior.scale_up", p.Behavior.ScaleUp.validate())...)
 	ps = append(ps, config.Prefix("behavior.scale_down", p.Behavior.ScaleDown.validate())...)
