@@ -33,20 +33,21 @@ const (
 // Decision is the result of applying a policy's behaviour.
 type Decision struct {
 	// Replicas is the count to scale to.
-	Replicas int
+	Replicas int `json:"replicas"`
 	// Recommended is the raw recommendation that went in; Stabilized is
 	// it after the stabilisation windows, before rate policies and bounds.
-	Recommended, Stabilized int
+	Recommended int `json:"recommended"`
+	Stabilized  int `json:"stabilized"`
 	// LimitedBy lists what changed the count on the way, in order: at
 	// most one window, then at most one of a rate policy, Disabled or a
 	// bound. Empty when Replicas == Recommended.
-	LimitedBy []Limit
+	LimitedBy []Limit `json:"limited_by"`
 	// Policy is the index, within the direction's policies, of the rate
 	// policy that set the limit (when LimitedBy holds ScaleUpRate or
 	// ScaleDownRate), or -1.
-	Policy int
+	Policy int `json:"policy"`
 	// Reason explains the decision in a sentence, for events.
-	Reason string
+	Reason string `json:"reason"`
 }
 
 // Limiter applies a policy's behaviour to raw recommendations: the

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"opspilot/config"
 )
 
 // Sample is one series of an instant query's result.
@@ -77,8 +79,11 @@ type Recorder interface {
 	Record(ctx context.Context, e Event)
 }
 
-// LoopConfig configures the loop.
+// LoopConfig configures the loop: the `autoscaler:` section of
+// opspilot.yaml.
 type LoopConfig struct {
+	// Enabled runs the loop in the control plane (default true).
+	Enabled bool `yaml:"enabled"`
 	// Interval between evaluations (default 1s).
 	Interval time.Duration `yaml:"interval"`
 	// DryRun makes every policy a dry run: decisions are reported, not
@@ -86,6 +91,23 @@ type LoopConfig struct {
 	DryRun bool `yaml:"dry_run"`
 	// History is how many decisions per service Status keeps (default 50).
 	History int `yaml:"history"`
+}
+
+// DefaultLoopConfig is the loop's configuration when the file says nothing.
+func DefaultLoopConfig() LoopConfig {
+	return LoopConfig{Enabled: true, Interval: DefaultInterval, History: DefaultHistory}
+}
+
+// Validate reports problems with YAML field paths.
+func (c LoopConfig) Validate() []config.Problem {
+	var ps []config.Problem
+	if c.Interval < 100*time.Millisecond || c.Interval > time.Minute {
+		ps = append(ps, config.Problem{Field: "interval", Msg: fmt.Sprintf("%s is outside 100ms..1m; the default 1s decides within two seconds of a change", c.Interval)})
+	}
+	if c.History < 0 || c.History > 10000 {
+		ps = append(ps, config.Problem{Field: "history", Msg: "must be between 0 (default 50) and 10000 decisions per service"})
+	}
+	return ps
 }
 
 // Defaults of LoopConfig.
@@ -186,6 +208,9 @@ func NewLoop(cfg LoopConfig, o LoopOptions) (*Loop, error) {
 	}
 	return &Loop{cfg: cfg, o: o, m: m, services: map[string]*serviceState{}}, nil
 }
+
+// SetBeforeEvaluate sets LoopOptions.BeforeEvaluate; call it before Run.
+func (l *Loop) SetBeforeEvaluate(f func()) { l.o.BeforeEvaluate = f }
 
 // Run evaluates every interval until ctx ends.
 func (l *Loop) Run(ctx context.Context) error {
@@ -374,7 +399,7 @@ func (l *Loop) finish(_ context.Context, s *serviceState, d Decided, limits stri
 	defer l.mu.Unlock()
 	s.lastLimits = limits
 	s.last = d
-	if d.Action != "none" || len(s.history) == 0 || changed(s.history[len(s.history)-1], d) {
+	if d.Action == "scaled" || d.Action == "dry-run" || d.Action == "failed" || len(s.history) == 0 || changed(s.history[len(s.history)-1], d) {
 		s.history = append(s.history, d)
 		if n := len(s.history) - l.cfg.History; n > 0 {
 			s.history = slices.Delete(s.history, 0, n)
@@ -436,9 +461,17 @@ func (l *Loop) Status(service string) (Status, bool) {
 	if s == nil {
 		return Status{}, false
 	}
-	st := Status{Policy: s.policy, Last: s.last, History: slices.Clone(s.history), DryRun: l.cfg.DryRun || s.policy.DryRun}
+	st := Status{Policy: s.policy, Last: jsonSafe(s.last), DryRun: l.cfg.DryRun || s.policy.DryRun}
+	for _, d := range s.history {
+		st.History = append(st.History, jsonSafe(d))
+	}
 	for _, i := range slices.Sorted(maps.Keys(s.predictors)) {
-		st.Forecasts = append(st.Forecasts, s.predictors[i].status(metricPath(i)))
+		fs := s.predictors[i].status(metricPath(i))
+		for k := range fs.Points {
+			p := &fs.Points[k]
+			p.Forecast, p.Lower, p.Upper = zeroNaN(p.Forecast), zeroNaN(p.Lower), zeroNaN(p.Upper)
+		}
+		st.Forecasts = append(st.Forecasts, fs)
 	}
 	return st, true
 }
@@ -448,6 +481,24 @@ func (l *Loop) Services() []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return slices.Sorted(maps.Keys(l.services))
+}
+
+// jsonSafe copies a decision with non-finite numbers (a NaN average)
+// set to 0, which JSON cannot carry.
+func jsonSafe(d Decided) Decided {
+	d.Recommendation.Proposals = slices.Clone(d.Recommendation.Proposals)
+	for k := range d.Recommendation.Proposals {
+		p := &d.Recommendation.Proposals[k]
+		p.Value, p.Target, p.Ratio = zeroNaN(p.Value), zeroNaN(p.Target), zeroNaN(p.Ratio)
+	}
+	return d
+}
+
+func zeroNaN(v float64) float64 {
+	if finite(v) {
+		return v
+	}
+	return 0
 }
 
 // finite reports whether v is a usable number.

@@ -63,16 +63,18 @@ const (
 // Proposal is what one metric asks for, and why.
 type Proposal struct {
 	// Metric is the metric's field path in the policy, e.g. "metrics[1]".
-	Metric string
-	State  ProposalState
+	Metric string        `json:"metric"`
+	State  ProposalState `json:"state"`
 	// Replicas is the proposed count when State is Proposed.
-	Replicas int
+	Replicas int `json:"replicas"`
 	// Value and Target are the compared quantities: utilisation (%) of
 	// the requests, per-instance average, expression value, value per
 	// replica, or the threshold rule's value and bound. Ratio is
 	// Value/Target, before unready and missing instances are accounted for.
-	Value, Target, Ratio float64
-	Reason               string
+	Value  float64 `json:"value"`
+	Target float64 `json:"target"`
+	Ratio  float64 `json:"ratio"`
+	Reason string  `json:"reason"`
 }
 
 // Recommendation is the raw result of the replica calculation, before the
@@ -80,14 +82,14 @@ type Proposal struct {
 type Recommendation struct {
 	// Replicas is the largest proposal, or the current count when the
 	// data does not allow a decision.
-	Replicas int
+	Replicas int `json:"replicas"`
 	// Proposals holds one entry per policy metric, in order.
-	Proposals []Proposal
+	Proposals []Proposal `json:"proposals"`
 	// Active is false when a scale-to-zero policy (min_replicas 0) finds
 	// every metric at or below its activation.
-	Active bool
+	Active bool `json:"active"`
 	// Reason explains Replicas in a sentence, for events.
-	Reason string
+	Reason string `json:"reason"`
 }
 
 // Desired computes the replica count the policy's metrics ask for. It is

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"opspilot/autoscaler"
+	"opspilot/examples/autoscaling"
 	"opspilot/orchestrator/model"
 )
 
@@ -80,6 +82,8 @@ func FuzzParseSpecs(f *testing.F) {
 	f.Add("kind: Service\nname: a\nruntime: process\ncommand: [x]\nreplicas: 1\n")
 	f.Add("kind: Tenant\nname: t\nquota: {cpu: 1}\n---\nkind: Config\nname: c\nfiles: {a: b}\n")
 	f.Add("kind: Service\nname: a\nruntime: docker\nimage: x\nports: [{port: 99999}]\n")
+	f.Add(string(autoscaling.Billing))
+	f.Add("kind: AutoscalingPolicy\nservice: a\nmax_replicas: 2\nmetrics: [{threshold: {when: 'x > 1', set: 2}}]\n")
 	f.Fuzz(func(t *testing.T, s string) {
 		objs, err := parseSpecs("f.yaml", []byte(s))
 		if err != nil {
@@ -94,4 +98,40 @@ func FuzzParseSpecs(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestParseAutoscalingPolicy: the demo's policy file parses with
+// Kubernetes' defaults for what it leaves out, and a wrong policy names
+// the file, line and field.
+func TestParseAutoscalingPolicy(t *testing.T) {
+	objs, err := parseSpecs("billing.yaml", autoscaling.Billing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objs) != 1 || objs[0].kind != "autoscalingpolicy" || objs[0].name != "billing" || objs[0].path != "autoscalingpolicies" {
+		t.Fatalf("objects %+v", objs)
+	}
+	p := objs[0].value.(autoscaler.Policy)
+	if p.MinReplicas != 3 || p.MaxReplicas != 40 || p.MaxDataAge != 5*time.Second || p.Metrics[0].PerInstance.AverageValue != 50 ||
+		p.Metrics[1].Threshold.Add != 10 || p.Behavior.ScaleDown.StabilizationWindow != 30*time.Second {
+		t.Errorf("policy %+v", p)
+	}
+	// Left out: the tolerance and the scale-up window keep their defaults.
+	if p.Behavior.ScaleUp.Tolerance != 0.1 || p.Behavior.ScaleDown.Tolerance != 0.1 || p.Behavior.ScaleUp.StabilizationWindow != 0 {
+		t.Errorf("defaults lost: %+v", p.Behavior)
+	}
+
+	bad := strings.Replace(string(autoscaling.Billing), "average_value: 50", "average_value: -50", 1)
+	bad = strings.Replace(bad, "add: 10", "add: 10\n      set: 4", 1)
+	bad = strings.Replace(bad, "period: 15s}]\n  scale_down", "period: 15s}]\n    select_policy: Most\n  scale_down", 1)
+	_, err = parseSpecs("billing.yaml", []byte(bad))
+	for _, want := range []string{
+		"billing.yaml:18:22: metrics[0].per_instance.average_value:",
+		"billing.yaml:21:5: metrics[1].threshold: set only one of add and set",
+		"billing.yaml:29:20: behavior.scale_up.select_policy: unknown \"Most\"",
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
 }

@@ -33,6 +33,9 @@ func TestExampleConfigIsValidAndMatchesDefaults(t *testing.T) {
 	if g, w := fmt.Sprintf("%+v", cfg.Analyzer), fmt.Sprintf("%+v", want.Analyzer); strings.ReplaceAll(g, "map[]", "") != strings.ReplaceAll(w, "map[]", "") {
 		t.Errorf("examples/opspilot.yaml analyzer drifted from the defaults:\n got  %s\n want %s", g, w)
 	}
+	if cfg.Autoscaler != want.Autoscaler {
+		t.Errorf("examples/opspilot.yaml autoscaler drifted from the defaults:\n got  %+v\n want %+v", cfg.Autoscaler, want.Autoscaler)
+	}
 	// The orchestrator and node sections, field by field.
 	if g, w := fmt.Sprintf("%+v|%+v|%v", cfg.Orchestrator, cfg.Node, cfg.Server.AutoTLS), fmt.Sprintf("%+v|%+v|%v", want.Orchestrator, normalizeNode(want.Node), want.Server.AutoTLS); strings.ReplaceAll(g, "map[]", "") != strings.ReplaceAll(w, "map[]", "") {
 		t.Errorf("examples/opspilot.yaml orchestrator/node drifted from the defaults:\n got  %s\n want %s", g, w)

@@ -70,5 +70,10 @@ func startDemo(ctx context.Context, cfg FileConfig, orch *orchestrator, srv *api
 	if _, err := orch.ctrl.ApplyService(ctx, svc, "opspilot up --demo", "demo workload"); err != nil {
 		return nil, fmt.Errorf("demo: apply the billing service: %w", err)
 	}
+	if cfg.Autoscaler.Enabled {
+		if err := applyDemoPolicy(ctx, orch); err != nil {
+			return nil, err
+		}
+	}
 	return newGatewayServer(cfg.Demo.GatewayAddr, srv.URL(), "", &http.Client{}, "billing", reg, log.With("component", "gateway"))
 }

@@ -11,6 +11,7 @@ import (
 
 	"opspilot/analyzer/online"
 	"opspilot/api"
+	"opspilot/autoscaler"
 	"opspilot/collector"
 	"opspilot/config"
 	"opspilot/tsdb"
@@ -37,6 +38,8 @@ type FileConfig struct {
 	Node NodeConfig `yaml:"node"`
 	// Analyzer scores series for anomalies in the control plane.
 	Analyzer online.Config `yaml:"analyzer"`
+	// Autoscaler runs the autoscaling policies in the control plane.
+	Autoscaler autoscaler.LoopConfig `yaml:"autoscaler"`
 
 	// Demo is set by `opspilot up --demo`; not a file setting.
 	Demo DemoConfig `yaml:"-"`
@@ -129,6 +132,7 @@ func defaultFileConfig() FileConfig {
 		LogStore:       LogStoreConfig{Mode: "embedded", HTTPAddr: "127.0.0.1:9428"},
 		Orchestrator:   OrchestratorConfig{Config: control.DefaultConfig(), Store: StoreConfig{Mode: "embedded"}},
 		Analyzer:       online.DefaultConfig(),
+		Autoscaler:     autoscaler.DefaultLoopConfig(),
 	}
 }
 
@@ -152,6 +156,7 @@ func (c FileConfig) Validate() []config.Problem {
 	}
 	ps = append(ps, config.Prefix("orchestrator", c.Orchestrator.Config.Validate())...)
 	ps = append(ps, config.Prefix("analyzer", c.Analyzer.Validate())...)
+	ps = append(ps, config.Prefix("autoscaler", c.Autoscaler.Validate())...)
 	switch c.Orchestrator.Store.Mode {
 	case "embedded":
 	case "external":

@@ -60,6 +60,7 @@ Start everything on one machine with:  opspilot up`,
 		newLoadgenCmd(),
 		newAnomalyCmd(),
 		newCapacityCmd(),
+		newAutoscalerCmd(),
 		newConfigCmd(),
 		newVersionCmd(),
 	)

@@ -20,6 +20,7 @@ import (
 	yamlv3 "go.yaml.in/yaml/v3"
 	"sigs.k8s.io/yaml"
 
+	"opspilot/autoscaler"
 	"opspilot/config"
 	"opspilot/orchestrator/control"
 	"opspilot/orchestrator/model"
@@ -41,6 +42,7 @@ var kinds = []kindInfo{
 	{"event", "events", []string{"events", "ev"}},
 	{"gateway", "gateways", []string{"gateways", "gw"}},
 	{"endpoints", "endpoints", []string{"endpoint", "ep"}},
+	{"autoscalingpolicy", control.KindAutoscalingPolicy, []string{"autoscalingpolicies", "asp", "hpa"}},
 }
 
 func lookupKind(s string) (kindInfo, error) {
@@ -85,13 +87,21 @@ type configDoc struct {
 
 func (d *configDoc) Validate() []config.Problem { return d.ConfigLibrary.Validate() }
 
+type policyDoc struct {
+	Kind              string `yaml:"kind"`
+	autoscaler.Policy `yaml:",inline"`
+}
+
+func (d *policyDoc) Validate() []config.Problem { return d.Policy.Validate() }
+
 // applyObject is one object to PUT.
 type applyObject struct {
 	kind, name, path, source string
 	value                    any
 }
 
-// parseSpecs reads apply files: kinds Service, Tenant and Config.
+// parseSpecs reads apply files: kinds Service, Tenant, Config and
+// AutoscalingPolicy.
 func parseSpecs(name string, data []byte) ([]applyObject, error) {
 	docs, err := config.ParseDocuments(name, data, func(kind string) (any, error) {
 		switch strings.ToLower(kind) {
@@ -101,8 +111,12 @@ func parseSpecs(name string, data []byte) ([]applyObject, error) {
 			return &tenantDoc{}, nil
 		case "config":
 			return &configDoc{}, nil
+		case strings.ToLower(autoscaler.Kind):
+			// Keys the file leaves out keep the defaults (Kubernetes'
+			// behaviour).
+			return &policyDoc{Policy: autoscaler.DefaultPolicy()}, nil
 		}
-		return nil, fmt.Errorf("unknown kind %q; opspilot apply takes Service, Tenant and Config", kind)
+		return nil, fmt.Errorf("unknown kind %q; opspilot apply takes Service, Tenant, Config and AutoscalingPolicy", kind)
 	})
 	if err != nil {
 		return nil, err
@@ -117,6 +131,8 @@ func parseSpecs(name string, data []byte) ([]applyObject, error) {
 			out = append(out, applyObject{"tenant", v.Name, "tenants", src, v.Tenant})
 		case *configDoc:
 			out = append(out, applyObject{"config", v.Name, "configs", src, v.ConfigLibrary})
+		case *policyDoc:
+			out = append(out, applyObject{"autoscalingpolicy", v.Service, control.KindAutoscalingPolicy, src, v.Policy})
 		}
 	}
 	return out, nil
@@ -257,6 +273,8 @@ func reflectNew(v any) any {
 		return &model.Tenant{}
 	case model.ConfigLibrary:
 		return &model.ConfigLibrary{}
+	case autoscaler.Policy:
+		return &autoscaler.Policy{}
 	}
 	panic(fmt.Sprintf("apply: no type for %T", v))
 }
@@ -470,6 +488,24 @@ func printTable(w io.Writer, kind string, raw []byte, wide bool) error {
 				msg += " (why: " + e.Why + ")"
 			}
 			row(age(e.Time), e.Type, e.Kind+"/"+e.Object, e.Reason, e.Who, msg)
+		}
+	case control.KindAutoscalingPolicy:
+		var ps []autoscaler.Policy
+		if err := json.Unmarshal(raw, &ps); err != nil {
+			return err
+		}
+		row("SERVICE", "MIN", "MAX", "METRICS", "SCALE-DOWN WINDOW", "PREDICTIVE", "DRY RUN")
+		for _, p := range ps {
+			var ms []string
+			for _, m := range p.Metrics {
+				ms = append(ms, metricSummary(m))
+			}
+			pred := "-"
+			if p.Predictive != nil {
+				pred = "lead " + p.Predictive.Lead.String()
+			}
+			row(p.Service, strconv.Itoa(p.MinReplicas), strconv.Itoa(p.MaxReplicas), strings.Join(ms, "; "),
+				p.Behavior.ScaleDown.StabilizationWindow.String(), pred, strconv.FormatBool(p.DryRun))
 		}
 	case "gateways":
 		var gs []model.Gateway

@@ -25,6 +25,7 @@ import (
 	"opspilot/analyzer/loganomaly"
 	"opspilot/analyzer/online"
 	"opspilot/api"
+	"opspilot/autoscaler"
 	"opspilot/collector"
 	"opspilot/collector/logs"
 	"opspilot/orchestrator/model"
@@ -114,6 +115,13 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 		}
 		routes = append(routes, anomalies.Routes()...)
 	}
+	var scaler *autoscaler.Loop
+	if cfg.Autoscaler.Enabled {
+		if scaler, err = newAutoscaler(cfg, orch, lateStore, reg, log.With("component", "autoscaler")); err != nil {
+			return err
+		}
+		routes = append(routes, scaler.Routes()...)
+	}
 	var serverTLS *tls.Config
 	if orch.pki != nil && cfg.Server.AutoTLS {
 		serverTLS = orch.pki.ServerTLSConfig()
@@ -167,6 +175,16 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 	lateStore.set(client)
 
 	var g run.Group
+	if scaler != nil {
+		if embedded != nil {
+			// Decide on what was written up to now: without this the
+			// embedded store shows new samples after ~2 s and new series
+			// (a new instance) after up to ~10 s.
+			scaler.SetBeforeEvaluate(embedded.Flush)
+		}
+		actx, cancel := context.WithCancel(ctx)
+		g.Add(func() error { return scaler.Run(actx) }, func(error) { cancel() })
+	}
 	if anomalies != nil {
 		actx, cancel := context.WithCancel(ctx)
 		g.Add(func() error { return anomalies.Run(actx) }, func(error) { cancel() })
@@ -322,6 +340,13 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 			storeDesc(cfg), srv.URL(), orch.JoinToken())
 	} else {
 		fmt.Fprintf(out, "  orchestrator  etcd %s; this machine is node %s in datacenter %s\n", storeDesc(cfg), nodeName(cfg), cfg.Agent.Datacenter)
+	}
+	if scaler != nil {
+		mode := ""
+		if cfg.Autoscaler.DryRun {
+			mode = " (dry run)"
+		}
+		fmt.Fprintf(out, "  autoscaler    evaluates the autoscaling policies every %s%s (try: opspilot autoscaler list)\n", cfg.Autoscaler.Interval, mode)
 	}
 	if anomalies != nil {
 		fmt.Fprintf(out, "  analyzer      scores %d queries every %s into anomaly_score/expected/lower/upper (try: opspilot anomaly list)\n",

@@ -9,6 +9,7 @@ import (
 
 	"opspilot/analyzer/online"
 	"opspilot/api"
+	"opspilot/autoscaler"
 	"opspilot/orchestrator/pki"
 )
 
@@ -32,6 +33,7 @@ func mountedRoutes() []api.Route {
 	c := &Controller{}
 	rs := append(c.Routes(), c.AgentRoutes(nil)...)
 	rs = append(rs, (&online.Service{}).Routes()...)
+	rs = append(rs, (&autoscaler.Loop{}).Routes()...)
 	return append(rs, api.Route{Pattern: "GET " + pki.CAPath, Name: "pki_ca"})
 }
 

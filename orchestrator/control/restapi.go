@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"opspilot/api"
+	"opspilot/autoscaler"
 	"opspilot/config"
 	"opspilot/orchestrator/model"
 	"opspilot/orchestrator/store"
@@ -82,7 +83,7 @@ const gatewayTTL = 15 * time.Second
 func (c *Controller) Routes() []api.Route {
 	r := &restAPI{c: c}
 	R, W, A := api.RoleRead, api.RoleWrite, api.RoleAdmin
-	return []api.Route{
+	return append([]api.Route{
 		{Pattern: "GET /api/v1/datacenters", Name: "datacenters", Role: R, Handler: http.HandlerFunc(r.datacenters)},
 		{Pattern: "GET /api/v1/nodes", Name: "nodes", Role: R, Handler: http.HandlerFunc(r.nodes)},
 		{Pattern: "GET /api/v1/nodes/{name}", Name: "node", Role: R, Handler: http.HandlerFunc(r.node)},
@@ -111,7 +112,7 @@ func (c *Controller) Routes() []api.Route {
 		{Pattern: "GET /api/v1/endpoints", Name: "endpoints", Role: R, Handler: http.HandlerFunc(r.endpoints)},
 		{Pattern: "GET /api/v1/gateways", Name: "gateways", Role: R, Handler: http.HandlerFunc(r.gateways)},
 		{Pattern: "POST /api/v1/gateways", Name: "gateway_register", Role: W, Handler: http.HandlerFunc(r.registerGateway)},
-	}
+	}, c.policyRoutes()...)
 }
 
 type restAPI struct {
@@ -790,4 +791,30 @@ func (c *Controller) ApplyService(ctx context.Context, s model.Service, who, why
 		c.Poke()
 	}
 	return res, nil
+}
+
+// objectRoutes serves a kind of object stored in etcd (kind is the store
+// kind and the path under /api/v1/, noun the word in events and errors):
+// list and get with role read, PUT (apply, validated by check: it returns
+// the object's name and its problems, answered with 422) and DELETE with
+// role write, each change recorded as an event with who and why.
+func objectRoutes[T any](c *Controller, kind, noun string, check func(*T) (string, []config.Problem)) []api.Route {
+	return []api.Route{
+		{Pattern: "GET /api/v1/" + kind, Name: kind, Role: api.RoleRead, Handler: listHandler[T](c, kind)},
+		{Pattern: "GET /api/v1/" + kind + "/{name}", Name: noun, Role: api.RoleRead, Handler: getHandler[T](c, kind)},
+		{Pattern: "PUT /api/v1/" + kind + "/{name}", Name: noun + "_put", Role: api.RoleWrite, Handler: putHandler(c, kind, noun, check)},
+		{Pattern: "DELETE /api/v1/" + kind + "/{name}", Name: noun + "_delete", Role: api.RoleWrite, Handler: deleteHandler(c, kind, noun)},
+	}
+}
+
+// KindAutoscalingPolicy holds the autoscaler's policies, named by the
+// service they scale (as Kubernetes' API server keeps HPA objects).
+const KindAutoscalingPolicy = "autoscalingpolicies"
+
+// policyRoutes serves the autoscaling policies: `opspilot apply` puts
+// them, the autoscaler's loop reads them from the store.
+func (c *Controller) policyRoutes() []api.Route {
+	return objectRoutes(c, KindAutoscalingPolicy, "autoscalingpolicy", func(p *autoscaler.Policy) (string, []config.Problem) {
+		return p.Service, p.Validate()
+	})
 }
