@@ -358,8 +358,10 @@ func (l *Loop) evaluate(ctx context.Context, p *Policy) {
 		why := fmt.Sprintf("%s; %s", rec.Reason, dec.Reason)
 		if dry {
 			d.Action = "dry-run"
-			l.record(ctx, Event{Service: p.Service, Type: "Normal", Reason: "WouldScale",
-				Message: fmt.Sprintf("dry run: would scale %s from %d to %d replicas: %s", p.Service, sc.Replicas, dec.Replicas, why)})
+			if s.last.Action != "dry-run" || s.last.Replicas != dec.Replicas || s.last.Current != sc.Replicas {
+				l.record(ctx, Event{Service: p.Service, Type: "Normal", Reason: "WouldScale",
+					Message: fmt.Sprintf("dry run: would scale %s from %d to %d replicas: %s", p.Service, sc.Replicas, dec.Replicas, why)})
+			}
 		} else if err := l.o.Target.Scale(ctx, p.Service, dec.Replicas, Who, why); err != nil {
 			d.Action, d.Error = "failed", err.Error()
 			l.m.errors.WithLabelValues(p.Service, "scale").Inc()
@@ -399,7 +401,7 @@ func (l *Loop) finish(_ context.Context, s *serviceState, d Decided, limits stri
 	defer l.mu.Unlock()
 	s.lastLimits = limits
 	s.last = d
-	if d.Action == "scaled" || d.Action == "dry-run" || d.Action == "failed" || len(s.history) == 0 || changed(s.history[len(s.history)-1], d) {
+	if d.Action == "scaled" || d.Action == "failed" || len(s.history) == 0 || changed(s.history[len(s.history)-1], d) {
 		s.history = append(s.history, d)
 		if n := len(s.history) - l.cfg.History; n > 0 {
 			s.history = slices.Delete(s.history, 0, n)

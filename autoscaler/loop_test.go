@@ -411,8 +411,11 @@ func TestLoopFakeTSDBDryRun(t *testing.T) {
 		p := billingPolicy()
 		p.DryRun = true
 		f := newLoopFixture(t, LoopConfig{}, p)
-		f.loadTotal(1000)
-		f.loop.Evaluate(t.Context())
+		for range 5 {
+			f.loadTotal(1000)
+			f.loop.Evaluate(t.Context())
+			time.Sleep(time.Second)
+		}
 		if n, scales := f.target.get(); n != 2 || len(scales) != 0 {
 			t.Fatalf("dry run scaled: %d %v", n, scales)
 		}
@@ -421,7 +424,10 @@ func TestLoopFakeTSDBDryRun(t *testing.T) {
 			t.Errorf("dry run decision %+v", st.Last)
 		}
 		if r := f.events.reasons(); len(r) != 1 || r[0] != "WouldScale" {
-			t.Errorf("events %v, want WouldScale", r)
+			t.Errorf("events %v, want one WouldScale for five evaluations with the same decision", r)
+		}
+		if len(st.History) != 1 {
+			t.Errorf("history %d entries, want 1: repeated identical dry-run decisions are not history", len(st.History))
 		}
 	})
 }

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -203,38 +202,7 @@ func BenchmarkScaleOut(b *testing.B) {
 		call(b, "POST", base+"/api/v1/services/billing/scale", map[string]int{"replicas": 0}, nil)
 		waitReady(b, base, 0, 60*time.Second)
 
-		bin := testbin.Tool(b, "billing")
-		addrs := make([]string, n)
-		for k := range addrs {
-			addrs[k] = testbin.FreeAddr(b)
-		}
-		start = time.Now()
-		var wg sync.WaitGroup
-		cmds, errs := make([]*exec.Cmd, n), make([]error, n)
-		for k := range n {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				cmds[k], _, errs[k] = startBilling(bin, addrs[k])
-			}()
-		}
-		wg.Wait()
-		byHand = append(byHand, time.Since(start))
-		for _, c := range cmds {
-			if c != nil {
-				_ = c.Process.Signal(os.Interrupt)
-			}
-		}
-		for _, c := range cmds {
-			if c != nil {
-				_ = c.Wait()
-			}
-		}
-		for _, err := range errs {
-			if err != nil {
-				b.Fatal(err)
-			}
-		}
+		byHand = append(byHand, startByHand(b, n))
 	}
 	report(b, "scale", scale)
 	report(b, "byhand", byHand)
