@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/oklog/run"
@@ -193,6 +196,12 @@ type Agent struct {
 	scraper   *scrape.Scraper
 	logs      *logs.Pipeline
 	extra     []tsdb.Label
+
+	// svcMu guards svcTargets, the service instances' targets last given
+	// to the scraper by SetServiceTargets (with the configured ones).
+	svcMu      sync.Mutex
+	svcTargets []scrape.Target
+	svcSet     bool
 
 	collectErrors *prometheus.CounterVec
 	scraped       prometheus.Counter
@@ -415,6 +424,53 @@ func (a *Agent) SetInstances(in []container.Instance) {
 		all = append(all, container.Instance{Service: c.Service, Instance: c.Instance, Tenant: c.Tenant, CgroupPath: c.CgroupPath})
 	}
 	a.container.SetInstances(append(all, in...))
+}
+
+// SetServiceTargets replaces the scrape targets of orchestrator-managed
+// service instances; the scraper scrapes them with the configured
+// scrape.targets. It may be called often (every heartbeat): the scraper is
+// updated only when the set changed. A target that is invalid, or that
+// would write the same series as a configured target or an earlier one
+// (same tenant, service and instance), is left out and reported in the
+// error; the others are scraped all the same.
+func (a *Agent) SetServiceTargets(ts []scrape.Target) error {
+	static := a.cfg.Scrape.Targets
+	seen := make(map[[3]string]bool, len(static)+len(ts))
+	for _, t := range static {
+		seen[[3]string{t.Tenant, t.Service, t.Instance}] = true
+	}
+	var errs []error
+	keep := make([]scrape.Target, 0, len(ts))
+	for _, t := range ts {
+		k := [3]string{t.Tenant, t.Service, t.Instance}
+		switch ps := t.Validate(); {
+		case len(ps) > 0:
+			errs = append(errs, fmt.Errorf("scrape target of instance %q: %s: %s", t.Instance, ps[0].Field, ps[0].Msg))
+		case t.Instance == "":
+			errs = append(errs, fmt.Errorf("scrape target of service %q at %s: an instance target needs the instance id", t.Service, t.URL))
+		case seen[k]:
+			errs = append(errs, fmt.Errorf("scrape target of instance %q of service %q: another target has the same tenant, service and instance", t.Instance, t.Service))
+		default:
+			seen[k] = true
+			keep = append(keep, t)
+		}
+	}
+	a.svcMu.Lock()
+	defer a.svcMu.Unlock()
+	if a.svcSet && slices.EqualFunc(keep, a.svcTargets, sameTarget) {
+		return errors.Join(errs...)
+	}
+	all := append(slices.Clip(slices.Clone(static)), keep...)
+	if err := a.scraper.SetTargets(all); err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	a.svcTargets, a.svcSet = keep, true
+	return errors.Join(errs...)
+}
+
+func sameTarget(a, b scrape.Target) bool {
+	return a.Service == b.Service && a.Instance == b.Instance && a.Tenant == b.Tenant && a.URL == b.URL &&
+		a.Interval == b.Interval && a.Timeout == b.Timeout && maps.Equal(a.Labels, b.Labels)
 }
 
 // AddLogSource tails one more file (an instance's stdout or stderr). It is

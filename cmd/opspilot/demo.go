@@ -42,7 +42,7 @@ set.`,
 }
 
 // demoService is the billing service `opspilot up --demo` deploys: three
-// instances of this executable's `demo billing`.
+// instances of this executable's `demo billing`, their metrics scraped.
 func demoService() (model.Service, error) {
 	exe, err := os.Executable()
 	if err != nil {
@@ -57,6 +57,10 @@ func demoService() (model.Service, error) {
 		Ports:     []model.Port{{Name: "http", Port: 8080}},
 		Readiness: &model.Probe{HTTP: &model.HTTPProbe{Path: "/readyz", Port: 8080}, Period: time.Second},
 		Liveness:  &model.Probe{HTTP: &model.HTTPProbe{Path: "/healthz", Port: 8080}, Period: 2 * time.Second},
+		// The node agent scrapes each instance's /metrics every second,
+		// so billing_transactions_total{service="billing",instance=ID}
+		// reaches the TSDB (the autoscaler's per-instance KPI).
+		Metrics: &model.MetricsEndpoint{Port: "http", Interval: time.Second},
 	}, nil
 }
 

@@ -27,6 +27,7 @@ import (
 	"opspilot/collector"
 	"opspilot/collector/container"
 	"opspilot/collector/logs"
+	"opspilot/collector/scrape"
 	"opspilot/orchestrator/control"
 	"opspilot/orchestrator/model"
 	"opspilot/orchestrator/node"
@@ -236,18 +237,26 @@ func nodeName(cfg FileConfig) string {
 	return h
 }
 
-// observe has the collector read the instances' cgroups and tail their
-// logs. Call it before run.
+// observe has the collector read the instances' cgroups, tail their logs
+// and scrape their metrics endpoints. Call it before run.
 func (n *nodeAgent) observe(coll *collector.Agent, log *slog.Logger) {
 	if coll == nil {
 		return
 	}
 	var mu sync.Mutex // Observe runs from the sync and the heartbeat loops
 	tailed := map[string]bool{}
-	n.exec.Observe = func(cgroups []container.Instance, files []logs.Source) {
+	lastErr := ""
+	n.exec.Observe = func(cgroups []container.Instance, files []logs.Source, targets []scrape.Target) {
 		mu.Lock()
 		defer mu.Unlock()
 		coll.SetInstances(cgroups)
+		// Called every heartbeat: log a problem once, not every second.
+		if err := coll.SetServiceTargets(targets); err != nil && err.Error() != lastErr {
+			lastErr = err.Error()
+			log.Warn("scrape instance metrics", "err", err)
+		} else if err == nil {
+			lastErr = ""
+		}
 		for _, f := range files {
 			if !tailed[f.Path] {
 				tailed[f.Path] = true

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"strconv"
 	"time"
 )
 
@@ -102,7 +103,11 @@ type Service struct {
 	Ports     []Port            `yaml:"ports,omitempty" json:"ports,omitempty"`
 	Liveness  *Probe            `yaml:"liveness,omitempty" json:"liveness,omitempty"`
 	Readiness *Probe            `yaml:"readiness,omitempty" json:"readiness,omitempty"`
-	Placement Placement         `yaml:"placement,omitempty" json:"placement"`
+	// Metrics, when set, has the node's agent scrape each running
+	// instance's Prometheus endpoint, labelling the samples with service,
+	// instance (the instance ID) and tenant.
+	Metrics   *MetricsEndpoint `yaml:"metrics,omitempty" json:"metrics,omitempty"`
+	Placement Placement        `yaml:"placement,omitempty" json:"placement"`
 	// Configs mounts files from the named config libraries (kind Config)
 	// into each instance.
 	Configs []ConfigMount `yaml:"configs,omitempty" json:"configs,omitempty"`
@@ -160,6 +165,63 @@ type Port struct {
 	Port int    `yaml:"port" json:"port"`
 	// Protocol is "tcp" or "udp"; empty means tcp.
 	Protocol string `yaml:"protocol,omitempty" json:"protocol,omitempty"`
+}
+
+// Metrics endpoint defaults, used where a field is zero, and the shortest
+// interval (those of opspilot/collector/scrape).
+const (
+	DefaultMetricsPath     = "/metrics"
+	DefaultMetricsInterval = 15 * time.Second
+	MinMetricsInterval     = time.Second
+)
+
+// MetricsEndpoint is where an instance serves its metrics in the
+// Prometheus text (or OpenMetrics) format, scraped over HTTP by the
+// agent of its node.
+type MetricsEndpoint struct {
+	// Port is the key of one of the service's declared ports: its name,
+	// or its number when it has none. Empty means the first declared
+	// port.
+	Port string `yaml:"port,omitempty" json:"port,omitempty"`
+	// Path (with an optional query) is DefaultMetricsPath when empty.
+	Path string `yaml:"path,omitempty" json:"path,omitempty"`
+	// Interval between scrapes, at least MinMetricsInterval; zero means
+	// DefaultMetricsInterval.
+	Interval time.Duration `yaml:"interval,omitempty" json:"interval,omitempty"`
+	// Timeout of one scrape, at most the interval; zero means the
+	// scraper's default (10s, capped at the interval).
+	Timeout time.Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+}
+
+// WithDefaults returns a copy of m with an empty path and a zero interval
+// set to their defaults. Port and Timeout stay as they are: the port's
+// default depends on the service's ports, see PortOf.
+func (m MetricsEndpoint) WithDefaults() MetricsEndpoint {
+	if m.Path == "" {
+		m.Path = DefaultMetricsPath
+	}
+	if m.Interval == 0 {
+		m.Interval = DefaultMetricsInterval
+	}
+	return m
+}
+
+// PortOf returns the declared port m.Port names (by name, or by number
+// for an unnamed port), or the first declared port when m.Port is empty;
+// false when there is none.
+func (m MetricsEndpoint) PortOf(declared []Port) (Port, bool) {
+	if m.Port == "" {
+		if len(declared) == 0 {
+			return Port{}, false
+		}
+		return declared[0], true
+	}
+	for _, p := range declared {
+		if p.Name == m.Port || p.Name == "" && strconv.Itoa(p.Port) == m.Port {
+			return p, true
+		}
+	}
+	return Port{}, false
 }
 
 // Probe defaults, used where a field is zero.

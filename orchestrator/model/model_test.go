@@ -75,6 +75,7 @@ func TestServiceYAML(t *testing.T) {
   replicas: 3
   ports: [{name: http, port: 8080}]
   readiness: {http: {path: /healthz, port: 8080}, period: 5s}
+  metrics: {port: http, interval: 5s}
   placement:
     datacenters: {A: 6, B: 4}
     partitions: [web]
@@ -93,13 +94,16 @@ func TestServiceYAML(t *testing.T) {
 	if s.Placement.Datacenters["A"] != 6 || !s.Placement.AntiAffinity || s.Readiness.Period != 5*time.Second {
 		t.Errorf("decoded %+v", s)
 	}
+	if m := s.Metrics; m == nil || m.Port != "http" || m.Interval != 5*time.Second || m.WithDefaults().Path != "/metrics" {
+		t.Errorf("metrics decoded as %+v", m)
+	}
 	// JSON (the etcd form) round-trips.
 	data, err := json.Marshal(s)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var back Service
-	if err := json.Unmarshal(data, &back); err != nil || back.Requests != s.Requests || back.Placement.Strategy != "binpack" {
+	if err := json.Unmarshal(data, &back); err != nil || back.Requests != s.Requests || back.Placement.Strategy != "binpack" || *back.Metrics != *s.Metrics {
 		t.Errorf("json round trip: %v, %+v", err, back)
 	}
 
@@ -108,9 +112,14 @@ func TestServiceYAML(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "svc.yaml:6") || !strings.Contains(err.Error(), `invalid CPU amount "lots"`) {
 		t.Errorf("bad cpu: %v", err)
 	}
+	bad = strings.Replace(src, "port: http, interval", "port: admin, interval", 1)
+	err = config.Parse("svc.yaml", []byte(bad), &f)
+	if err == nil || !strings.Contains(err.Error(), `service.metrics.port: no declared port named "admin"`) {
+		t.Errorf("unknown metrics port: %v", err)
+	}
 	bad = strings.Replace(src, "B: 4", "B: -4", 1)
 	err = config.Parse("svc.yaml", []byte(bad), &f)
-	if err == nil || !strings.Contains(err.Error(), "svc.yaml:12:28") || !strings.Contains(err.Error(), "service.placement.datacenters.B: weight -4 is negative") {
+	if err == nil || !strings.Contains(err.Error(), "svc.yaml:13:28") || !strings.Contains(err.Error(), "service.placement.datacenters.B: weight -4 is negative") {
 		t.Errorf("negative weight: %v", err)
 	}
 }
@@ -151,6 +160,35 @@ func TestServiceValidate(t *testing.T) {
 			s.Liveness = &Probe{TCP: &TCPProbe{80}, Period: time.Second, Timeout: 2 * time.Second}
 		}, "liveness.timeout", "longer than the period"},
 		{"probe threshold", func(s *Service) { s.Liveness = &Probe{TCP: &TCPProbe{80}, FailureThreshold: -1} }, "liveness.failure_threshold", "negative"},
+		{"metrics defaults", func(s *Service) { s.Ports, s.Metrics = []Port{{Name: "http", Port: 8080}}, &MetricsEndpoint{} }, "", ""},
+		{"metrics full", func(s *Service) {
+			s.Ports = []Port{{Name: "http", Port: 8080}, {Port: 9090}}
+			s.Metrics = &MetricsEndpoint{Port: "9090", Path: "/stats?format=prometheus", Interval: time.Second, Timeout: time.Second}
+		}, "", ""},
+		{"metrics port name", func(s *Service) {
+			s.Ports, s.Metrics = []Port{{Name: "http", Port: 8080}, {Port: 9090}}, &MetricsEndpoint{Port: "admin"}
+		}, "metrics.port", `no declared port named "admin"; declare it under ports or use one of "http", "9090"`},
+		{"metrics named port by number", func(s *Service) {
+			s.Ports, s.Metrics = []Port{{Name: "http", Port: 8080}}, &MetricsEndpoint{Port: "8080"}
+		}, "metrics.port", `use one of "http"`},
+		{"metrics no ports", func(s *Service) { s.Metrics = &MetricsEndpoint{} }, "metrics", "declares no ports"},
+		{"metrics udp", func(s *Service) {
+			s.Ports, s.Metrics = []Port{{Name: "dns", Port: 53, Protocol: "udp"}}, &MetricsEndpoint{Port: "dns"}
+		}, "metrics.port", "use a tcp port"},
+		{"metrics path", func(s *Service) { s.Ports, s.Metrics = []Port{{Port: 80}}, &MetricsEndpoint{Path: "metrics"} }, "metrics.path", `must start with "/"`},
+		{"metrics path fragment", func(s *Service) { s.Ports, s.Metrics = []Port{{Port: 80}}, &MetricsEndpoint{Path: "/m#x"} }, "metrics.path", "no #fragment"},
+		{"metrics path host", func(s *Service) { s.Ports, s.Metrics = []Port{{Port: 80}}, &MetricsEndpoint{Path: "//other/m"} }, "metrics.path", "not a URL path"},
+		{"metrics interval", func(s *Service) {
+			s.Ports, s.Metrics = []Port{{Port: 80}}, &MetricsEndpoint{Interval: 500 * time.Millisecond}
+		}, "metrics.interval", "below the 1s minimum"},
+		{"metrics negative interval", func(s *Service) { s.Ports, s.Metrics = []Port{{Port: 80}}, &MetricsEndpoint{Interval: -time.Second} }, "metrics.interval", "negative"},
+		{"metrics timeout", func(s *Service) {
+			s.Ports, s.Metrics = []Port{{Port: 80}}, &MetricsEndpoint{Interval: time.Second, Timeout: 2 * time.Second}
+		}, "metrics.timeout", "longer than the interval 1s"},
+		{"metrics timeout default interval", func(s *Service) {
+			s.Ports, s.Metrics = []Port{{Port: 80}}, &MetricsEndpoint{Timeout: 20 * time.Second}
+		}, "metrics.timeout", "longer than the interval 15s"},
+		{"metrics negative timeout", func(s *Service) { s.Ports, s.Metrics = []Port{{Port: 80}}, &MetricsEndpoint{Timeout: -1} }, "metrics.timeout", "negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -3,6 +3,7 @@ package model
 import (
 	"fmt"
 	"math"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -85,6 +86,9 @@ func (s *Service) Validate() []config.Problem {
 	}
 	if s.Readiness != nil {
 		ps = append(ps, config.Prefix("readiness", s.Readiness.Validate())...)
+	}
+	if s.Metrics != nil {
+		ps = append(ps, config.Prefix("metrics", s.validateMetrics())...)
 	}
 	ps = append(ps, config.Prefix("placement", s.Placement.Validate())...)
 	seen := map[string]bool{}
@@ -171,6 +175,53 @@ func (s *Service) validatePorts(ps []config.Problem) []config.Problem {
 			ps = append(ps, config.Problem{Field: at + ".port", Msg: fmt.Sprintf("port %s is listed twice", key)})
 		}
 		numbers[key] = true
+	}
+	return ps
+}
+
+// validateMetrics checks the metrics endpoint against the declared ports.
+func (s *Service) validateMetrics() []config.Problem {
+	var ps []config.Problem
+	m := s.Metrics
+	at := "port" // the default port is nobody's typo: report it at metrics
+	if m.Port == "" {
+		at = ""
+	}
+	if p, ok := m.PortOf(s.Ports); !ok {
+		keys := make([]string, 0, len(s.Ports))
+		for _, p := range s.Ports {
+			if p.Name != "" {
+				keys = append(keys, strconv.Quote(p.Name))
+			} else {
+				keys = append(keys, strconv.Quote(strconv.Itoa(p.Port)))
+			}
+		}
+		switch {
+		case len(s.Ports) == 0:
+			ps = append(ps, config.Problem{Field: at, Msg: "the service declares no ports; declare the port the metrics are served on under ports, e.g. ports: [{name: http, port: 8080}]"})
+		default:
+			ps = append(ps, config.Problem{Field: at, Msg: fmt.Sprintf("no declared port named %q; declare it under ports or use one of %s (or leave port out for the first)", m.Port, strings.Join(keys, ", "))})
+		}
+	} else if p.Protocol == "udp" {
+		ps = append(ps, config.Problem{Field: at, Msg: fmt.Sprintf("port %d is udp; metrics are scraped over HTTP, so use a tcp port", p.Port)})
+	}
+	if m.Path != "" {
+		if u, err := url.Parse(m.Path); err != nil || !strings.HasPrefix(m.Path, "/") || u.Fragment != "" || u.Host != "" || strings.ContainsAny(m.Path, " \t\n") {
+			ps = append(ps, config.Problem{Field: "path", Msg: fmt.Sprintf("%q is not a URL path; it must start with \"/\" (e.g. /metrics), may have a ?query and no #fragment", m.Path)})
+		}
+	}
+	d := m.WithDefaults()
+	switch {
+	case m.Interval < 0:
+		ps = append(ps, config.Problem{Field: "interval", Msg: "must not be negative; leave it out for 15s"})
+	case d.Interval < MinMetricsInterval:
+		ps = append(ps, config.Problem{Field: "interval", Msg: fmt.Sprintf("%s is below the 1s minimum; use at least 1s", m.Interval)})
+	}
+	switch {
+	case m.Timeout < 0:
+		ps = append(ps, config.Problem{Field: "timeout", Msg: "must not be negative; leave it out for the default (10s, capped at the interval)"})
+	case m.Interval >= 0 && m.Timeout > d.Interval:
+		ps = append(ps, config.Problem{Field: "timeout", Msg: fmt.Sprintf("%s is longer than the interval %s; a scrape must end before the next starts", m.Timeout, d.Interval)})
 	}
 	return ps
 }

@@ -6,6 +6,7 @@ import (
 
 	"opspilot/collector/container"
 	"opspilot/collector/logs"
+	"opspilot/collector/scrape"
 	"opspilot/orchestrator/agentproto"
 	"opspilot/orchestrator/model"
 	"opspilot/orchestrator/runtime"
@@ -17,10 +18,11 @@ import (
 type RuntimeExecutor struct {
 	M *runtime.Manager
 	// Observe, if set, is told after every Sync and every status report
-	// (each heartbeat) which cgroups and log files the node's instances
-	// have (for the collector). After Sync alone is not enough: instances
-	// start asynchronously, so their cgroups appear after Sync returns.
-	Observe func(cgroups []container.Instance, logFiles []logs.Source)
+	// (each heartbeat) which cgroups, log files and metrics endpoints
+	// (scrape targets) the node's instances have (for the collector).
+	// After Sync alone is not enough: instances start asynchronously, so
+	// their cgroups and targets appear after Sync returns.
+	Observe func(cgroups []container.Instance, logFiles []logs.Source, targets []scrape.Target)
 
 	mu        sync.Mutex
 	stopSeen  map[string]time.Time
@@ -45,6 +47,7 @@ func (e *RuntimeExecutor) Sync(as []agentproto.Assignment) {
 			Runtime: s.Runtime, Command: s.Command, Image: s.Image, Env: s.Env,
 			Limits: s.Limits, Ports: s.Ports, Files: a.Files,
 			Liveness: s.Liveness, Readiness: s.Readiness, StopGrace: s.StopGrace,
+			Metrics: s.Metrics,
 		}
 		if len(s.Ports) > 0 {
 			e.primaries[i.ID] = runtime.PortKey(s.Ports[0])
@@ -77,14 +80,14 @@ func (e *RuntimeExecutor) Sync(as []agentproto.Assignment) {
 	e.mu.Unlock()
 	e.M.Sync(want)
 	if e.Observe != nil {
-		e.Observe(e.M.Cgroups(), e.M.LogSources())
+		e.Observe(e.M.Cgroups(), e.M.LogSources(), e.M.ScrapeTargets())
 	}
 }
 
 // Statuses implements Executor.
 func (e *RuntimeExecutor) Statuses() []agentproto.InstanceStatus {
 	if e.Observe != nil {
-		e.Observe(e.M.Cgroups(), e.M.LogSources())
+		e.Observe(e.M.Cgroups(), e.M.LogSources(), e.M.ScrapeTargets())
 	}
 	sts := e.M.Statuses()
 	e.mu.Lock()

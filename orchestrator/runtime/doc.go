@@ -14,7 +14,9 @@
 //   - A Manager keeps the node's instances matching the assignments the
 //     agent gives Sync (level-triggered: a missed update never matters),
 //     allocates host ports, and reports Statuses, Cgroups (for the
-//     container collector) and LogSources (for the log shipper).
+//     container collector), LogSources (for the log shipper) and
+//     ScrapeTargets (the metrics endpoints of running instances, for the
+//     scraper).
 //
 // # Restarts and backoff
 //
@@ -128,7 +130,8 @@
 //
 // It may import opspilot/orchestrator/model, opspilot/collector/container
 // (the Instance type the collector takes), opspilot/collector/logs (the
-// Source type the shipper takes), Docker's Go client
+// Source type the shipper takes), opspilot/collector/scrape (the Target
+// type the scraper takes), Docker's Go client
 // (github.com/moby/moby/client and its api types, with
 // github.com/containerd/errdefs to recognise its not-found errors),
 // golang.org/x/sys/unix and the standard library. It must not import the

@@ -49,7 +49,8 @@ type helperInfo struct {
 //
 //   - crash: writes to stderr and exits 1.
 //   - server: serves HTTP on $PORT: /healthz (500 while the file
-//     "unhealthy" exists; it is removed at start), /info. On SIGTERM it
+//     "unhealthy" exists; it is removed at start), /info, /metrics (the
+//     counter helper_requests_total 42). On SIGTERM it
 //     writes the file "sigterm", then exits 0 after HELPER_TERM_DELAY, or
 //     never when HELPER_IGNORE_TERM is set.
 func helperMain(mode string) int {
@@ -89,6 +90,10 @@ func helperMain(mode string) int {
 	mux.HandleFunc("/info", func(w http.ResponseWriter, r *http.Request) {
 		cfg, _ := os.ReadFile(filepath.Join(dir, "config", "app.conf"))
 		json.NewEncoder(w).Encode(helperInfo{Args: os.Args, Env: os.Environ(), Dir: dir, PID: os.Getpid(), Config: string(cfg)})
+	})
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		fmt.Fprintf(w, "# TYPE helper_requests_total counter\nhelper_requests_total{path=%q} 42\n", r.URL.Path)
 	})
 	go http.Serve(l, mux)
 	<-terms

@@ -10,12 +10,14 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"opspilot/collector/container"
 	"opspilot/collector/logs"
+	"opspilot/collector/scrape"
 	"opspilot/orchestrator/model"
 )
 
@@ -394,6 +396,43 @@ func (m *Manager) LogSources() []logs.Source {
 		out = append(out,
 			logs.Source{Path: stdout, Service: e.spec.Service, Instance: id},
 			logs.Source{Path: stderr, Service: e.spec.Service, Instance: id})
+	}
+	return out
+}
+
+// ScrapeTargets returns, sorted by instance id, one scrape target per
+// instance whose spec has a metrics endpoint and which is running or
+// ready: labelled with its service, instance id and tenant, at ProbeHost
+// (where the agent reaches the host ports, as probes do) and the host
+// port of the metrics port. Starting, stopping (draining included),
+// stopped and failed instances have none, so the scraper stops scraping an
+// instance as soon as it is asked to stop.
+func (m *Manager) ScrapeTargets() []scrape.Target {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []scrape.Target
+	for _, id := range slices.Sorted(maps.Keys(m.instances)) {
+		e := m.instances[id]
+		if e.sv == nil || e.spec.Metrics == nil {
+			continue
+		}
+		if st := e.sv.Status().State; st != model.StateRunning && st != model.StateReady {
+			continue
+		}
+		me := e.spec.Metrics.WithDefaults()
+		p, ok := me.PortOf(e.spec.Ports)
+		if !ok {
+			continue // Spec.Validate refused it; it never ran
+		}
+		hp := e.ports[PortKey(p)]
+		if hp < 1 {
+			continue
+		}
+		out = append(out, scrape.Target{
+			Service: e.spec.Service, Instance: id, Tenant: e.spec.Tenant,
+			URL:      "http://" + net.JoinHostPort(m.cfg.ProbeHost, strconv.Itoa(hp)) + me.Path,
+			Interval: me.Interval, Timeout: me.Timeout,
+		})
 	}
 	return out
 }

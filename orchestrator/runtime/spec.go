@@ -58,6 +58,10 @@ type Spec struct {
 	// StopGrace is the time between SIGTERM and SIGKILL; zero means
 	// model.DefaultStopGrace.
 	StopGrace time.Duration
+	// Metrics, when set, is the endpoint the node's agent scrapes while
+	// the instance runs (see Manager.ScrapeTargets); its port is one of
+	// Ports.
+	Metrics *model.MetricsEndpoint
 }
 
 // Files the runtimes write into every instance directory; Spec.Files must
@@ -108,6 +112,13 @@ func (s *Spec) Validate() error {
 			errs = append(errs, fmt.Errorf("port key %q is declared twice; name the ports to tell them apart", k))
 		}
 		keys[k] = true
+	}
+	if s.Metrics != nil {
+		if p, ok := s.Metrics.PortOf(s.Ports); !ok {
+			errs = append(errs, fmt.Errorf("metrics port %q is not a declared port", s.Metrics.Port))
+		} else if p.Protocol == "udp" {
+			errs = append(errs, fmt.Errorf("metrics port %q is udp; metrics are scraped over HTTP", PortKey(p)))
+		}
 	}
 	for _, rel := range slices.Sorted(maps.Keys(s.Files)) {
 		switch {
