@@ -53,30 +53,27 @@ func upWithConfig(b *testing.B, extra string) string {
 }
 
 // kpiWriter writes bench_kpi_tps{service="kpi"} every resolution, like a
-// scrape at that interval, and tells when a new value is first in the
-// TSDB.
+// scrape at that interval.
 type kpiWriter struct {
 	base string
 	mu   sync.Mutex
 	val  float64
-	// acked is closed when the first sample of the value set by step has
-	// been acknowledged by the TSDB; ackAt is when.
-	acked   chan struct{}
-	ackAt   time.Time
-	pending bool
 }
 
-func (w *kpiWriter) write(b *testing.B, v float64) {
+// write imports one sample of v stamped now and returns when the TSDB
+// acknowledged it: from then on the sample is "in the TSDB".
+func (w *kpiWriter) write(b *testing.B, v float64) time.Time {
 	body := fmt.Sprintf("bench_kpi_tps{service=\"kpi\"} %g %d\n", v, time.Now().UnixMilli())
 	resp, err := http.Post(w.base+"/prometheus/api/v1/import/prometheus", "text/plain", bytes.NewBufferString(body))
 	if err != nil {
 		b.Error(err)
-		return
+		return time.Now()
 	}
 	resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
 		b.Errorf("import: %d", resp.StatusCode)
 	}
+	return time.Now()
 }
 
 func (w *kpiWriter) run(b *testing.B, resolution time.Duration, stop <-chan struct{}) {
@@ -84,15 +81,9 @@ func (w *kpiWriter) run(b *testing.B, resolution time.Duration, stop <-chan stru
 	defer t.Stop()
 	for {
 		w.mu.Lock()
-		v, pending := w.val, w.pending
+		v := w.val
 		w.mu.Unlock()
 		w.write(b, v)
-		if pending {
-			w.mu.Lock()
-			w.ackAt, w.pending = time.Now(), false
-			close(w.acked)
-			w.mu.Unlock()
-		}
 		select {
 		case <-stop:
 			return
@@ -101,13 +92,18 @@ func (w *kpiWriter) run(b *testing.B, resolution time.Duration, stop <-chan stru
 	}
 }
 
-// step sets a new value; the returned channel closes once it is in the
-// TSDB.
-func (w *kpiWriter) step(v float64) <-chan struct{} {
+// step changes the KPI at a random moment: its first sample reaches the
+// TSDB after a random part of the sampling interval (as a step between two
+// scrapes does), at a random phase of the autoscaler's loop. It returns
+// when the step happened and when its first sample was acknowledged; the
+// background writer goes on with the new value.
+func (w *kpiWriter) step(b *testing.B, v float64, resolution time.Duration) (stepAt, ackAt time.Time) {
+	stepAt = time.Now()
+	time.Sleep(time.Duration(rand.Int64N(int64(resolution))))
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.val, w.pending, w.acked = v, true, make(chan struct{})
-	return w.acked
+	w.val = v
+	w.mu.Unlock()
+	return stepAt, w.write(b, v)
 }
 
 // kpiPolicy scales service kpi on bench_kpi_tps at 50 per replica; dry
@@ -134,19 +130,15 @@ func decisionLatencies(b *testing.B, loop, resolution time.Duration, n int) (fro
 	stop := make(chan struct{})
 	defer close(stop)
 	go w.run(b, resolution, stop)
-	time.Sleep(2 * loop)
+	time.Sleep(2*loop + time.Second)
 	vals := []float64{1000, 2000}
 	for i := range n {
 		v := vals[i%2]
 		want := int(v / 50)
-		// Step at a random phase of the sampling interval.
-		time.Sleep(time.Duration(rand.Int64N(int64(resolution))))
-		stepAt := time.Now()
-		acked := w.step(v)
-		<-acked
-		w.mu.Lock()
-		ackAt := w.ackAt
-		w.mu.Unlock()
+		// Start each step at a random phase of the loop, not just after the
+		// evaluation that saw the previous one.
+		time.Sleep(time.Duration(rand.Int64N(int64(loop))))
+		stepAt, ackAt := w.step(b, v, resolution)
 		deadline := time.Now().Add(3*loop + 10*time.Second)
 		for {
 			var st autoscaler.Status
@@ -209,11 +201,7 @@ func BenchmarkAutoscaleScaleOut(b *testing.B) {
 
 	var decide, ready, byHand []time.Duration
 	for range b.N {
-		acked := w.step(1100) // 66,000 per minute
-		<-acked
-		w.mu.Lock()
-		ackAt := w.ackAt
-		w.mu.Unlock()
+		_, ackAt := w.step(b, 1100, time.Second) // 66,000 per minute
 		var decidedAt time.Time
 		for decidedAt.IsZero() {
 			var st autoscaler.Status
@@ -231,7 +219,7 @@ func BenchmarkAutoscaleScaleOut(b *testing.B) {
 		waitReady(b, base, 2+n, 60*time.Second)
 		decide = append(decide, decidedAt.Sub(ackAt))
 		ready = append(ready, time.Since(ackAt))
-		<-w.step(500)
+		w.step(b, 500, time.Second)
 		waitReady(b, base, 2, 120*time.Second)
 		byHand = append(byHand, startByHand(b, n))
 	}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -121,10 +122,7 @@ func NewClient(ep Endpoints, cfg ClientConfig, opts ClientOptions) (*Client, err
 	}
 	rt = userAgent{next: rt}
 	hc := &http.Client{Transport: rt, Timeout: cfg.Timeout}
-	queryHC := hc
-	if len(extra) > 0 {
-		queryHC = &http.Client{Transport: extraParams{next: rt, params: extra}, Timeout: cfg.Timeout}
-	}
+	queryHC := &http.Client{Transport: extraParams{next: rt, params: extra}, Timeout: cfg.Timeout}
 	apiClient, err := promapi.NewClient(promapi.Config{Address: ep.QueryURL, Client: queryHC})
 	if err != nil {
 		return nil, fmt.Errorf("tsdb client: query URL %q: %w", ep.QueryURL, err)
@@ -502,7 +500,29 @@ type extraParams struct {
 	params map[string]string
 }
 
+// queryParamsKey carries per-call query parameters (WithQueryParams).
+type queryParamsKey struct{}
+
+// WithQueryParams returns a context whose queries carry params as extra
+// query parameters, over the configured ones. The autoscaler asks
+// VictoriaMetrics for latency_offset=1ms (its minimum) this way: it decides on the
+// newest samples and checks their age itself.
+func WithQueryParams(ctx context.Context, params map[string]string) context.Context {
+	return context.WithValue(ctx, queryParamsKey{}, params)
+}
+
 func (e extraParams) RoundTrip(r *http.Request) (*http.Response, error) {
+	if ps, ok := r.Context().Value(queryParamsKey{}).(map[string]string); ok && len(ps) > 0 {
+		merged := maps.Clone(e.params)
+		if merged == nil {
+			merged = map[string]string{}
+		}
+		maps.Copy(merged, ps)
+		e.params = merged
+	}
+	if len(e.params) == 0 {
+		return e.next.RoundTrip(r)
+	}
 	r = r.Clone(r.Context())
 	if r.Method == http.MethodPost && r.Header.Get("Content-Type") == "application/x-www-form-urlencoded" && r.GetBody != nil {
 		body, err := r.GetBody()

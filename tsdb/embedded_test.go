@@ -461,3 +461,33 @@ func TestMetricsShipperWritesGatheredMetrics(t *testing.T) {
 		return ok
 	})
 }
+
+// TestWithQueryParamsShowsNewestSample: the embedded store hides samples
+// newer than its latency offset (1 s) from instant queries; the
+// autoscaler's latency_offset=1ms (WithQueryParams) sees a sample as soon as
+// it is flushed.
+func TestWithQueryParamsShowsNewestSample(t *testing.T) {
+	t.Parallel()
+	c := newTestClient(t, InProcessEndpoints(), ClientOptions{Transport: shared.Transport()})
+	ctx := context.Background()
+	now := time.Now()
+	series := []TimeSeries{{Labels: []Label{{Name: "__name__", Value: "newest_sample_metric"}}, Samples: []Sample{{Timestamp: now.UnixMilli(), Value: 7}}}}
+	if err := c.Write(ctx, series); err != nil {
+		t.Fatal(err)
+	}
+	shared.Flush()
+	res, err := c.Query(ctx, "newest_sample_metric", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := res.Value.(model.Vector); !ok || len(v) != 0 {
+		t.Errorf("with the 1 s latency offset the sample written now should be hidden, got %v", res.Value)
+	}
+	res, err = c.Query(WithQueryParams(ctx, map[string]string{"latency_offset": "1ms"}), "newest_sample_metric", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := res.Value.(model.Vector); !ok || len(v) != 1 || v[0].Value != 7 {
+		t.Errorf("latency_offset=1ms: want the sample (7), got %v", res.Value)
+	}
+}

@@ -61,7 +61,9 @@ func (t tsdbQuerier) Query(ctx context.Context, expr string, at time.Time) ([]au
 	if c == nil {
 		return nil, errTSDBStarting
 	}
-	res, err := c.Query(ctx, expr, at)
+	// Decide on the newest samples: the loop checks their age itself, and
+	// the embedded store's 1 s latency offset would add a second.
+	res, err := c.Query(tsdb.WithQueryParams(ctx, newestParams), expr, at)
 	if err != nil {
 		return nil, err
 	}
@@ -100,6 +102,10 @@ func (t tsdbQuerier) QueryRange(ctx context.Context, expr string, start, end tim
 	}
 	return ts, vs, nil
 }
+
+// newestParams asks VictoriaMetrics for latency_offset 1ms (its minimum);
+// Prometheus ignores the parameter.
+var newestParams = map[string]string{"latency_offset": "1ms"}
 
 func labelMap(m model.Metric) map[string]string {
 	out := make(map[string]string, len(m))

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/x509"
 	"encoding/hex"
@@ -164,11 +165,15 @@ func newNodeAgent(ctx context.Context, cfg FileConfig, server, joinToken string,
 		return nil, errors.New("node name not set (agent.node, --node) and the hostname is unknown")
 	}
 	want := cfg.Node.Runtimes
-	runtimes := map[string]runtime.Runtime{model.RuntimeProcess: runtime.NewProcess(runtime.ProcessConfig{Log: log})}
+	// Instances are owned by this agent (node and data dir): on start it
+	// removes the leftovers of its own earlier run, not the instances of
+	// another agent on the same host (tests, or several nodes per host).
+	owner := agentOwner(cfg, nodeName)
+	runtimes := map[string]runtime.Runtime{model.RuntimeProcess: runtime.NewProcess(runtime.ProcessConfig{Log: log, CgroupParent: "opspilot/" + owner})}
 	na := &nodeAgent{}
 	if len(want) == 0 || contains(want, model.RuntimeDocker) {
 		dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		d, err := runtime.NewDocker(dctx, runtime.DockerConfig{Log: log})
+		d, err := runtime.NewDocker(dctx, runtime.DockerConfig{Log: log, Owner: owner})
 		cancel()
 		switch {
 		case err == nil:
@@ -226,6 +231,17 @@ func newNodeAgent(ctx context.Context, cfg FileConfig, server, joinToken string,
 		log.Warn("cleaning up after the previous agent", "err", err)
 	}
 	return na, nil
+}
+
+// agentOwner names this agent's instances for clean-up: the node name and
+// a hash of the data dir, e.g. "vm-3f2a9c1d".
+func agentOwner(cfg FileConfig, nodeName string) string {
+	dir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		dir = cfg.DataDir
+	}
+	sum := sha256.Sum256([]byte(dir))
+	return nodeName + "-" + hex.EncodeToString(sum[:4])
 }
 
 // nodeName is agent.node, or the hostname.

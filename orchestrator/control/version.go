@@ -60,6 +60,9 @@ type runSpec struct {
 	StopGrace time.Duration     `json:"stop_grace,omitempty"`
 	Files     map[string]string `json:"files,omitempty"`
 	Tenant    string            `json:"tenant,omitempty"`
+	// Metrics is where the node agent scrapes the instances; omitted
+	// when unset, so services without it keep their versions.
+	Metrics *model.MetricsEndpoint `json:"metrics,omitempty"`
 }
 
 // Version returns the version of s with the config files it mounts: the
@@ -69,7 +72,7 @@ func Version(s *model.Service, files map[string]string) string {
 		Runtime: s.Runtime, Command: s.Command, Image: s.Image, Env: s.Env,
 		Requests: s.Requests, Limits: s.Limits, Ports: s.Ports,
 		Liveness: s.Liveness, Readiness: s.Readiness, StopGrace: s.StopGrace,
-		Files: files, Tenant: s.Tenant,
+		Files: files, Tenant: s.Tenant, Metrics: s.Metrics,
 	})
 	sum := sha256.Sum256(data)
 	return hex.EncodeToString(sum[:5])

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -70,14 +71,19 @@ func (m *cgroupManager) create(id string) (*cgroup, error) {
 		if err := os.MkdirAll(parent, 0o755); err != nil {
 			return nil, fmt.Errorf("create cgroup %s: %w", parent, err)
 		}
-		// Children only get cpu.max and memory.max when their parent
-		// delegates the controllers. Failing here is not fatal: the
+		// Children only get cpu.max and memory.max when every ancestor
+		// below the root delegates the controllers (the parent may be
+		// nested: opspilot/<owner>). Failing here is not fatal: the
 		// instance still gets its own cgroup, and setLimits reports the
 		// missing controller when a limit needs it.
-		for _, c := range [...]string{"+cpu", "+memory"} {
-			_ = writeCgroupFile(filepath.Join(parent, "cgroup.subtree_control"), c)
+		dir := m.root
+		for _, part := range strings.Split(m.parent, "/") {
+			dir = filepath.Join(dir, part)
+			for _, c := range [...]string{"+cpu", "+memory"} {
+				_ = writeCgroupFile(filepath.Join(dir, "cgroup.subtree_control"), c)
+			}
 		}
-		dir := filepath.Join(parent, id)
+		dir = filepath.Join(parent, id)
 		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 			return nil, fmt.Errorf("create cgroup %s: %w", dir, err)
 		}

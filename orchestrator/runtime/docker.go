@@ -31,7 +31,9 @@ const (
 	LabelService  = container.LabelService
 	LabelTenant   = container.LabelTenant
 	LabelInstance = "opspilot.instance"
-	LabelVersion  = "opspilot.version"
+	// LabelOwner names the agent that made the container (DockerConfig.Owner).
+	LabelOwner   = "opspilot.owner"
+	LabelVersion = "opspilot.version"
 )
 
 // ContainerDir is where a container finds its instance directory (with
@@ -51,14 +53,19 @@ type DockerConfig struct {
 	// Log receives warnings about containers that could not be removed or
 	// whose logs could not be copied (default slog.Default()).
 	Log *slog.Logger
+	// Owner, when set, labels this agent's containers (LabelOwner), and
+	// Cleanup removes only containers with that label: agents sharing an
+	// engine then leave each other's containers alone.
+	Owner string
 }
 
 // Docker runs instances as containers of the local Docker engine. Images
 // must already be on the node: opspilot uses no registry. It is safe for
 // concurrent use.
 type Docker struct {
-	cli *client.Client
-	log *slog.Logger
+	cli   *client.Client
+	log   *slog.Logger
+	owner string
 }
 
 // NewDocker connects to the engine and checks that it answers. When it
@@ -84,7 +91,7 @@ func NewDocker(ctx context.Context, cfg DockerConfig) (*Docker, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Docker{cli: cli, log: log}, nil
+	return &Docker{cli: cli, log: log, owner: cfg.Owner}, nil
 }
 
 // Client returns the engine client (for tests and the agent's own checks).
@@ -156,6 +163,7 @@ func (d *Docker) Start(ctx context.Context, spec Spec, ports map[string]int, dir
 		LabelService:  spec.Service,
 		LabelTenant:   spec.Tenant,
 		LabelInstance: id,
+		LabelOwner:    d.owner,
 		LabelVersion:  spec.Version,
 	}
 	stopTimeout := int(math.Ceil(spec.stopGrace().Seconds()))
@@ -224,7 +232,11 @@ func (d *Docker) Start(ctx context.Context, spec Spec, ports map[string]int, dir
 // instance keep rejects: leftovers of an agent that did not stop its
 // instances.
 func (d *Docker) Cleanup(ctx context.Context, keep func(instanceID string) bool) error {
-	list, err := d.cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: make(client.Filters).Add("label", LabelInstance)})
+	filter := make(client.Filters).Add("label", LabelInstance)
+	if d.owner != "" {
+		filter = filter.Add("label", LabelOwner+"="+d.owner)
+	}
+	list, err := d.cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: filter})
 	if err != nil {
 		return fmt.Errorf("list opspilot containers: %w", err)
 	}

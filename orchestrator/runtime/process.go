@@ -24,7 +24,9 @@ type ProcessConfig struct {
 	CgroupRoot string
 	// CgroupParent is the instances' parent cgroup, relative to the root
 	// of every hierarchy (default "opspilot"): an instance's cgroup is
-	// /CgroupParent/InstanceID.
+	// /CgroupParent/InstanceID. Cleanup removes what this parent holds, so
+	// agents sharing a host need their own (opspilot/<owner>; see
+	// cmd/opspilot), or they stop each other's instances.
 	CgroupParent string
 	// Log receives the one-time warnings about missing cgroups or limits
 	// (default slog.Default()).
