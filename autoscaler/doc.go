@@ -1,9 +1,10 @@
 // Package autoscaler turns metrics into replica counts: HPA-style policies on
 // any MetricsQL/PromQL expression, KPI threshold rules, Kubernetes
 // autoscaling/v2 behaviour (tolerance, stabilisation windows, rate
-// policies), scale to zero, and (to come) predictive pre-scaling.
+// policies), scale to zero, and predictive pre-scaling, evaluated every
+// second by Loop.
 //
-// # What it owns now
+// # The pure pieces
 //
 // Three pure pieces, kept apart as in the Kubernetes HPA (replica
 // calculation, then behaviour as a separate step):
@@ -49,28 +50,49 @@
 //     need; time is passed in, so tests drive it with testing/synctest.
 //     Record(now, from, to) notes a scale that happened.
 //
-// # What the loop (not written yet) adds
+// # The loop (loop.go, observe.go, predict.go)
 //
-// Reading the TSDB every second (configurable): for each metric, the
-// query's value or per-instance samples (per_instance queries keep the
-// `instance` label), requests for resource metrics, and Unavailable for data
-// older than the scrape interval, which holds the replicas instead of
-// scaling on nothing; the service's instances and readiness; calling
-// Desired, then Limiter.Apply, then the scale interface the orchestrator
-// (or a Kubernetes target) implements, and Limiter.Record on success; an
-// event per decision (inputs, Recommendation, Decision.LimitedBy, result);
-// dry-run; self-metrics (desired and current replicas, value against
-// target, decision latency, limited-by counters); predictive pre-scaling
-// (forecast each metric one start-up time ahead with the analyzer's
-// seasonal models and never go below the reactive result);
-// `opspilot autoscaler describe`; registering the AutoscalingPolicy kind
-// with `opspilot apply`.
+// Loop evaluates every policy each LoopConfig.Interval (1 s):
+//
+//  1. Target.Get: the service's replicas and instances (not those being
+//     stopped or failed) with their readiness, and per-instance requests.
+//  2. observe: each metric's query (resource metrics read the container
+//     collector's series), and before it the age of the query's data: per
+//     series selector, max by (instance) (tlast_over_time(SEL[...])). Data
+//     older than the policy's max_data_age (default 10s), no data, or a
+//     failed query makes the metric Unavailable; a per-instance sample
+//     whose own instance's data is stale is dropped (the instance counts as
+//     missing).
+//  3. Any unavailable metric holds the replicas (the limiter does not see
+//     the evaluation) and raises one MetricStale event per episode,
+//     MetricRecovered when it ends: never scale on nothing.
+//  4. Desired, then (predictive policies) the larger of it and the
+//     forecast's replicas, then Limiter.Apply; a changed count goes to
+//     Target.Scale with who "autoscaler" and the reasons as why, and
+//     Limiter.Record on success. Events: AutoScaled, ScaleLimited (when what
+//     limits a wanted change changes), WouldScale (dry run, when the
+//     decision changes), ScaleFailed (retried at the next evaluation).
+//  5. Status per service: the last evaluation with every proposal, the
+//     recent decisions that changed something, the forecasts against
+//     actuals; self-metrics opspilot_autoscaler_* (current, desired,
+//     recommended, predicted replicas; metric value and target; decision
+//     duration; limited-by, scalings, held, errors, evaluations).
+//
+// Predictive pre-scaling (predict.go) fits analyzer/forecast's
+// Holt-Winters (daily and weekly seasons, Nelder-Mead) on the metric's
+// total over `history` from the TSDB (RangeQuerier), off the evaluation
+// path, refits every 6 hours, updates it with the observed totals per
+// `step`, and forecasts `lead` ahead; the replicas that total needs are a
+// floor under the reactive result, never a ceiling.
 //
 // # Dependencies
 //
-// This package may import opspilot/config, the MetricsQL parser
-// (github.com/VictoriaMetrics/metricsql, to validate queries) and the
-// standard library. The pure parts do no I/O. It must not import the
-// orchestrator's internals or the TSDB: the loop will depend on them only
-// through interfaces it defines.
+// This package may import opspilot/config, opspilot/api (route and role
+// types), opspilot/analyzer/forecast, client_golang, the MetricsQL parser
+// (github.com/VictoriaMetrics/metricsql, to validate queries and find
+// selectors) and the standard library. The pure parts do no I/O. It must
+// not import the orchestrator's internals or the TSDB: the loop depends on
+// them only through the interfaces it defines (Querier, RangeQuerier,
+// Target, Recorder), which cmd/opspilot implements over the TSDB client
+// and the controller.
 package autoscaler

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"math"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -114,6 +116,25 @@ func TestUpDemoAutoscalesOnLoad(t *testing.T) {
 	}
 	t.Logf("autoscaler describe billing:\n%s", r.stdout)
 	_ = waitExit(t, base, 60*time.Second)
+
+	// The policy is an apply file like any spec: the shipped one is what
+	// the demo applied, and a change shows as a diff.
+	example := filepath.Join(testbin.ModuleRoot(t), "examples", "autoscaling", "billing.yaml")
+	if r := opspilot(t, "apply", "-f", example, "--server", server); r.code != 0 || !strings.Contains(r.stdout, "autoscalingpolicy/billing unchanged") {
+		t.Errorf("apply the demo's own policy:\n%s", r)
+	}
+	data, err := os.ReadFile(example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := writeFile(t, dir, "policy.yaml", strings.Replace(string(data), "max_replicas: 40", "max_replicas: 41", 1))
+	if r := opspilot(t, "apply", "-f", changed, "--server", server, "--reason", "e2e"); r.code != 0 ||
+		!strings.Contains(r.stdout, "autoscalingpolicy/billing configured") || !strings.Contains(r.stdout, "+max_replicas: 41") {
+		t.Errorf("apply a changed policy:\n%s", r)
+	}
+	if r := opspilot(t, "get", "autoscalingpolicies", "--server", server); r.code != 0 || !strings.Contains(r.stdout, " 41 ") {
+		t.Errorf("get autoscalingpolicies:\n%s", r)
+	}
 }
 
 // queryValue runs an instant query and returns its single value (+Inf
