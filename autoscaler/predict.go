@@ -226,7 +226,11 @@ func fit(ctx context.Context, rq RangeQuerier, q string, cfg Predictive, now tim
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	start := now.Add(-cfg.History).Truncate(cfg.Step)
-	ts, vs, err := rq.QueryRange(ctx, q, start, now.Truncate(cfg.Step), cfg.Step)
+	// Each point is the step's mean (a subquery at a tenth of the step),
+	// as the loop's own updates are, not one sample of a short rate.
+	res := max(cfg.Step/10, time.Second)
+	hq := fmt.Sprintf("avg_over_time((%s)[%ds:%ds])", q, int64(cfg.Step.Seconds()), int64(res.Seconds()))
+	ts, vs, err := rq.QueryRange(ctx, hq, start, now.Truncate(cfg.Step), cfg.Step)
 	if err != nil {
 		return nil, "history query failed: " + err.Error(), time.Minute
 	}

@@ -113,7 +113,8 @@ func TestParseAutoscalingPolicy(t *testing.T) {
 	}
 	p := objs[0].value.(autoscaler.Policy)
 	if p.MinReplicas != 3 || p.MaxReplicas != 40 || p.MaxDataAge != 5*time.Second || p.Metrics[0].PerInstance.AverageValue != 50 ||
-		p.Metrics[1].Threshold.Add != 10 || p.Behavior.ScaleDown.StabilizationWindow != 30*time.Second {
+		p.Metrics[1].Threshold.Add != 10 || p.Behavior.ScaleDown.StabilizationWindow != 30*time.Second ||
+		p.Predictive == nil || p.Predictive.Lead != 30*time.Second {
 		t.Errorf("policy %+v", p)
 	}
 	// Left out: the tolerance and the scale-up window keep their defaults.
@@ -128,7 +129,7 @@ func TestParseAutoscalingPolicy(t *testing.T) {
 	for _, want := range []string{
 		"billing.yaml:18:22: metrics[0].per_instance.average_value:",
 		"billing.yaml:21:5: metrics[1].threshold: set only one of add and set",
-		"billing.yaml:29:20: behavior.scale_up.select_policy: unknown \"Most\"",
+		"billing.yaml:36:20: behavior.scale_up.select_policy: unknown \"Most\"",
 	} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
