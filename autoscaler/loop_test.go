@@ -532,3 +532,23 @@ func contains(xs []string, x string) bool {
 	}
 	return false
 }
+
+func TestLoopFakeTSDBResourceCPU(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := billingPolicy()
+		p.Metrics = []Metric{{Resource: &ResourceMetric{Name: "cpu", AverageUtilization: 70}}}
+		f := newLoopFixture(t, LoopConfig{}, p)
+		q, perInstance := metricQuery(&p, &p.Metrics[0])
+		if !perInstance || !strings.Contains(q, `container_cpu_usage_seconds_total{service="billing"}`) {
+			t.Fatalf("cpu query %q", q)
+		}
+		// Each instance requests 0.1 cores (fakeTarget) and uses 0.15:
+		// 150% of its request against a 70% target.
+		f.tsdb.set(q, "container_cpu_usage_seconds_total", time.Now(), map[string]float64{"billing-0": 0.15, "billing-1": 0.15})
+		f.loop.Evaluate(t.Context())
+		if n, _ := f.target.get(); n != 5 {
+			st, _ := f.loop.Status("billing")
+			t.Fatalf("replicas %d, want ceil(2 × 150 / 70) = 5: %+v", n, st.Last.Recommendation)
+		}
+	})
+}
