@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"slices"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -23,21 +22,9 @@ import (
 //
 // Run: go test ./bench -run '^$' -bench 'CrashReplacement|ScaleOut' -benchtime 20x -count 1
 
-// upServer runs `opspilot up` and returns its base URL.
-func upServer(b *testing.B) string {
-	b.Helper()
-	bin := testbin.Tool(b, "opspilot")
-	addr := testbin.FreeAddr(b)
-	p := testbin.Start(b, bin, "up", "--data-dir", b.TempDir(), "--http-addr", addr, "--logstore-addr", "127.0.0.1:0")
-	start := time.Now()
-	for !strings.Contains(p.Stdout.String(), "opspilot ready on") {
-		if time.Since(start) > 60*time.Second || p.Exited() {
-			b.Fatalf("opspilot up not ready: %s", p.Stderr)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return "http://" + addr
-}
+// upServer runs `opspilot up` with the default configuration and returns
+// its base URL.
+func upServer(b *testing.B) string { return upWithConfig(b, "") }
 
 func call(b *testing.B, method, url string, body, out any) {
 	b.Helper()
