@@ -61,6 +61,11 @@ type EnsembleConfig struct {
 	OrWeight float64
 	OrGated  bool
 	OrFloor  float64
+	// Late are more OR-combined detectors, each score times LateWeight,
+	// combined after the Gate (so a known shape does not damp them) but
+	// before the daily memory and the suppression.
+	Late       []Model
+	LateWeight float64
 }
 
 func (c EnsembleConfig) withDefaults() EnsembleConfig {
@@ -209,6 +214,9 @@ func (e *Ensemble) Observe(t time.Time, v float64) Result {
 	}
 	if !e.cfg.OrGated {
 		out.Score = math.Max(out.Score, cs)
+	}
+	for _, c := range e.cfg.Late {
+		out.Score = math.Max(out.Score, e.cfg.LateWeight*c.Observe(t, v).Score)
 	}
 	mem := 0.0
 	if e.today != nil {

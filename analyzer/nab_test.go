@@ -1,6 +1,7 @@
 package analyzer
 
 import (
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -73,6 +74,8 @@ func tunedEnsemble(t *testing.T, spec string) func() Model {
 	orKind := 0
 	c2lev, c2ord := 0, 4
 	drop := map[int]bool{}
+	var ac ARTimeConfig
+	artW, artAlone, artGated := 0.0, false, false
 	for _, kv := range strings.Split(spec, ",") {
 		k, v, _ := strings.Cut(kv, "=")
 		f, err := strconv.ParseFloat(v, 64)
@@ -178,9 +181,26 @@ func tunedEnsemble(t *testing.T, spec string) func() Model {
 			cc.Slack = f
 		case "limit":
 			cc.Limit = f
+		case "art":
+			artW = f
+		case "artalone":
+			artAlone = f != 0
+		case "artgated":
+			artGated = f != 0
+		case "artprob":
+			ac.Probation = int(f)
+		case "artmax":
+			ac.MaxCategories = int(f)
+		case "artpad":
+			ac.Pad = f
+		case "artwpp":
+			ac.WindowsPerProbation = int(f)
 		default:
 			t.Fatalf("OPSPILOT_NAB_CFG: unknown key %q", k)
 		}
+	}
+	if artAlone {
+		return func() Model { return NewARTime(ac) }
 	}
 	return func() Model {
 		ec, nc := ec, nc
@@ -206,6 +226,13 @@ func tunedEnsemble(t *testing.T, spec string) func() Model {
 		case 3:
 			ec.Or = []Model{NewPattern(pc)}
 		}
+		if artW > 0 {
+			if artGated {
+				ec.Or = append(ec.Or, &weighted{NewARTime(ac), artW / ec.OrWeight})
+			} else {
+				ec.Late, ec.LateWeight = []Model{NewARTime(ac)}, artW
+			}
+		}
 		if useNov {
 			if sdist > 0 {
 				nc.Shape, nc.ShapeDist = ec.Gate, sdist
@@ -223,4 +250,17 @@ func tunedEnsemble(t *testing.T, spec string) func() Model {
 		}
 		return NewEnsemble(ec, ms...)
 	}
+}
+
+// weighted scales a model's score (an OR-combined model with its own
+// weight among others).
+type weighted struct {
+	Model
+	w float64
+}
+
+func (m *weighted) Observe(t time.Time, v float64) Result {
+	r := m.Model.Observe(t, v)
+	r.Score = math.Min(1, r.Score*m.w)
+	return r
 }
