@@ -5,7 +5,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -17,13 +19,20 @@ import (
 // Gated: OPSPILOT_NABART=1 go test -run TestARTimeOriginal -v ./analyzer/
 // (OPSPILOT_NABART=2 keeps the file's probation length but scales by the
 // range seen so far; 3 scales by the whole file but keeps the fixed
-// default probation.)
+// default probation; 4 is the causal model. OPSPILOT_NABART_P,
+// OPSPILOT_NABART_PAD and OPSPILOT_NABART_MAX configure it,
+// OPSPILOT_NABART_V=1 prints windows hit and false alarms at OPSPILOT_NABTH
+// per file.)
 func TestARTimeOriginal(t *testing.T) {
 	mode := os.Getenv("OPSPILOT_NABART")
 	if mode == "" {
 		t.Skip("set OPSPILOT_NABART=1")
 	}
-	data, _, names, _ := nabCorpus(t)
+	data, lab, names, _ := nabCorpus(t)
+	th := 0.3
+	if s := os.Getenv("OPSPILOT_NABTH"); s != "" {
+		th, _ = strconv.ParseFloat(s, 64)
+	}
 	out := t.TempDir()
 	for _, name := range names {
 		f, err := os.Open(filepath.Join(data, name))
@@ -44,7 +53,7 @@ func TestARTimeOriginal(t *testing.T) {
 			prob = int(0.15 * float64(len(pts)))
 		}
 		var cfg ARTimeConfig
-		if mode != "3" {
+		if mode == "1" || mode == "2" {
 			cfg.Probation = prob
 		} else if s := os.Getenv("OPSPILOT_NABART_P"); s != "" {
 			cfg.Probation, _ = strconv.Atoi(s)
@@ -56,13 +65,36 @@ func TestARTimeOriginal(t *testing.T) {
 			cfg.Pad, _ = strconv.ParseFloat(s, 64)
 		}
 		m := NewARTime(cfg)
-		m.fixed, m.flo, m.fhi = mode != "2", lo, hi
+		m.fixed, m.flo, m.fhi = mode == "1" || mode == "3", lo, hi
 		scores := make([]float64, len(pts))
 		for i, p := range pts {
 			scores[i] = m.Observe(p.Time, p.Value).Score
 		}
 		if os.Getenv("OPSPILOT_NABART_V") != "" {
-			t.Logf("%s: %d categories", name, len(m.art.used))
+			idx := map[string]int{}
+			for i, p := range pts {
+				idx[strings.TrimSuffix(strings.Replace(p.Raw, "T", " ", 1), "Z")] = i
+			}
+			hit, fp := 0, 0
+			var ws [][2]int
+			for _, w := range lab[name] {
+				ws = append(ws, [2]int{idx[strings.SplitN(w[0], ".", 2)[0]], idx[strings.SplitN(w[1], ".", 2)[0]]})
+			}
+			for _, w := range ws {
+				if slices.Max(scores[w[0]:w[1]+1]) >= th {
+					hit++
+				}
+			}
+			for i, s := range scores {
+				in := false
+				for _, w := range ws {
+					in = in || (i >= w[0] && i <= w[1])
+				}
+				if s >= th && !in && i >= min(prob, int(0.15*float64(len(pts)))) {
+					fp++
+				}
+			}
+			t.Logf("FILE %-55s n=%6d hit %d/%d fp %d cats %d", name, len(pts), hit, len(ws), fp, len(m.art.used))
 		}
 		dst := filepath.Join(out, name)
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {

@@ -76,6 +76,7 @@ func tunedEnsemble(t *testing.T, spec string) func() Model {
 	drop := map[int]bool{}
 	var ac ARTimeConfig
 	artW, artAlone, artGated := 0.0, false, false
+	art2prob := 0
 	for _, kv := range strings.Split(spec, ",") {
 		k, v, _ := strings.Cut(kv, "=")
 		f, err := strconv.ParseFloat(v, 64)
@@ -191,6 +192,8 @@ func tunedEnsemble(t *testing.T, spec string) func() Model {
 			ac.Probation = int(f)
 		case "artmax":
 			ac.MaxCategories = int(f)
+		case "art2prob":
+			art2prob = int(f)
 		case "artpad":
 			ac.Pad = f
 		case "artwpp":
@@ -231,6 +234,11 @@ func tunedEnsemble(t *testing.T, spec string) func() Model {
 				ec.Or = append(ec.Or, &weighted{NewARTime(ac), artW / ec.OrWeight})
 			} else {
 				ec.Late, ec.LateWeight = []Model{NewARTime(ac)}, artW
+				if art2prob > 0 {
+					ac2 := ac
+					ac2.Probation = art2prob
+					ec.Late = append(ec.Late, NewARTime(ac2))
+				}
 			}
 		}
 		if useNov {
