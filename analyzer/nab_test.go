@@ -51,8 +51,13 @@ func TestNAB(t *testing.T) {
 // drop=0,mean=1,bin=1,alarm=0.015,suppress=225,suphours=24,gate=0.08,gpow=1,
 // pw=6,pstep=2,pk=64,pvig=0.1,prate=0.2,alpha=0.008,gain=800,nmargin=2,sdist=0.12,confirm=1,
 // dbuck=72,dfac=2.5,ddecay=0.85,ctx=0.025,cgated=1,clev=4,cord=4,cbits=1024,
-// cwarm=150,csolid=1.5,c2lev=3,c2ord=6
-// (suphours caps the suppression in hours of timestamps; dbuck, dfac and
+// cwarm=150,csolid=1.5,c2lev=3,c2ord=6,art=0.02,artprob=700,artwpp=12,
+// artpad=1,artmax=128
+// (art=W OR-combines an ARTime after the gate at weight W, artgated=1
+// before it with the Contexts, art2prob adds a second one with another
+// probation; artprob, artwpp, artpad and artmax configure it; artalone=1
+// scores with an ARTime alone;
+// suphours caps the suppression in hours of timestamps; dbuck, dfac and
 // ddecay set the daily memory; ctx, orseason or orpat
 // OR-combine a Context, Seasonal or Pattern; cgated, cfloor, clev, cord,
 // cbits, cwarm and csolid configure that; c2lev and c2ord add a second
@@ -231,6 +236,9 @@ func tunedEnsemble(t *testing.T, spec string) func() Model {
 		}
 		if artW > 0 {
 			if artGated {
+				if ec.OrWeight <= 0 {
+					t.Fatal("OPSPILOT_NAB_CFG: artgated needs ctx (the OR weight)")
+				}
 				ec.Or = append(ec.Or, &weighted{NewARTime(ac), artW / ec.OrWeight})
 			} else {
 				ec.Late, ec.LateWeight = []Model{NewARTime(ac)}, artW
