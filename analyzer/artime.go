@@ -36,6 +36,12 @@ type ARTimeConfig struct {
 	// fraction of the span on the side(s) exceeded, so that the range
 	// changes rarely (default 0: the range seen so far).
 	Pad float64
+	// Mismatch, when set, reports a new cluster only when its newest value
+	// is outside what the best category learnt for it (an energy
+	// similarity below 1); a window whose shape alone is new, as noise
+	// makes on a well-learnt wave once the vigilances near their cap, is
+	// not reported (default false: the original).
+	Mismatch bool
 	// MaxCategories bounds the category store; when it is full, a new
 	// category replaces the least recently matched one (default 192). The
 	// original keeps every category.
@@ -109,7 +115,9 @@ func (c ARTimeConfig) withDefaults() ARTimeConfig {
 // the new scale (see widen); the probation is a fixed number of points
 // (the original: 15% of the file, at most 750); the category store is
 // bounded (MaxCategories, least recently matched replaced) and its
-// weights are 8-bit; NaNs are skipped and do not count as points.
+// weights are 8-bit; NaNs are skipped and do not count as points. Not
+// for causality but as a noise rule, Mismatch (off by default) drops the
+// new clusters whose newest value is within the learnt range.
 //
 // Memory: 4*(Levels+1) bytes of median histogram, 6*tw bytes of activation
 // windows (tw = Probation/Step downsampled steps, 120 by default), 8*tw
@@ -474,7 +482,7 @@ func (m *ARTime) detect(i int) float64 {
 		scale = 0.9
 	}
 	score := 0.0
-	if i > m.tw && newCluster && (!masking || a < m.lastAnomSim*scale) {
+	if i > m.tw && newCluster && (!masking || a < m.lastAnomSim*scale) && (!m.cfg.Mismatch || ae < 1) {
 		score = m.confidence(a, ae)
 		m.histSum += a
 		m.histN++

@@ -7,8 +7,8 @@ import (
 )
 
 // artimeAlarm is the confidence at which the default ensemble's ARTime
-// alarms (its alarm level 0.015 over its weight 0.02).
-const artimeAlarm = 0.75
+// alarms (its alarm level 0.015 over its weight 0.025).
+const artimeAlarm = 0.6
 
 func TestHaar(t *testing.T) {
 	dst, buf := make([]float64, 4), make([]float64, 4)
@@ -40,6 +40,14 @@ func TestFuzzyARTResonance(t *testing.T) {
 // artimeRun scores xs with the default ensemble's ARTime.
 func artimeRun(xs []float64) []Result { return run(NewARTime(defaultARTime), xs) }
 
+// originalARTime is the default ensemble's ARTime reporting every new
+// cluster, as the original does (Mismatch off).
+func originalARTime() Model {
+	c := defaultARTime
+	c.Mismatch = false
+	return NewARTime(c)
+}
+
 // A spike, a level shift and a changed shape on a learnt noisy sine score
 // high, where the clean series scores nothing.
 func TestARTimeScoresAnomalies(t *testing.T) {
@@ -47,50 +55,70 @@ func TestARTimeScoresAnomalies(t *testing.T) {
 	// A changed shape within the range seen (here the wave stops at its
 	// mean for 200 points) is a subtler anomaly: ARTime reports it with
 	// less confidence, 0.65 to 0.72 here, above its NAB threshold alone
-	// (0.3) but below the default ensemble's 0.75. (A wave four times as
-	// fast scored 0.53 to 0.75 on 7 of 8 seeds, 0.14 on the other.)
+	// (0.3) but below the default ensemble's 0.6. (A wave four times as
+	// fast scored 0.53 to 0.75 on 7 of 8 seeds, 0.14 on the other.) With
+	// Mismatch, as in the default ensemble, a new shape whose newest value
+	// stays within the learnt range is not reported at all (want -1).
 	cases := map[string]struct {
-		change func(xs []float64)
-		min    float64
+		change         func(xs []float64)
+		orig, mismatch float64
 	}{
-		"spike": {func(xs []float64) { xs[at] += 60 }, artimeAlarm},
+		"spike": {func(xs []float64) { xs[at] += 60 }, artimeAlarm, artimeAlarm},
 		"level shift": {func(xs []float64) {
 			for i := at; i < n; i++ {
 				xs[i] += 30
 			}
-		}, artimeAlarm},
+		}, artimeAlarm, artimeAlarm},
 		"changed shape": {func(xs []float64) {
 			for i := at; i < at+200; i++ {
 				xs[i] = 100
 			}
-		}, 0.3},
+		}, 0.3, -1},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
 			for seed := uint64(1); seed <= 5; seed++ {
-				clean := maxScore(artimeRun(noisySine(n, seed)), at, at+200)
 				xs := noisySine(n, seed)
 				c.change(xs)
-				got := maxScore(artimeRun(xs), at, at+200)
-				if got < c.min || clean > 0 {
-					t.Errorf("seed %d: scored %.3f (clean series %.3f)", seed, got, clean)
+				for _, k := range []struct {
+					name string
+					new  func() Model
+					want float64
+				}{
+					{"original", originalARTime, c.orig},
+					{"mismatch", func() Model { return NewARTime(defaultARTime) }, c.mismatch},
+				} {
+					clean := maxScore(run(k.new(), noisySine(n, seed)), at, at+200)
+					got := maxScore(run(k.new(), xs), at, at+200)
+					if k.want < 0 && got > 0 {
+						t.Errorf("%s, seed %d: scored %.3f", k.name, seed, got)
+					}
+					if k.want >= 0 && (got < k.want || clean > 0) {
+						t.Errorf("%s, seed %d: scored %.3f (clean series %.3f)", k.name, seed, got, clean)
+					}
 				}
 			}
 		})
 	}
 }
 
-// A clean repeating wave, noisy or not, does not alarm once learnt.
+// A clean repeating wave, noisy or not, does not alarm once learnt (with
+// Mismatch, at the default ensemble's 0.6: a few new clusters of noise
+// score up to 0.36 here). The original reports more new clusters of noise,
+// up to 0.62 here, as its vigilances near their cap.
 func TestARTimeQuietOnCleanWave(t *testing.T) {
 	for seed := uint64(1); seed <= 20; seed++ {
-		rs := artimeRun(noisySine(6000, seed))
-		if s := maxScore(rs, 1500, len(rs)); s >= artimeAlarm {
+		xs := noisySine(6000, seed)
+		if s := maxScore(artimeRun(xs), 1500, len(xs)); s >= artimeAlarm {
 			t.Errorf("noisy sine seed %d: scored %.3f", seed, s)
 		}
-		ts, xs := dailyWave(14, seed)
+		if s := maxScore(run(originalARTime(), xs), 1500, len(xs)); s >= 0.75 {
+			t.Errorf("noisy sine seed %d: the original scored %.3f", seed, s)
+		}
+		ts, ws := dailyWave(28, seed)
 		m := NewARTime(defaultARTime)
-		for i := range xs {
-			if r := m.Observe(ts[i], xs[i]); i >= 2*288 && r.Score >= artimeAlarm {
+		for i := range ws {
+			if r := m.Observe(ts[i], ws[i]); i >= 2*288 && r.Score >= artimeAlarm {
 				t.Errorf("daily wave seed %d: point %d scored %.3f", seed, i, r.Score)
 			}
 		}
@@ -99,7 +127,7 @@ func TestARTimeQuietOnCleanWave(t *testing.T) {
 	for i := range xs {
 		xs[i] = 10 * math.Sin(2*math.Pi*float64(i)/40)
 	}
-	if s := maxScore(artimeRun(xs), 1000, len(xs)); s > 0 {
+	if s := maxScore(run(originalARTime(), xs), 1000, len(xs)); s > 0 {
 		t.Errorf("a pure sine scored %.3f", s)
 	}
 }

@@ -136,7 +136,7 @@ func (e *Ensemble) daily(t time.Time, score float64) float64 {
 }
 
 // defaultARTime is the default ensemble's ARTime.
-var defaultARTime = ARTimeConfig{Probation: 700, WindowsPerProbation: 12, Pad: 1, MaxCategories: 128}
+var defaultARTime = ARTimeConfig{Probation: 700, WindowsPerProbation: 12, Pad: 1, Mismatch: true, MaxCategories: 128}
 
 // NewDefaultEnsemble is the one configuration used for every series (and
 // scored on NAB by TestNAB): the mean score of EWMA (Alpha 0.008), CUSUM
@@ -159,8 +159,10 @@ var defaultARTime = ARTimeConfig{Probation: 700, WindowsPerProbation: 12, Pad: 1
 // be new to alarm), unless it lies within 1.5 noise units of a level
 // boundary. An ARTime (NewARTime: probation 700 points, 12 windows of 8
 // downsampled values per probation, so 7-point steps; range padded by its
-// span; at most 128 categories) is OR-combined after the gate at weight
-// 0.02, so an anomaly it reports with confidence 0.75 or more alarms.
+// span; at most 128 categories; only new clusters whose newest value is
+// out of the learnt range are reported) is OR-combined after the gate at
+// weight 0.025, so an anomaly it reports with confidence 0.6 or more
+// alarms.
 // See doc.go for the NAB scores and what else was tried.
 func NewDefaultEnsemble() Model {
 	shape := NewPattern(PatternConfig{Window: 6, Step: 2, Protos: 64, Vigilance: 0.1, Rate: 0.2})
@@ -174,7 +176,7 @@ func NewDefaultEnsemble() Model {
 		},
 		OrWeight: 0.025, OrGated: true,
 		Late:       []Model{NewARTime(defaultARTime)},
-		LateWeight: 0.02,
+		LateWeight: 0.025,
 	},
 		NewEWMA(EWMAConfig{Alpha: 0.008}),
 		NewCUSUM(CUSUMConfig{}),

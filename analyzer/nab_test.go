@@ -199,6 +199,8 @@ func tunedEnsemble(t *testing.T, spec string) func() Model {
 			ac.MaxCategories = int(f)
 		case "art2prob":
 			art2prob = int(f)
+		case "artmis":
+			ac.Mismatch = f != 0
 		case "artpad":
 			ac.Pad = f
 		case "artwpp":
