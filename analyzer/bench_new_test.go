@@ -148,11 +148,15 @@ func TestBytesPerSeries(t *testing.T) {
 				m.(*Decompose).Observe(t0, x)
 			}
 		}, 4096},
+		// The default holds an ARTime since format version 4: its store
+		// of up to 128 categories (32 bytes each, full on this series)
+		// and its activation windows and histogram take the ensemble from
+		// 3,856 to about 9,500 bytes, outside the 4 KB target.
 		{"default (NAB) ensemble", func() any { return NewDefaultEnsemble() }, func(m any) {
 			for _, x := range noisySine(1000, 1) {
 				m.(Model).Observe(t0, x)
 			}
-		}, 4096},
+		}, 10 << 10},
 		{"online ewma", func() any { return NewOnlineModel() }, func(m any) {
 			for _, x := range noisySine(1000, 1) {
 				m.(Model).Observe(t0, x)

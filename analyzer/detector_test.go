@@ -29,6 +29,32 @@ func TestDefaultQuietOnCleanWaves(t *testing.T) {
 	}
 }
 
+// TestDefaultQuietOnLongCleanWaves is TestDefaultQuietOnCleanWaves over
+// four weeks and 8,000 points: ARTime's vigilances keep rising on a
+// well-learnt wave, and at a higher weight its noise-made clusters alarmed
+// in the third and fourth weeks.
+func TestDefaultQuietOnLongCleanWaves(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long series")
+	}
+	const perDay, alarm = 288, 0.015
+	for seed := uint64(1); seed <= 20; seed++ {
+		ts, xs := dailyWave(28, seed)
+		m := NewDefaultEnsemble()
+		for i := range xs {
+			if r := m.Observe(ts[i], xs[i]); i >= perDay && r.Score >= alarm {
+				t.Errorf("daily wave seed %d: point %d (day %d) scored %.4f", seed, i, i/perDay, r.Score)
+			}
+		}
+		rs := run(NewDefaultEnsemble(), noisySine(8000, seed))
+		for i := 300; i < len(rs); i++ {
+			if rs[i].Score >= alarm {
+				t.Errorf("noisy sine seed %d: point %d scored %.4f", seed, i, rs[i].Score)
+			}
+		}
+	}
+}
+
 // TestDefaultFindsChanges: the default detector alarms (score >= 0.015)
 // soon after a spike, a dip, a level shift and a variance increase on a
 // noisy sine, and not on the same series left clean.

@@ -61,6 +61,11 @@ type EnsembleConfig struct {
 	OrWeight float64
 	OrGated  bool
 	OrFloor  float64
+	// Late are more OR-combined detectors, each score times LateWeight,
+	// combined after the Gate (so a known shape does not damp them) but
+	// before the daily memory and the suppression.
+	Late       []Model
+	LateWeight float64
 }
 
 func (c EnsembleConfig) withDefaults() EnsembleConfig {
@@ -130,6 +135,9 @@ func (e *Ensemble) daily(t time.Time, score float64) float64 {
 	return float64(mem)
 }
 
+// defaultARTime is the default ensemble's ARTime.
+var defaultARTime = ARTimeConfig{Probation: 700, WindowsPerProbation: 12, Pad: 1, Mismatch: true, MaxCategories: 128}
+
 // NewDefaultEnsemble is the one configuration used for every series (and
 // scored on NAB by TestNAB): the mean score of EWMA (Alpha 0.008), CUSUM
 // and Novelty (Gain 800), gated by a Pattern over the last six 2-point
@@ -149,7 +157,13 @@ func (e *Ensemble) daily(t time.Time, score float64) float64 {
 // are OR-combined before the gate: a point scores 0.025 times the
 // fraction of its contexts never seen before (so 3 of 4, or 4 of 6, must
 // be new to alarm), unless it lies within 1.5 noise units of a level
-// boundary. See doc.go for the NAB scores and what else was tried.
+// boundary. An ARTime (NewARTime: probation 700 points, 12 windows of 8
+// downsampled values per probation, so 7-point steps; range padded by its
+// span; at most 128 categories; only new clusters whose newest value is
+// out of the learnt range are reported) is OR-combined after the gate at
+// weight 0.025, so an anomaly it reports with confidence 0.6 or more
+// alarms.
+// See doc.go for the NAB scores and what else was tried.
 func NewDefaultEnsemble() Model {
 	shape := NewPattern(PatternConfig{Window: 6, Step: 2, Protos: 64, Vigilance: 0.1, Rate: 0.2})
 	return NewEnsemble(EnsembleConfig{
@@ -161,6 +175,8 @@ func NewDefaultEnsemble() Model {
 			NewContext(ContextConfig{Levels: 3, Orders: 6, Bits: 1024, Warmup: 150, Solid: 1.5}),
 		},
 		OrWeight: 0.025, OrGated: true,
+		Late:       []Model{NewARTime(defaultARTime)},
+		LateWeight: 0.025,
 	},
 		NewEWMA(EWMAConfig{Alpha: 0.008}),
 		NewCUSUM(CUSUMConfig{}),
@@ -209,6 +225,9 @@ func (e *Ensemble) Observe(t time.Time, v float64) Result {
 	}
 	if !e.cfg.OrGated {
 		out.Score = math.Max(out.Score, cs)
+	}
+	for _, c := range e.cfg.Late {
+		out.Score = math.Max(out.Score, e.cfg.LateWeight*c.Observe(t, v).Score)
 	}
 	mem := 0.0
 	if e.today != nil {

@@ -1,6 +1,7 @@
 package analyzer
 
 import (
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,8 +51,13 @@ func TestNAB(t *testing.T) {
 // drop=0,mean=1,bin=1,alarm=0.015,suppress=225,suphours=24,gate=0.08,gpow=1,
 // pw=6,pstep=2,pk=64,pvig=0.1,prate=0.2,alpha=0.008,gain=800,nmargin=2,sdist=0.12,confirm=1,
 // dbuck=72,dfac=2.5,ddecay=0.85,ctx=0.025,cgated=1,clev=4,cord=4,cbits=1024,
-// cwarm=150,csolid=1.5,c2lev=3,c2ord=6
-// (suphours caps the suppression in hours of timestamps; dbuck, dfac and
+// cwarm=150,csolid=1.5,c2lev=3,c2ord=6,art=0.02,artprob=700,artwpp=12,
+// artpad=1,artmax=128
+// (art=W OR-combines an ARTime after the gate at weight W, artgated=1
+// before it with the Contexts, art2prob adds a second one with another
+// probation; artprob, artwpp, artpad and artmax configure it; artalone=1
+// scores with an ARTime alone;
+// suphours caps the suppression in hours of timestamps; dbuck, dfac and
 // ddecay set the daily memory; ctx, orseason or orpat
 // OR-combine a Context, Seasonal or Pattern; cgated, cfloor, clev, cord,
 // cbits, cwarm and csolid configure that; c2lev and c2ord add a second
@@ -73,6 +79,9 @@ func tunedEnsemble(t *testing.T, spec string) func() Model {
 	orKind := 0
 	c2lev, c2ord := 0, 4
 	drop := map[int]bool{}
+	var ac ARTimeConfig
+	artW, artAlone, artGated := 0.0, false, false
+	art2prob := 0
 	for _, kv := range strings.Split(spec, ",") {
 		k, v, _ := strings.Cut(kv, "=")
 		f, err := strconv.ParseFloat(v, 64)
@@ -178,9 +187,30 @@ func tunedEnsemble(t *testing.T, spec string) func() Model {
 			cc.Slack = f
 		case "limit":
 			cc.Limit = f
+		case "art":
+			artW = f
+		case "artalone":
+			artAlone = f != 0
+		case "artgated":
+			artGated = f != 0
+		case "artprob":
+			ac.Probation = int(f)
+		case "artmax":
+			ac.MaxCategories = int(f)
+		case "art2prob":
+			art2prob = int(f)
+		case "artmis":
+			ac.Mismatch = f != 0
+		case "artpad":
+			ac.Pad = f
+		case "artwpp":
+			ac.WindowsPerProbation = int(f)
 		default:
 			t.Fatalf("OPSPILOT_NAB_CFG: unknown key %q", k)
 		}
+	}
+	if artAlone {
+		return func() Model { return NewARTime(ac) }
 	}
 	return func() Model {
 		ec, nc := ec, nc
@@ -206,6 +236,21 @@ func tunedEnsemble(t *testing.T, spec string) func() Model {
 		case 3:
 			ec.Or = []Model{NewPattern(pc)}
 		}
+		if artW > 0 {
+			if artGated {
+				if ec.OrWeight <= 0 {
+					t.Fatal("OPSPILOT_NAB_CFG: artgated needs ctx (the OR weight)")
+				}
+				ec.Or = append(ec.Or, &weighted{NewARTime(ac), artW / ec.OrWeight})
+			} else {
+				ec.Late, ec.LateWeight = []Model{NewARTime(ac)}, artW
+				if art2prob > 0 {
+					ac2 := ac
+					ac2.Probation = art2prob
+					ec.Late = append(ec.Late, NewARTime(ac2))
+				}
+			}
+		}
 		if useNov {
 			if sdist > 0 {
 				nc.Shape, nc.ShapeDist = ec.Gate, sdist
@@ -223,4 +268,17 @@ func tunedEnsemble(t *testing.T, spec string) func() Model {
 		}
 		return NewEnsemble(ec, ms...)
 	}
+}
+
+// weighted scales a model's score (an OR-combined model with its own
+// weight among others).
+type weighted struct {
+	Model
+	w float64
+}
+
+func (m *weighted) Observe(t time.Time, v float64) Result {
+	r := m.Model.Observe(t, v)
+	r.Score = math.Min(1, r.Score*m.w)
+	return r
 }

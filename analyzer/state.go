@@ -24,7 +24,7 @@ type stateful interface {
 // relearn) rather than misread.
 const (
 	stateMagic   = "opa"
-	stateVersion = 3
+	stateVersion = 4
 )
 
 // ErrNotStateful is returned when a model (or a member) cannot be saved.
@@ -364,6 +364,10 @@ func (e *Ensemble) saveState(w *stateWriter) {
 	for _, m := range e.cfg.Or {
 		w.model(m)
 	}
+	w.int(len(e.cfg.Late))
+	for _, m := range e.cfg.Late {
+		w.model(m)
+	}
 }
 
 func (m *Context) saveState(w *stateWriter) {
@@ -422,6 +426,120 @@ func (e *Ensemble) loadState(r *stateReader) {
 		for _, m := range e.cfg.Or {
 			r.model(m)
 		}
+	}
+	if r.length(len(e.cfg.Late), "the ensemble's late OR-combined models") {
+		for _, m := range e.cfg.Late {
+			r.model(m)
+		}
+	}
+}
+
+func (m *ARTime) saveState(w *stateWriter) {
+	w.int(m.n)
+	for _, v := range []float64{m.lo, m.hi, m.nlo, m.nhi, m.bSum, m.bMin, m.bMax, m.ma} {
+		w.f64(v)
+	}
+	w.int(m.bN)
+	w.int(m.dsi)
+	w.f64s(m.pending)
+	w.i32s(m.medbin)
+	w.int(m.med)
+	w.int(m.below)
+	w.int(m.above)
+	w.bytes(m.fwin)
+	w.bytes(m.art.w)
+	w.int(len(m.art.used))
+	for _, u := range m.art.used {
+		w.int64(int64(u))
+	}
+	for _, v := range []float64{m.rhoLb, m.rhoUb, m.aMean} {
+		w.f64(v)
+	}
+	w.int(m.aN)
+	w.f32s(m.sim)
+	w.int(m.simPos)
+	w.f32s(m.diff)
+	w.int(m.diffPos)
+	w.f64(m.histSum)
+	w.int(m.histN)
+	w.f64(m.histLast)
+	w.int(m.lastAnomI)
+	w.f64(m.lastAnomSim)
+	w.int(m.lastRhoI)
+	w.bool(m.maskCat)
+	w.int(m.noNewCat)
+}
+
+func (m *ARTime) loadState(r *stateReader) {
+	m.n = r.int()
+	for _, p := range []*float64{&m.lo, &m.hi, &m.nlo, &m.nhi, &m.bSum, &m.bMin, &m.bMax, &m.ma} {
+		*p = r.f64()
+	}
+	m.bN, m.dsi = r.int(), r.int()
+	if n := r.int(); r.err == nil && (n < 0 || n > m.tw || 8*n > len(r.b)) {
+		r.fail("the ARTime probation buffer")
+	} else if r.err == nil {
+		m.pending = nil
+		if n > 0 {
+			m.pending = make([]float64, n)
+		}
+		for i := range m.pending {
+			m.pending[i] = r.f64()
+		}
+	}
+	r.i32sInto(m.medbin, "the ARTime median histogram")
+	m.med, m.below, m.above = r.int(), r.int(), r.int()
+	if fw := r.bytes(); r.err == nil && len(fw) != len(m.fwin) {
+		r.fail("the ARTime window")
+	} else {
+		copy(m.fwin, fw)
+	}
+	D2 := 2 * m.art.dim
+	ws := slices.Clone(r.bytes())
+	if r.err == nil && len(ws) > m.art.max*D2 {
+		r.fail("the ARTime categories")
+	}
+	if n := r.int(); r.err == nil && (n < 0 || n > m.art.max || n*D2 != len(ws)) {
+		r.fail("the ARTime categories")
+	} else if r.err == nil {
+		m.art.w, m.art.used = ws, nil
+		if n > 0 {
+			m.art.used = make([]uint32, n)
+		}
+		for i := range m.art.used {
+			m.art.used[i] = uint32(r.int64())
+		}
+	}
+	for _, p := range []*float64{&m.rhoLb, &m.rhoUb, &m.aMean} {
+		*p = r.f64()
+	}
+	m.aN = r.int()
+	ring := func(b []float32) int {
+		vs := r.f32sUpTo(len(b), "the ARTime activations")
+		if r.err == nil && len(vs) != len(b) {
+			r.fail("the ARTime activations")
+		}
+		copy(b, vs)
+		return r.int()
+	}
+	m.simPos = ring(m.sim)
+	m.diffPos = ring(m.diff)
+	m.histSum, m.histN, m.histLast = r.f64(), r.int(), r.f64()
+	m.lastAnomI, m.lastAnomSim, m.lastRhoI = r.int(), r.f64(), r.int()
+	m.maskCat, m.noNewCat = r.bool(), r.int()
+	if r.err != nil {
+		return
+	}
+	L := m.cfg.Levels
+	bad := m.bN < 0 || m.bN >= m.step || m.dsi < 0 || m.med < 0 || m.med > L ||
+		m.simPos < 0 || m.simPos >= len(m.sim) || m.diffPos < 0 || m.diffPos >= len(m.diff) ||
+		(m.dsi < m.tw && len(m.pending) != m.dsi) || (m.dsi >= m.tw && len(m.pending) != 0) ||
+		(m.dsi >= m.tw && len(m.art.used) == 0)
+	for _, l := range m.fwin {
+		bad = bad || int(l) > L
+	}
+	if bad {
+		r.fail("the ARTime model's positions")
 	}
 }
 

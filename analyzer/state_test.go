@@ -22,6 +22,7 @@ var statefulModels = map[string]func() Model{
 	"bocpd":       func() Model { return NewBOCPD(BOCPDConfig{}) },
 	"pattern":     func() Model { return NewPattern(PatternConfig{}) },
 	"context":     func() Model { return NewContext(ContextConfig{}) },
+	"artime":      func() Model { return NewARTime(ARTimeConfig{Probation: 300}) },
 	"decompose":   func() Model { return NewDecompose(DecomposeConfig{Period: 288}) },
 	"detecting":   func() Model { return NewDecompose(DecomposeConfig{}) },
 }
