@@ -157,6 +157,11 @@ func TestBytesPerSeries(t *testing.T) {
 				m.(Model).Observe(t0, x)
 			}
 		}, 10 << 10},
+		{"compact (NAB) ensemble", func() any { return NewCompactEnsemble() }, func(m any) {
+			for _, x := range noisySine(1000, 1) {
+				m.(Model).Observe(t0, x)
+			}
+		}, 4096},
 		{"online ewma", func() any { return NewOnlineModel() }, func(m any) {
 			for _, x := range noisySine(1000, 1) {
 				m.(Model).Observe(t0, x)

@@ -76,7 +76,7 @@ const DefaultOnlineModel = "ewma"
 
 // OnlineModelNames lists the names NewOnlineModelNamed accepts.
 func OnlineModelNames() []string {
-	names := []string{"nab"}
+	names := []string{"nab", "nab-compact"}
 	for n := range onlineModels {
 		names = append(names, n)
 	}
@@ -87,13 +87,16 @@ func OnlineModelNames() []string {
 // NewOnlineModelNamed builds the named model for one series, its score
 // scaled so that AlarmLevel means "outside the band"; "" is
 // DefaultOnlineModel. "nab" is NewDefaultEnsemble, the NAB-tuned detector,
-// scaled at its own alarm level.
+// scaled at its own alarm level; "nab-compact" is NewCompactEnsemble.
 func NewOnlineModelNamed(name string) (Model, error) {
 	if name == "" {
 		name = DefaultOnlineModel
 	}
-	if name == "nab" {
+	if name == "nab" || name == "nab-compact" {
 		m := NewDefaultEnsemble()
+		if name == "nab-compact" {
+			m = NewCompactEnsemble()
+		}
 		alarm := tailScore(onlineBoundZ)
 		if e, ok := m.(*Ensemble); ok {
 			alarm = e.cfg.AlarmScore
