@@ -266,9 +266,14 @@ func BenchmarkNewEnsemble(b *testing.B) {
 	}
 }
 
-func BenchmarkEnsemble(b *testing.B) {
+func BenchmarkEnsemble(b *testing.B) { benchEnsemble(b, NewDefaultEnsemble()) }
+
+// BenchmarkCompactEnsemble is the default without ARTime, the baseline
+// the default's cost is reported against.
+func BenchmarkCompactEnsemble(b *testing.B) { benchEnsemble(b, NewCompactEnsemble()) }
+
+func benchEnsemble(b *testing.B, m Model) {
 	xs := noisySine(4096, 5)
-	m := NewDefaultEnsemble()
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
