@@ -31,6 +31,8 @@ bench:
 	$(GO) test ./bench -run '^$$' -bench Startup -benchtime 5x -count 3
 	$(GO) test ./bench -run '^$$' -bench CrashReplacement -benchtime 20x -count 1
 	$(GO) test ./bench -run '^$$' -bench ScaleOut -benchtime 5x -count 1
+	$(GO) test ./bench -run '^$$' -bench AutoscaleDecision -benchtime 20x -count 1
+	$(GO) test ./bench -run '^$$' -bench AutoscaleScaleOut -benchtime 5x -count 1
 	$(GO) test ./orchestrator/scheduler -run '^$$' -bench Schedule10k -benchtime 5x -count 3
 	$(GO) test ./analyzer -run '^$$' -bench 'Ensemble|BOCPD|Decompose|Multivariate' -benchmem -count 3
 	$(GO) test ./analyzer/online -run '^$$' -bench OnlinePass -benchtime 20x -count 3
@@ -45,7 +47,7 @@ FUZZ_TARGETS := ./config:FuzzParse ./config:FuzzParseDocuments ./cmd/opspilot:Fu
 	./orchestrator/gateway:FuzzResolve ./collector/scrape:FuzzPushText ./collector/scrape:FuzzPushRemoteWrite \
 	./collector/logs:FuzzParseLine ./collector/diskqueue:FuzzOpenCorruptSegment ./collector/host:FuzzCollectMalformedProc \
 	./collector/container:FuzzParseCgroupFile ./examples/billing:FuzzPayBody ./analyzer:FuzzReadCSV \
-	./analyzer:FuzzUnmarshalState ./analyzer:FuzzModels ./analyzer/forecast:FuzzFit ./analyzer/forecast:FuzzUnmarshalBinary \
+	./analyzer:FuzzUnmarshalState ./analyzer:FuzzModels ./analyzer:FuzzARTime ./analyzer/forecast:FuzzFit ./analyzer/forecast:FuzzUnmarshalBinary \
 	./analyzer/rootcause:FuzzCorrelateRank ./analyzer/loganomaly:FuzzDrain ./analyzer/loganomaly:FuzzErrorWord \
 	./analyzer/loganomaly:FuzzParseFlatRow ./autoscaler:FuzzPolicyYAML
 fuzz:
