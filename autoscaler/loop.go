@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"math"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -279,16 +280,9 @@ func (l *Loop) state(p *Policy) *serviceState {
 	return s
 }
 
-func samePolicy(a, b *Policy) bool {
-	return fmt.Sprintf("%+v", *a) == fmt.Sprintf("%+v", *b) && predictiveString(a) == predictiveString(b)
-}
-
-func predictiveString(p *Policy) string {
-	if p.Predictive == nil {
-		return ""
-	}
-	return fmt.Sprintf("%+v", *p.Predictive)
-}
+// samePolicy compares policies by value: each evaluation decodes them
+// afresh from the store, so their pointers always differ.
+func samePolicy(a, b *Policy) bool { return reflect.DeepEqual(*a, *b) }
 
 // evaluate decides for one policy.
 func (l *Loop) evaluate(ctx context.Context, p *Policy) {

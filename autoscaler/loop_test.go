@@ -552,3 +552,52 @@ func TestLoopFakeTSDBResourceCPU(t *testing.T) {
 		}
 	})
 }
+
+// TestLoopFakeTSDBKeepsStateAcrossReloads: the store hands out freshly
+// decoded policies every evaluation; an unchanged policy keeps its
+// predictor and limiter history, a changed one keeps the history only.
+func TestLoopFakeTSDBKeepsStateAcrossReloads(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := billingPolicy()
+		p.Predictive = &Predictive{}
+		f := newLoopFixture(t, LoopConfig{})
+		version := 0
+		f.loop.o.Policies = func(context.Context) ([]Policy, error) {
+			// A deep copy per call, as decoding from etcd gives.
+			c := p
+			c.Metrics = []Metric{{PerInstance: &PerInstanceMetric{Query: txQuery, AverageValue: 50}}}
+			c.Predictive = &Predictive{}
+			if version > 0 {
+				c.MaxReplicas = 100
+			}
+			return []Policy{c}, nil
+		}
+		f.loadTotal(100)
+		f.loop.Evaluate(t.Context())
+		synctest.Wait()
+		f.loop.mu.Lock()
+		pr := f.loop.services["billing"].predictors[0]
+		f.loop.mu.Unlock()
+		for range 3 {
+			time.Sleep(time.Second)
+			f.loadTotal(100)
+			f.loop.Evaluate(t.Context())
+			synctest.Wait()
+		}
+		f.loop.mu.Lock()
+		same := f.loop.services["billing"].predictors[0] == pr
+		f.loop.mu.Unlock()
+		if pr == nil || !same {
+			t.Fatal("an unchanged policy lost its predictor between evaluations")
+		}
+		version = 1
+		f.loop.Evaluate(t.Context())
+		f.loop.mu.Lock()
+		s := f.loop.services["billing"]
+		changed := s.predictors[0] != pr && s.limiter.MaxReplicas == 100
+		f.loop.mu.Unlock()
+		if !changed {
+			t.Error("a changed policy should start its predictions over and take the new bounds")
+		}
+	})
+}
