@@ -600,16 +600,17 @@ func newDeleteCmd() *cobra.Command {
 	var f clientFlags
 	cmd := &cobra.Command{
 		Use:   "delete KIND NAME",
-		Short: "Delete a service, tenant, config or node, or stop one instance (it is replaced)",
+		Short: "Delete a service, tenant, config, node or autoscaling policy, or stop one instance (it is replaced)",
 		Example: `  opspilot delete service billing --reason "decommissioned"
-  opspilot delete instance billing-x7k2p`,
+  opspilot delete instance billing-x7k2p
+  opspilot delete autoscalingpolicy billing --reason "scale by hand tonight"`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			k, err := lookupKind(args[0])
 			if err != nil {
 				return err
 			}
-			if !slices.Contains([]string{"services", "tenants", "configs", "nodes", "instances"}, k.path) {
+			if !slices.Contains([]string{"services", "tenants", "configs", "nodes", "instances", control.KindAutoscalingPolicy}, k.path) {
 				return fmt.Errorf("%s cannot be deleted", k.path)
 			}
 			c, err := f.client()
@@ -652,6 +653,13 @@ func newScaleCmd() *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "service/%s scaled from %d to %d\n", args[0], res.From, res.Replicas)
+			// As with the HPA, a policy that scales the service will change
+			// this count at its next evaluation: say so.
+			var p autoscaler.Policy
+			if err := c.do(cmd.Context(), "GET", "/api/v1/autoscalingpolicies/"+url.PathEscape(args[0]), nil, &p); err == nil && !p.DryRun {
+				fmt.Fprintf(cmd.ErrOrStderr(), "note: an autoscaling policy scales %s (min %d, max %d) and will change this within seconds; set dry_run: true in it, or delete it (opspilot delete autoscalingpolicy %s), to scale by hand\n",
+					args[0], p.MinReplicas, p.MaxReplicas, args[0])
+			}
 			return nil
 		},
 	}

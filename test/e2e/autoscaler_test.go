@@ -117,6 +117,12 @@ func TestUpDemoAutoscalesOnLoad(t *testing.T) {
 	t.Logf("autoscaler describe billing:\n%s", r.stdout)
 	_ = waitExit(t, base, 60*time.Second)
 
+	// Scaling by hand a service a policy scales is allowed, with a note
+	// that the autoscaler will change it (as the HPA would).
+	if r := opspilot(t, "scale", "billing", "7", "--server", server); r.code != 0 || !strings.Contains(r.stderr, "note: an autoscaling policy scales billing") {
+		t.Errorf("scale an autoscaled service by hand:\n%s", r)
+	}
+
 	// The policy is an apply file like any spec: the shipped one is what
 	// the demo applied, and a change shows as a diff.
 	example := filepath.Join(testbin.ModuleRoot(t), "examples", "autoscaling", "billing.yaml")

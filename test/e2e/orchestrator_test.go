@@ -492,6 +492,11 @@ func TestUpDemoSelfHealsUnderLoad(t *testing.T) {
 	}
 	t.Logf("kill -9 → 3 ready again in %s", back.Round(time.Millisecond))
 
+	// The demo's autoscaling policy (min 3) would undo a manual scale to
+	// 1 within a second, as the HPA does: hand the service back first.
+	if r := cli("delete", "autoscalingpolicy", "billing", "--reason", "e2e scales by hand"); r.code != 0 {
+		t.Fatalf("delete the demo's autoscaling policy: %s", r)
+	}
 	// Scale down and up, then roll out a new version, all under load.
 	for _, n := range []string{"1", "3"} {
 		if r := cli("scale", "billing", n, "--reason", "e2e"); r.code != 0 {
