@@ -297,7 +297,11 @@ func (l *Loop) evaluate(ctx context.Context, p *Policy) {
 		if !errors.Is(err, ErrNoService) {
 			l.o.Log.Warn("autoscaler: cannot read the service", "service", p.Service, "err", err)
 		}
-		l.finish(ctx, s, Decided{Time: now, Action: "held", Error: err.Error()}, "")
+		// No replica gauges: the count is unknown, not zero.
+		l.m.evaluations.WithLabelValues(p.Service, "held").Inc()
+		l.mu.Lock()
+		s.last = Decided{Time: now, Action: "held", Error: err.Error()}
+		l.mu.Unlock()
 		return
 	}
 	in := Inputs{Current: sc.Replicas, Instances: sc.Instances}
