@@ -91,7 +91,8 @@ type Process struct {
 	err    error
 }
 
-// Start runs bin with args; the process is killed when the test ends.
+// Start runs bin with args; when the test ends the process gets SIGINT,
+// and SIGKILL if it has not exited 10 s later.
 func Start(t testing.TB, bin string, args ...string) *Process {
 	t.Helper()
 	p := &Process{Cmd: exec.Command(bin, args...), Stdout: &SyncBuffer{}, Stderr: &SyncBuffer{}, done: make(chan struct{})}
@@ -105,7 +106,16 @@ func Start(t testing.TB, bin string, args ...string) *Process {
 		close(p.done)
 	}()
 	t.Cleanup(func() {
-		if !p.Exited() {
+		if p.Exited() {
+			return
+		}
+		// Ask first: opspilot then stops its own children (VictoriaLogs,
+		// instances), which a SIGKILL leaves to die on their own, still
+		// writing into the test's temporary directory while it is removed.
+		_ = p.Cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
 			_ = p.Cmd.Process.Kill()
 			<-p.done
 		}
