@@ -51,11 +51,14 @@ func TestNAB(t *testing.T) {
 // drop=0,mean=1,bin=1,alarm=0.015,suppress=225,suphours=24,gate=0.08,gpow=1,
 // pw=6,pstep=2,pk=64,pvig=0.1,prate=0.2,alpha=0.008,gain=800,nmargin=2,sdist=0.12,confirm=1,
 // dbuck=72,dfac=2.5,ddecay=0.85,ctx=0.025,cgated=1,clev=4,cord=4,cbits=1024,
-// cwarm=150,csolid=1.5,c2lev=3,c2ord=6,art=0.02,artprob=700,artwpp=12,
-// artpad=1,artmax=128
+// cwarm=150,csolid=1.5,c2lev=3,c2ord=6,art=0.025,artprob=700,artwpp=12,
+// artpad=1,artmax=128,artmis=1
 // (art=W OR-combines an ARTime after the gate at weight W, artgated=1
 // before it with the Contexts, art2prob adds a second one with another
-// probation; artprob, artwpp, artpad and artmax configure it; artalone=1
+// probation; artprob, artwpp, artpad, artmax, artmis, artwin, artlev,
+// artchomp and artrho configure it; artoracle=1 (TestNABDiag only, a
+// diagnostic that reads ahead) gives it the original's probation, 15% of
+// the file, at most 750 points; artalone=1
 // scores with an ARTime alone;
 // suphours caps the suppression in hours of timestamps; dbuck, dfac and
 // ddecay set the daily memory; ctx, orseason or orpat
@@ -82,6 +85,7 @@ func tunedEnsemble(t *testing.T, spec string) func() Model {
 	var ac ARTimeConfig
 	artW, artAlone, artGated := 0.0, false, false
 	art2prob := 0
+	artOracle := false
 	for _, kv := range strings.Split(spec, ",") {
 		k, v, _ := strings.Cut(kv, "=")
 		f, err := strconv.ParseFloat(v, 64)
@@ -201,6 +205,16 @@ func tunedEnsemble(t *testing.T, spec string) func() Model {
 			art2prob = int(f)
 		case "artmis":
 			ac.Mismatch = f != 0
+		case "artoracle": // diagnostic only (TestNABDiag): the file's probation
+			artOracle = f != 0
+		case "artwin":
+			ac.Window = int(f)
+		case "artlev":
+			ac.Levels = int(f)
+		case "artchomp":
+			ac.Chomp = f
+		case "artrho":
+			ac.InitialRho = f
 		case "artpad":
 			ac.Pad = f
 		case "artwpp":
@@ -236,6 +250,9 @@ func tunedEnsemble(t *testing.T, spec string) func() Model {
 		case 3:
 			ec.Or = []Model{NewPattern(pc)}
 		}
+		if artOracle {
+			ac.Probation = min(750, int(0.15*float64(oracleLen)))
+		}
 		if artW > 0 {
 			if artGated {
 				if ec.OrWeight <= 0 {
@@ -269,6 +286,11 @@ func tunedEnsemble(t *testing.T, spec string) func() Model {
 		return NewEnsemble(ec, ms...)
 	}
 }
+
+// oracleLen is the length of the file TestNABDiag is scoring, for the
+// artoracle diagnostic (the original's probation, 15% of the file, which
+// reads ahead: never a detector).
+var oracleLen int
 
 // weighted scales a model's score (an OR-combined model with its own
 // weight among others).

@@ -40,6 +40,7 @@ func TestNABDiag(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		oracleLen = len(pts)
 		m := newModel()
 		idx := map[string]int{}
 		for i, p := range pts {
