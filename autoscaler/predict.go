@@ -122,6 +122,9 @@ func (l *Loop) predict(ctx context.Context, p *Policy, s *serviceState, in Input
 		pr.maybeFit(ctx, rq, now, l)
 		mean, ok := pr.forecastAt(now)
 		if !ok {
+			if best == 0 {
+				why = metricPath(i) + ": " + pr.status("").State
+			}
 			continue
 		}
 		n := replicasFor(m, mean, ready, in.Instances, obs)
