@@ -425,3 +425,10 @@ func writeError(w http.ResponseWriter, code int, msg string) {
 
 // shutdownGrace is the default time in-flight requests get on stop.
 const shutdownGrace = 10 * time.Second
+
+// WriteJSON writes body as indented JSON with status code; for routes
+// mounted by other packages.
+func WriteJSON(w http.ResponseWriter, code int, body any) { writeJSON(w, code, body) }
+
+// WriteError writes {"status":"error","error":msg} with status code.
+func WriteError(w http.ResponseWriter, code int, msg string) { writeError(w, code, msg) }
