@@ -212,8 +212,11 @@ func TestPipelineGroupsRoutesAndWaits(t *testing.T) {
 		if !resolved {
 			t.Fatalf("no resolved notification for LatencyHigh: %+v", f.team.all())
 		}
-		if !strings.Contains(f.console.String(), "[RESOLVED] LatencyHigh") || !strings.Contains(f.console.String(), "[FIRING] ErrorsHigh") {
-			t.Errorf("console receiver output:\n%s", f.console.String())
+		consoleMu.Lock()
+		out := f.console.String()
+		consoleMu.Unlock()
+		if !strings.Contains(out, "[RESOLVED] LatencyHigh") || !strings.Contains(out, "[FIRING] ErrorsHigh") {
+			t.Errorf("console receiver output:\n%s", out)
 		}
 	})
 }
