@@ -61,6 +61,8 @@ Start everything on one machine with:  opspilot up`,
 		newAnomalyCmd(),
 		newCapacityCmd(),
 		newAutoscalerCmd(),
+		newAlertsCmd(),
+		newSilenceCmd(),
 		newConfigCmd(),
 		newVersionCmd(),
 	)

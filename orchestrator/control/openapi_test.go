@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"opspilot/alerting"
 	"opspilot/analyzer/online"
 	"opspilot/api"
 	"opspilot/autoscaler"
@@ -34,6 +35,7 @@ func mountedRoutes() []api.Route {
 	rs := append(c.Routes(), c.AgentRoutes(nil)...)
 	rs = append(rs, (&online.Service{}).Routes()...)
 	rs = append(rs, (&autoscaler.Loop{}).Routes()...)
+	rs = append(rs, (&alerting.Pipeline{}).Routes()...)
 	return append(rs, api.Route{Pattern: "GET " + pki.CAPath, Name: "pki_ca"})
 }
 
