@@ -90,7 +90,7 @@ type pipelineFixture struct {
 	done    chan struct{}
 }
 
-func startPipeline(t *testing.T, dir, amConfig string) *pipelineFixture {
+func startPipeline(t testing.TB, dir, amConfig string) *pipelineFixture {
 	t.Helper()
 	cfg := DefaultPipelineConfig()
 	cfg.Dir = dir

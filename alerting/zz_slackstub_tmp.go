@@ -9,9 +9,9 @@ import (
 	"github.com/prometheus/alertmanager/notify"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"opspilot/config"
 	_ "github.com/slack-go/slack"
 	_ "gonum.org/v1/plot"
+	"opspilot/config"
 )
 
 type SlackConfig struct {
