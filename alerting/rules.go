@@ -321,7 +321,7 @@ func (c *fileChecker) pairs(m *yaml.Node, rc ruleCtx, what string, known []strin
 	for i := 0; i+1 < len(m.Content); i += 2 {
 		k, v := resolve(m.Content[i]), resolve(m.Content[i+1])
 		if k == nil || k.Kind != yaml.ScalarNode {
-			c.add(m.Content[i], rc, "", fmt.Sprintf("%s keys must be plain words, not %s", what, kindName(m.Content[i])))
+			c.add(m.Content[i], rc, "", fmt.Sprintf("%s key is %s — keys are plain words such as name or expr", what, kindName(m.Content[i])))
 			continue
 		}
 		if known != nil && !slices.Contains(known, k.Value) {
@@ -362,7 +362,7 @@ func (c *fileChecker) checkDocument(doc *yaml.Node) []position {
 	}
 	groups := kv[1]
 	if groups.Kind != yaml.SequenceNode {
-		c.add(groups, ruleCtx{}, "groups", fmt.Sprintf("must be a list of groups ('- name: …'), not %s", kindName(groups)))
+		c.add(groups, ruleCtx{}, "groups", fmt.Sprintf("is %s — write it as a list, one '- name: …' a group", kindName(groups)))
 		return nil
 	}
 	var positions []position
@@ -370,7 +370,7 @@ func (c *fileChecker) checkDocument(doc *yaml.Node) []position {
 	for _, gn := range groups.Content {
 		gn = resolve(gn)
 		if gn.Kind != yaml.MappingNode {
-			c.add(gn, ruleCtx{}, "groups", fmt.Sprintf("each group is a mapping with name, interval and rules, not %s", kindName(gn)))
+			c.add(gn, ruleCtx{}, "groups", fmt.Sprintf("a group is %s — write each group as a mapping with name, interval and rules", kindName(gn)))
 			continue
 		}
 		positions = append(positions, c.checkGroup(gn, names))
@@ -396,7 +396,7 @@ func (c *fileChecker) checkGroup(gn *yaml.Node, names map[string]int) position {
 		if ok {
 			at = kv[1]
 		}
-		c.add(at, rc, "name", "every group needs a non-empty name, e.g. 'name: billing'")
+		c.add(at, rc, "name", "every group needs a non-empty name — add one, e.g. 'name: billing'")
 	} else {
 		pos = position{kv[1].Line, kv[1].Column}
 		if line, dup := names[name]; dup {
@@ -414,7 +414,7 @@ func (c *fileChecker) checkGroup(gn *yaml.Node, names map[string]int) position {
 	}
 	if kv, ok := fields["limit"]; ok {
 		if n, err := strconv.Atoi(kv[1].Value); kv[1].Kind != yaml.ScalarNode || err != nil || n < 0 {
-			c.add(kv[1], rc, "limit", "must be a whole number of 0 or more (0: no limit on the series a rule may produce)")
+			c.add(kv[1], rc, "limit", "is not a whole number of 0 or more — write the most series a rule may produce, or 0 for no limit")
 		}
 	}
 	if kv, ok := fields["labels"]; ok {
@@ -425,7 +425,7 @@ func (c *fileChecker) checkGroup(gn *yaml.Node, names map[string]int) position {
 		return pos
 	}
 	if kv[1].Kind != yaml.SequenceNode {
-		c.add(kv[1], rc, "rules", fmt.Sprintf("must be a list of rules ('- alert: …' or '- record: …'), not %s", kindName(kv[1])))
+		c.add(kv[1], rc, "rules", fmt.Sprintf("is %s — write it as a list of rules, each '- alert: …' or '- record: …'", kindName(kv[1])))
 		return pos
 	}
 	for i, rn := range kv[1].Content {
@@ -436,7 +436,7 @@ func (c *fileChecker) checkGroup(gn *yaml.Node, names map[string]int) position {
 
 func (c *fileChecker) checkRule(rn *yaml.Node, rc ruleCtx) {
 	if rn.Kind != yaml.MappingNode {
-		c.add(rn, rc, "", fmt.Sprintf("each rule is a mapping with alert or record, and expr; not %s", kindName(rn)))
+		c.add(rn, rc, "", fmt.Sprintf("a rule is %s — write each rule as a mapping with alert or record, and expr", kindName(rn)))
 		return
 	}
 	for i := 0; i+1 < len(rn.Content); i += 2 {
@@ -452,7 +452,7 @@ func (c *fileChecker) checkRule(rn *yaml.Node, rc ruleCtx) {
 	case isAlert && isRecord:
 		c.add(record[0], rc, "record", "a rule is either an alert or a recording rule — split it into two rules")
 	case !isAlert && !isRecord:
-		c.add(rn, rc, "alert", "a rule needs 'alert: Name' (an alerting rule) or 'record: metric:name' (a recording rule)")
+		c.add(rn, rc, "alert", "the rule has neither alert nor record — add 'alert: Name' (an alerting rule) or 'record: metric:name' (a recording rule)")
 	case isAlert:
 		if alert[1].Kind != yaml.ScalarNode || !alertNameRE.MatchString(alert[1].Value) {
 			c.add(alert[1], rc, "alert", fmt.Sprintf("%q is not a valid alert name — use letters, digits and underscores, not starting with a digit, e.g. BillingErrorRatioHigh", alert[1].Value))
@@ -467,9 +467,9 @@ func (c *fileChecker) checkRule(rn *yaml.Node, rc ruleCtx) {
 		if ok {
 			at = kv[1]
 		}
-		c.add(at, rc, "expr", "every rule needs an expression, e.g. 'expr: sum(rate(http_requests_total[1m])) > 10'")
+		c.add(at, rc, "expr", "every rule needs an expression — add one, e.g. 'expr: sum(rate(http_requests_total[1m])) > 10'")
 	} else if kv[1].Kind != yaml.ScalarNode {
-		c.add(kv[1], rc, "expr", fmt.Sprintf("must be a MetricsQL expression string, not %s", kindName(kv[1])))
+		c.add(kv[1], rc, "expr", fmt.Sprintf("is %s — write the MetricsQL expression as a string (use | for several lines)", kindName(kv[1])))
 	} else if _, err := c.parser.ParseExpr(kv[1].Value); err != nil {
 		c.add(kv[1], rc, "expr", err.Error()+" — fix the expression (MetricsQL: a superset of PromQL); try it with 'opspilot query'")
 	}
@@ -499,7 +499,7 @@ func (c *fileChecker) checkRule(rn *yaml.Node, rc ruleCtx) {
 // negative.
 func (c *fileChecker) duration(n *yaml.Node, rc ruleCtx, field string) (time.Duration, bool) {
 	if n.Kind != yaml.ScalarNode {
-		c.add(n, rc, field, fmt.Sprintf("must be a duration such as 30s or 5m, not %s", kindName(n)))
+		c.add(n, rc, field, fmt.Sprintf("is %s — write a duration such as 30s or 5m", kindName(n)))
 		return 0, false
 	}
 	if strings.HasPrefix(strings.TrimSpace(n.Value), "-") {
@@ -521,7 +521,7 @@ func (c *fileChecker) labels(n *yaml.Node, rc ruleCtx, field string, templates b
 		return
 	}
 	if n.Kind != yaml.MappingNode {
-		c.add(n, rc, field, fmt.Sprintf("must be a mapping of names to values, not %s", kindName(n)))
+		c.add(n, rc, field, fmt.Sprintf("is %s — write a mapping of names to values (severity: critical)", kindName(n)))
 		return
 	}
 	c.pairs(n, rc, field, nil) // reports keys that are not words or repeat
@@ -536,7 +536,7 @@ func (c *fileChecker) labels(n *yaml.Node, rc ruleCtx, field string, templates b
 			continue
 		}
 		if v.Kind != yaml.ScalarNode {
-			c.add(v, rc, f, fmt.Sprintf("must be a string, not %s", kindName(v)))
+			c.add(v, rc, f, fmt.Sprintf("is %s — write a string; quote it if it looks like a number or contains ': '", kindName(v)))
 			continue
 		}
 		if templates {

@@ -61,6 +61,7 @@ Start everything on one machine with:  opspilot up`,
 		newAnomalyCmd(),
 		newCapacityCmd(),
 		newAutoscalerCmd(),
+		newRulesCmd(),
 		newConfigCmd(),
 		newVersionCmd(),
 	)
