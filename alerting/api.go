@@ -29,7 +29,7 @@ func (p *Pipeline) Routes() []api.Route {
 func (p *Pipeline) listAlerts(w http.ResponseWriter, r *http.Request) {
 	out := p.Alerts(r.Context())
 	if out == nil {
-		out = []AlertStatus{}
+		out = []HeldAlert{}
 	}
 	api.WriteJSON(w, http.StatusOK, out)
 }

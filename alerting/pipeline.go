@@ -450,8 +450,8 @@ func (p *Pipeline) PutAlerts(ctx context.Context, alerts ...*amalert.Alert) erro
 	return p.alerts.Put(ctx, alerts...)
 }
 
-// AlertStatus is an active alert as the API and CLI show it.
-type AlertStatus struct {
+// HeldAlert is an active alert as the API and CLI show it.
+type HeldAlert struct {
 	Fingerprint  string            `json:"fingerprint"`
 	Name         string            `json:"alertname"`
 	Labels       map[string]string `json:"labels"`
@@ -467,10 +467,10 @@ type AlertStatus struct {
 }
 
 // Alerts lists the alerts the pipeline holds, newest first.
-func (p *Pipeline) Alerts(ctx context.Context) []AlertStatus {
+func (p *Pipeline) Alerts(ctx context.Context) []HeldAlert {
 	it := p.alerts.GetPending()
 	defer it.Close()
-	var out []AlertStatus
+	var out []HeldAlert
 	now := time.Now()
 	for pa := range it.Next() {
 		out = append(out, p.status(ctx, pa.Data, now))
@@ -484,8 +484,8 @@ func (p *Pipeline) Alerts(ctx context.Context) []AlertStatus {
 	return out
 }
 
-func (p *Pipeline) status(ctx context.Context, a *amalert.Alert, now time.Time) AlertStatus {
-	s := AlertStatus{Fingerprint: a.Fingerprint().String(), Name: a.Name(), Labels: labelMap(a.Labels),
+func (p *Pipeline) status(ctx context.Context, a *amalert.Alert, now time.Time) HeldAlert {
+	s := HeldAlert{Fingerprint: a.Fingerprint().String(), Name: a.Name(), Labels: labelMap(a.Labels),
 		Annotations: labelMap(a.Annotations), StartsAt: a.StartsAt, GeneratorURL: a.GeneratorURL, State: "firing"}
 	if a.ResolvedAt(now) {
 		s.State, s.EndsAt = "resolved", a.EndsAt

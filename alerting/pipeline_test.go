@@ -300,7 +300,7 @@ func TestPipelineSilences(t *testing.T) {
 			t.Fatalf("the silenced billing alert was notified, or gateway's was not: %+v", got)
 		}
 		st := f.p.Alerts(ctx)
-		var billing AlertStatus
+		var billing HeldAlert
 		for _, s := range st {
 			if s.Labels["service"] == "billing" {
 				billing = s

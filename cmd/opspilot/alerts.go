@@ -28,7 +28,7 @@ acknowledged, silenced, resolved).`,
 			if err != nil {
 				return err
 			}
-			var out []alerting.AlertStatus
+			var out []alerting.HeldAlert
 			if err := c.do(cmd.Context(), "GET", "/api/v1/alerts", nil, &out); err != nil {
 				return err
 			}

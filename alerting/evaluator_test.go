@@ -1,0 +1,420 @@
+package alerting
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/alertmanager/alert"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/model"
+
+	"opspilot/tsdb"
+)
+
+// collectingSink keeps what the evaluator hands to the notification
+// pipeline.
+type collectingSink struct {
+	mu     sync.Mutex
+	alerts []*alert.Alert
+}
+
+func (s *collectingSink) PutAlerts(_ context.Context, alerts ...*alert.Alert) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.alerts = append(s.alerts, alerts...)
+	return nil
+}
+
+func (s *collectingSink) all() []*alert.Alert {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*alert.Alert(nil), s.alerts...)
+}
+
+type collectingRecorder struct {
+	mu     sync.Mutex
+	events []Event
+}
+
+func (r *collectingRecorder) Record(_ context.Context, ev Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, ev)
+}
+
+func (r *collectingRecorder) all() []Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Event(nil), r.events...)
+}
+
+// gaugeWriter writes metric{run=…} = value every 100ms until ctx is done.
+func gaugeWriter(ctx context.Context, t *testing.T, c *tsdb.Client, metric, run string, value *atomic.Int64) {
+	t.Helper()
+	go func() {
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			ts := tsdb.TimeSeries{
+				Labels:  []tsdb.Label{{Name: "__name__", Value: metric}, {Name: "run", Value: run}, {Name: "service", Value: "billing"}},
+				Samples: []tsdb.Sample{{Timestamp: time.Now().UnixMilli(), Value: float64(value.Load())}},
+			}
+			_ = c.Write(ctx, []tsdb.TimeSeries{ts})
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+}
+
+func writeRuleFile(t *testing.T, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "test.rules.yaml")
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// ruleStatus finds a rule in the evaluator's API view.
+func ruleStatus(e *Evaluator, name string) (RuleStatus, bool) {
+	for _, g := range e.Groups() {
+		for _, r := range g.Rules {
+			if r.Name == name {
+				return r, true
+			}
+		}
+	}
+	return RuleStatus{}, false
+}
+
+// waitFor polls cond every 50ms until it holds or d passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("timed out after %s waiting for %s", d, what)
+}
+
+func startEvaluator(t *testing.T, cfg EvaluatorConfig, o EvaluatorOptions) (*Evaluator, func()) {
+	t.Helper()
+	e, err := NewEvaluator(cfg, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return e, stop
+}
+
+// TestEvaluatorAlertLifecycle runs a `for: 2s` alert and a recording rule
+// at a 1s interval against the embedded VictoriaMetrics: the alert goes
+// pending, fires no sooner than 2s later, resolves when the value drops;
+// the sink sees it firing then resolved with Alertmanager's StartsAt and
+// EndsAt; the recording rule's result, ALERTS and ALERTS_FOR_STATE are in
+// the TSDB.
+func TestEvaluatorAlertLifecycle(t *testing.T) {
+	t.Parallel()
+	c := newStoreClient(t)
+	run := fmt.Sprint("lifecycle-", time.Now().UnixNano())
+	var value atomic.Int64
+	value.Store(20)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	gaugeWriter(ctx, t, c, "test_queue_depth", run, &value)
+
+	path := writeRuleFile(t, fmt.Sprintf(`
+groups:
+  - name: lifecycle
+    interval: 1s
+    rules:
+      - record: service:test_queue_depth:max
+        expr: max by (service, run) (test_queue_depth{run=%[1]q})
+      - alert: QueueDeep
+        # MetricsQL: WITH templates; VictoriaMetrics evaluates them.
+        expr: WITH (q = test_queue_depth{run=%[1]q}) max by (service) (q) > 10
+        for: 2s
+        labels:
+          severity: critical
+        annotations:
+          summary: "queue depth {{ $value }} on {{ $labels.service }}"
+`, run))
+	sink := &collectingSink{}
+	rec := &collectingRecorder{}
+	reg := prometheus.NewRegistry()
+	cfg := DefaultEvaluatorConfig()
+	cfg.Files = []string{path}
+	var flushes atomic.Int64
+	e, stop := startEvaluator(t, cfg, EvaluatorOptions{
+		Querier: c, Writer: c, Sink: sink, Recorder: rec, Registerer: reg,
+		ExternalURL:    "http://opspilot.test",
+		BeforeEvaluate: func() { flushes.Add(1); store.Flush() },
+	})
+
+	var pendingAt time.Time
+	waitFor(t, 10*time.Second, "QueueDeep pending", func() bool {
+		r, _ := ruleStatus(e, "QueueDeep")
+		if r.State == "pending" && len(r.Alerts) == 1 {
+			pendingAt = r.Alerts[0].ActiveAt
+			return true
+		}
+		if r.State == "firing" {
+			t.Fatalf("QueueDeep fired without being seen pending: %+v", r)
+		}
+		return false
+	})
+	var firing AlertStatus
+	waitFor(t, 10*time.Second, "QueueDeep firing", func() bool {
+		r, _ := ruleStatus(e, "QueueDeep")
+		if r.State == "firing" && len(r.Alerts) == 1 {
+			firing = r.Alerts[0]
+			return true
+		}
+		return false
+	})
+	if held := firing.FiredAt.Sub(firing.ActiveAt); held < 2*time.Second {
+		t.Errorf("fired %s after becoming active; for: 2s", held)
+	}
+	if !firing.ActiveAt.Equal(pendingAt) {
+		t.Errorf("ActiveAt changed from %s (pending) to %s (firing)", pendingAt, firing.ActiveAt)
+	}
+	if firing.Labels["service"] != "billing" || firing.Labels["severity"] != "critical" || firing.Labels["alertname"] != "QueueDeep" {
+		t.Errorf("firing alert labels %v", firing.Labels)
+	}
+	if firing.Value != 20 {
+		t.Errorf("firing alert value %v, want 20", firing.Value)
+	}
+
+	value.Store(1)
+	waitFor(t, 10*time.Second, "QueueDeep resolved", func() bool {
+		r, _ := ruleStatus(e, "QueueDeep")
+		return r.State == "inactive"
+	})
+	waitFor(t, 5*time.Second, "the sink to get the resolved alert", func() bool {
+		for _, a := range sink.all() {
+			if a.Resolved() {
+				return true
+			}
+		}
+		return false
+	})
+
+	var sawFiring, sawResolved bool
+	for _, a := range sink.all() {
+		if a.Labels["alertname"] != "QueueDeep" {
+			t.Errorf("unexpected alert %v", a.Labels)
+		}
+		if !a.StartsAt.Equal(firing.FiredAt) {
+			t.Errorf("StartsAt %s, want the time it fired %s", a.StartsAt, firing.FiredAt)
+		}
+		if !strings.HasPrefix(a.GeneratorURL, "http://opspilot.test/graph?g0.expr=WITH") {
+			t.Errorf("GeneratorURL %q", a.GeneratorURL)
+		}
+		if a.Annotations["summary"] != "queue depth 20 on billing" && !a.Resolved() {
+			t.Errorf("summary %q", a.Annotations["summary"])
+		}
+		if a.Resolved() {
+			sawResolved = true
+			if !sawFiring {
+				t.Error("the sink got the resolved alert before the firing one")
+			}
+			if !a.EndsAt.After(a.StartsAt) || a.EndsAt.After(time.Now()) {
+				t.Errorf("resolved EndsAt %s, StartsAt %s", a.EndsAt, a.StartsAt)
+			}
+		} else {
+			sawFiring = true
+			// Firing: EndsAt is ValidUntil, in the future (4 resend delays).
+			if !a.EndsAt.After(a.StartsAt.Add(time.Minute)) {
+				t.Errorf("firing EndsAt %s is not ValidUntil (StartsAt %s + 4m)", a.EndsAt, a.StartsAt)
+			}
+		}
+	}
+	if !sawFiring || !sawResolved {
+		t.Errorf("sink saw firing %v, resolved %v", sawFiring, sawResolved)
+	}
+
+	evs := rec.all()
+	if len(evs) != 2 || evs[0].Type != EventFired || evs[1].Type != EventResolved {
+		t.Fatalf("events %+v, want fired then resolved", evs)
+	}
+	if evs[0].AlertName != "QueueDeep" || evs[0].Labels["service"] != "billing" || evs[0].Message != "queue depth 20 on billing" ||
+		evs[0].Fingerprint == "" || evs[0].Fingerprint != evs[1].Fingerprint || evs[0].Who != RulesWho {
+		t.Errorf("fired event %+v", evs[0])
+	}
+
+	// The recording rule's result and the alert series are in the TSDB.
+	q := func(expr string) model.Vector {
+		store.Flush()
+		res, err := c.Query(tsdb.WithQueryParams(context.Background(), newestParams), expr, time.Time{})
+		if err != nil {
+			t.Fatalf("query %s: %v", expr, err)
+		}
+		v, _ := res.Value.(model.Vector)
+		return v
+	}
+	if v := q(fmt.Sprintf(`max_over_time(service:test_queue_depth:max{run=%q}[1m])`, run)); len(v) != 1 || v[0].Value != 20 {
+		t.Errorf("recording rule output %v, want 20", v)
+	}
+	if v := q(`max_over_time(ALERTS{alertname="QueueDeep",alertstate="firing",service="billing"}[1m])`); len(v) != 1 {
+		t.Errorf("ALERTS firing series: %v", v)
+	}
+	// No pending series: Prometheus writes ALERTS only once the rules'
+	// for state is restored, after the second evaluation; this alert fired
+	// on the third.
+	if v := q(`last_over_time(ALERTS_FOR_STATE{alertname="QueueDeep"}[1m])`); len(v) != 1 || int64(v[0].Value) != pendingAt.Unix() {
+		t.Errorf("ALERTS_FOR_STATE %v, want the ActiveAt %d", v, pendingAt.Unix())
+	}
+
+	// The API lists the group; Prometheus' and the evaluator's metrics are
+	// registered.
+	rec2 := httptest.NewRecorder()
+	e.Routes()[0].Handler.ServeHTTP(rec2, httptest.NewRequest("GET", "/api/v1/rules", nil))
+	var groups []GroupStatus
+	if err := json.Unmarshal(rec2.Body.Bytes(), &groups); err != nil || len(groups) != 1 || groups[0].Name != "lifecycle" || len(groups[0].Rules) != 2 ||
+		groups[0].Rules[0].Type != "recording" || groups[0].Rules[1].Type != "alerting" || groups[0].Rules[1].Health != "ok" {
+		t.Errorf("GET /api/v1/rules: %v %s", err, rec2.Body)
+	}
+	stop()
+	if n := testutil.ToFloat64(e.m.writtenSamples); n == 0 {
+		t.Error("opspilot_alerting_written_samples_total is 0")
+	}
+	if n := testutil.ToFloat64(e.m.transitions.WithLabelValues(EventFired)); n != 1 {
+		t.Errorf("fired transitions %v", n)
+	}
+	if n, err := testutil.GatherAndCount(reg, "prometheus_rule_evaluations_total"); err != nil || n == 0 {
+		t.Errorf("prometheus_rule_evaluations_total: %d series, %v", n, err)
+	}
+	if f := flushes.Load(); f == 0 {
+		t.Error("BeforeEvaluate never ran")
+	}
+}
+
+// failingWriter fails while fail is set and then writes through.
+type failingWriter struct {
+	next Writer
+	fail atomic.Bool
+}
+
+func (w *failingWriter) Write(ctx context.Context, s []tsdb.TimeSeries) error {
+	if w.fail.Load() {
+		return errors.New("tsdb unavailable")
+	}
+	return w.next.Write(ctx, s)
+}
+
+// TestEvaluatorKeepsSamplesWhileWritesFail: a recording rule's results
+// computed while the TSDB refuses writes are written once it accepts them
+// again, and the failures are counted.
+func TestEvaluatorKeepsSamplesWhileWritesFail(t *testing.T) {
+	t.Parallel()
+	c := newStoreClient(t)
+	run := fmt.Sprint("writefail-", time.Now().UnixNano())
+	var value atomic.Int64
+	value.Store(7)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	gaugeWriter(ctx, t, c, "test_backlog", run, &value)
+	path := writeRuleFile(t, fmt.Sprintf(`
+groups:
+  - name: writefail
+    rules:
+      - record: test:backlog:max
+        expr: max by (run) (test_backlog{run=%q})
+`, run))
+	w := &failingWriter{next: c}
+	w.fail.Store(true)
+	cfg := DefaultEvaluatorConfig()
+	cfg.Files = []string{path}
+	e, stop := startEvaluator(t, cfg, EvaluatorOptions{Querier: c, Writer: w, BeforeEvaluate: store.Flush})
+	defer stop()
+	waitFor(t, 10*time.Second, "two failed writes", func() bool { return testutil.ToFloat64(e.m.writeFailures) >= 2 })
+	failedAt := time.Now()
+	if r, _ := ruleStatus(e, "test:backlog:max"); r.Health != "ok" {
+		t.Errorf("a failed write marked the rule %q: %s", r.Health, r.LastError)
+	}
+	w.fail.Store(false)
+	waitFor(t, 10*time.Second, "pending samples written", func() bool { return e.buf.pendingCount() == 0 })
+	// The samples computed during the failure are there, at their own times.
+	store.Flush()
+	res, err := c.QueryRange(context.Background(), fmt.Sprintf(`test:backlog:max{run=%q}`, run),
+		tsdb.Range{Start: failedAt.Add(-3 * time.Second), End: failedAt, Step: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := res.Value.(model.Matrix)
+	if len(m) != 1 || len(m[0].Values) < 2 || math.Abs(float64(m[0].Values[0].Value)-7) > 0 {
+		t.Errorf("results computed while writes failed: %v", res.Value)
+	}
+}
+
+// TestEvaluatorRestoresForState: an evaluator that starts while an alert
+// was firing before (ALERTS_FOR_STATE in the TSDB) keeps the alert's
+// ActiveAt instead of starting its `for` again.
+func TestEvaluatorRestoresForState(t *testing.T) {
+	t.Parallel()
+	c := newStoreClient(t)
+	run := fmt.Sprint("restore-", time.Now().UnixNano())
+	var value atomic.Int64
+	value.Store(50)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	gaugeWriter(ctx, t, c, "test_latency", run, &value)
+	path := writeRuleFile(t, fmt.Sprintf(`
+groups:
+  - name: restore
+    rules:
+      - alert: Slow
+        expr: max(test_latency{run=%q}) > 10
+        for: 2s
+`, run))
+	cfg := DefaultEvaluatorConfig()
+	cfg.Files = []string{path}
+	cfg.ForGracePeriod = time.Second
+	e1, stop1 := startEvaluator(t, cfg, EvaluatorOptions{Querier: c, Writer: c, BeforeEvaluate: store.Flush})
+	var first AlertStatus
+	waitFor(t, 10*time.Second, "Slow firing", func() bool {
+		r, _ := ruleStatus(e1, "Slow")
+		if r.State == "firing" {
+			first = r.Alerts[0]
+			return true
+		}
+		return false
+	})
+	stop1()
+
+	e2, _ := startEvaluator(t, cfg, EvaluatorOptions{Querier: c, Writer: c, BeforeEvaluate: store.Flush})
+	waitFor(t, 10*time.Second, "Slow's ActiveAt restored", func() bool {
+		r, _ := ruleStatus(e2, "Slow")
+		return len(r.Alerts) == 1 && r.Alerts[0].ActiveAt.Unix() == first.ActiveAt.Unix()
+	})
+}
