@@ -3,17 +3,18 @@ package main
 import (
 	"fmt"
 	"log/slog"
-	"opspilot/orchestrator/control"
-	"opspilot/orchestrator/model"
 	"os"
 	"strings"
 	"time"
 
+	"opspilot/alerting"
 	"opspilot/analyzer/online"
 	"opspilot/api"
 	"opspilot/autoscaler"
 	"opspilot/collector"
 	"opspilot/config"
+	"opspilot/orchestrator/control"
+	"opspilot/orchestrator/model"
 	"opspilot/tsdb"
 )
 
@@ -40,6 +41,8 @@ type FileConfig struct {
 	Analyzer online.Config `yaml:"analyzer"`
 	// Autoscaler runs the autoscaling policies in the control plane.
 	Autoscaler autoscaler.LoopConfig `yaml:"autoscaler"`
+	// Alerting evaluates rule files and routes their alerts to receivers.
+	Alerting alerting.Config `yaml:"alerting"`
 
 	// Demo is set by `opspilot up --demo`; not a file setting.
 	Demo DemoConfig `yaml:"-"`
@@ -133,6 +136,7 @@ func defaultFileConfig() FileConfig {
 		Orchestrator:   OrchestratorConfig{Config: control.DefaultConfig(), Store: StoreConfig{Mode: "embedded"}},
 		Analyzer:       online.DefaultConfig(),
 		Autoscaler:     autoscaler.DefaultLoopConfig(),
+		Alerting:       alerting.DefaultConfig(),
 	}
 }
 
@@ -157,6 +161,7 @@ func (c FileConfig) Validate() []config.Problem {
 	ps = append(ps, config.Prefix("orchestrator", c.Orchestrator.Config.Validate())...)
 	ps = append(ps, config.Prefix("analyzer", c.Analyzer.Validate())...)
 	ps = append(ps, config.Prefix("autoscaler", c.Autoscaler.Validate())...)
+	ps = append(ps, config.Prefix("alerting", c.Alerting.Validate())...)
 	switch c.Orchestrator.Store.Mode {
 	case "embedded":
 	case "external":

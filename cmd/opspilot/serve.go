@@ -122,6 +122,13 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 		}
 		routes = append(routes, scaler.Routes()...)
 	}
+	var alerts *alertingStack
+	if cfg.Alerting.Enabled {
+		if alerts, err = newAlerting(cfg, lateStore, out, reg, log.With("component", "alerting")); err != nil {
+			return err
+		}
+		routes = append(routes, alerts.routes()...)
+	}
 	var serverTLS *tls.Config
 	if orch.pki != nil && cfg.Server.AutoTLS {
 		serverTLS = orch.pki.ServerTLSConfig()
@@ -189,6 +196,15 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 		actx, cancel := context.WithCancel(ctx)
 		g.Add(func() error { return anomalies.Run(actx) }, func(error) { cancel() })
 	}
+	if alerts != nil {
+		if embedded != nil {
+			// Evaluate on what was written up to now (see Embedded.Flush).
+			flush := embedded.Flush
+			alerts.flush.Store(&flush)
+		}
+		actx, cancel := context.WithCancel(ctx)
+		g.Add(func() error { return alerts.run(actx) }, func(error) { cancel() })
+	}
 	{
 		sctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error { return srv.Serve(sctx) }, func(error) { cancel() })
@@ -219,6 +235,12 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 			return err
 		}
 		pushHandler.set(http.StripPrefix("/agent", agent.PushHandler()))
+		if alerts != nil {
+			// Alert events go to the log store with the node's own logs.
+			if err := agent.AddLogSource(logs.Source{Path: alerts.pipeline.Events().Path(), Service: "opspilot-alerting"}); err != nil {
+				log.Warn("alerting: the events file will not be shipped to the log store", "err", err)
+			}
+		}
 		// Start the agent now, not with the group, so that its first round
 		// is in the store before the ready line, like the server's own.
 		actx, acancel := context.WithCancel(ctx)
@@ -347,6 +369,9 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 			mode = " (dry run)"
 		}
 		fmt.Fprintf(out, "  autoscaler    evaluates the autoscaling policies every %s%s (try: opspilot autoscaler list)\n", cfg.Autoscaler.Interval, mode)
+	}
+	if alerts != nil {
+		fmt.Fprintf(out, "  alerting      %s\n", alerts.banner(cfg))
 	}
 	if anomalies != nil {
 		fmt.Fprintf(out, "  analyzer      scores %d queries every %s into anomaly_score/expected/lower/upper (try: opspilot anomaly list)\n",
