@@ -36,6 +36,9 @@ func TestExampleConfigIsValidAndMatchesDefaults(t *testing.T) {
 	if cfg.Autoscaler != want.Autoscaler {
 		t.Errorf("examples/opspilot.yaml autoscaler drifted from the defaults:\n got  %+v\n want %+v", cfg.Autoscaler, want.Autoscaler)
 	}
+	if g, w := fmt.Sprintf("%+v", cfg.Alerting), fmt.Sprintf("%+v", want.Alerting); strings.ReplaceAll(g, "[]", "") != strings.ReplaceAll(w, "[]", "") {
+		t.Errorf("examples/opspilot.yaml alerting drifted from the defaults:\n got  %s\n want %s", g, w)
+	}
 	// The orchestrator and node sections, field by field.
 	if g, w := fmt.Sprintf("%+v|%+v|%v", cfg.Orchestrator, cfg.Node, cfg.Server.AutoTLS), fmt.Sprintf("%+v|%+v|%v", want.Orchestrator, normalizeNode(want.Node), want.Server.AutoTLS); strings.ReplaceAll(g, "map[]", "") != strings.ReplaceAll(w, "map[]", "") {
 		t.Errorf("examples/opspilot.yaml orchestrator/node drifted from the defaults:\n got  %s\n want %s", g, w)
