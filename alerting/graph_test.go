@@ -82,9 +82,9 @@ func TestRenderGraphRejectsBadSizes(t *testing.T) {
 func TestSlackGraphExprFromGeneratorURL(t *testing.T) {
 	cases := map[string]string{
 		"http://prom:9090/graph?g0.expr=rate%28errors_total%5B5m%5D%29+%3E+0.01&g0.tab=1": "rate(errors_total[5m]) > 0.01",
-		"http://prom:9090/graph?g0.tab=1": "",
-		"":                                "",
-		"::not a url":                     "",
+		"http://prom:9090/graph?g0.tab=1":                                                 "",
+		"":                                                                                "",
+		"::not a url":                                                                     "",
 	}
 	for in, want := range cases {
 		if got := SlackGraphExpr(in); got != want {
