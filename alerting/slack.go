@@ -58,6 +58,7 @@ const (
 	slackMaxSectionText = 3000
 	slackMaxFieldText   = 2000
 	slackMaxAlertLines  = 10
+	slackMaxURL         = 3000
 )
 
 // Graph size and the time a graph may take before the notifier gives up on
@@ -496,7 +497,7 @@ type slackMessage struct {
 
 func (m slackMessage) options() []slack.MsgOption {
 	return []slack.MsgOption{
-		slack.MsgOptionText(m.text, false),
+		slack.MsgOptionText(m.text, true),
 		slack.MsgOptionBlocks(m.blocks...),
 		// Block Kit has no colour; a legacy attachment holding the labels
 		// gives the message its severity bar.
@@ -603,7 +604,7 @@ func slackBuildMessage(cfg SlackConfig, groupKey string, groupLabels model.Label
 		if rb := slackAnnotation(alerts, "runbook"); rb != "" {
 			elems = append(elems, slack.NewButtonBlockElement(SlackActionRunbook, value, slack.NewTextBlockObject(slack.PlainTextType, "Run runbook", false, false)))
 		}
-		if u := slackDashboardURL(cfg.DashboardURL, slackAnnotation(alerts, "dashboard")); u != "" {
+		if u := slackDashboardURL(cfg.DashboardURL, slackAnnotation(alerts, "dashboard")); u != "" && len(u) <= slackMaxURL {
 			b := slack.NewButtonBlockElement(SlackActionDashboard, "", slack.NewTextBlockObject(slack.PlainTextType, "Open dashboard", false, false))
 			b.URL = u
 			elems = append(elems, b)
@@ -658,7 +659,7 @@ func slackLabelsInline(ls model.LabelSet, skip map[model.LabelName]bool) string 
 	sort.Strings(keys)
 	parts := make([]string, len(keys))
 	for i, k := range keys {
-		parts[i] = "`" + strings.ReplaceAll(k+"="+string(ls[model.LabelName(k)]), "`", "'") + "`"
+		parts[i] = "`" + slackEscape(strings.ReplaceAll(k+"="+string(ls[model.LabelName(k)]), "`", "'")) + "`"
 	}
 	return strings.Join(parts, " ")
 }

@@ -18,8 +18,9 @@ import (
 // gives up on an answer after 3 seconds.
 const (
 	slackMaxInteractionBody = 1 << 20
-	slackActionTimeout      = 2500 * time.Millisecond
-	slackReplyTimeout       = 5 * time.Second
+	// slackInteractionBudget bounds the action and the thread reply
+	// together, so Slack gets its answer within its 3 seconds.
+	slackInteractionBudget = 2700 * time.Millisecond
 )
 
 // SlackInteractionHandler serves Slack's interactivity requests (the
@@ -98,7 +99,7 @@ func (h *SlackInteractionHandler) ServeHTTP(w http.ResponseWriter, r *http.Reque
 	if name == "" {
 		name = cb.User.ID
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), slackActionTimeout)
+	ctx, cancel := context.WithTimeout(r.Context(), slackInteractionBudget)
 	defer cancel()
 	var text string
 	switch action {
@@ -120,7 +121,7 @@ func (h *SlackInteractionHandler) ServeHTTP(w http.ResponseWriter, r *http.Reque
 	} else {
 		log.Info("slack interaction", "action", action, "who", who, "fingerprint", ref.Fingerprint, "group_key", ref.GroupKey)
 	}
-	h.reply(r.Context(), log, cb, text)
+	h.reply(ctx, log, cb, text)
 	rep := slackInteractionReply{OK: err == nil, ResponseType: "in_channel", Text: text}
 	if err != nil {
 		rep.ResponseType, rep.Error = "ephemeral", err.Error()
@@ -128,7 +129,8 @@ func (h *SlackInteractionHandler) ServeHTTP(w http.ResponseWriter, r *http.Reque
 	slackInteractionJSON(w, http.StatusOK, rep)
 }
 
-// reply posts text into the alert message's thread when a client is set.
+// reply posts text into the alert message's thread when a client is set,
+// within what is left of ctx's budget.
 func (h *SlackInteractionHandler) reply(ctx context.Context, log *slog.Logger, cb slack.InteractionCallback, text string) {
 	if h.Replies == nil {
 		return
@@ -144,8 +146,6 @@ func (h *SlackInteractionHandler) reply(ctx context.Context, log *slog.Logger, c
 	if ch == "" || ts == "" {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), slackReplyTimeout)
-	defer cancel()
 	if _, _, err := h.Replies.PostMessageContext(ctx, ch, slack.MsgOptionText(text, false), slack.MsgOptionTS(ts)); err != nil {
 		log.Warn("slack interaction: thread reply failed", "channel", ch, "ts", ts, "err", err)
 	}
