@@ -1,16 +1,19 @@
 package alerting
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -67,6 +70,7 @@ const (
 	slackGraphWidth   = 800
 	slackGraphHeight  = 300
 	slackGraphTimeout = 15 * time.Second
+	slackQueryTimeout = 5 * time.Second
 	slackGraphPoints  = 240
 )
 
@@ -265,7 +269,14 @@ func (n *SlackNotifier) Notify(ctx context.Context, alerts ...*amalert.Alert) no
 		now = time.Now()
 	}
 	groupLabels, _ := notify.GroupLabels(ctx)
-	msg := slackBuildMessage(n.cfg, gk, groupLabels, alerts, now)
+	// The range query runs before the post: it gives the current values
+	// the message shows when the rule sets no "value" annotation, and the
+	// graph uploaded after the post.
+	var q *slackQueried
+	if first := slackFirstFiring(alerts, now); first != nil && n.o.Querier != nil {
+		q = n.query(ctx, log, first, now)
+	}
+	msg := slackBuildMessage(n.cfg, gk, groupLabels, alerts, now, q.values(alerts))
 
 	store, hasStore := notify.NflogStore(ctx)
 	ref, found := n.lookup(gk, store)
@@ -311,8 +322,8 @@ func (n *SlackNotifier) Notify(ctx context.Context, alerts ...*amalert.Alert) no
 	if !hasStore {
 		log.Debug("slack: no notification-log store in the context; the message location is kept in memory only")
 	}
-	if posted && !msg.allResolved && n.cfg.GraphEnabled() && n.o.Querier != nil {
-		n.postGraph(ctx, log, ref, msg.firing[0], now)
+	if posted && !msg.allResolved && n.cfg.GraphEnabled() && q != nil && q.err == nil {
+		n.postGraph(ctx, log, ref, q)
 	}
 	state := "firing"
 	if msg.allResolved {
@@ -439,49 +450,126 @@ func (n *SlackNotifier) verdict(method string, err error) notify.NotifyVerdict {
 	return notify.Retry(0, fmt.Errorf("slack %s: %w", method, err), notify.DefaultReason)
 }
 
-// postGraph renders the alert's expression over the graph range and
-// uploads it into the message's thread. Failures are logged and counted,
-// never returned: the message is already there.
-func (n *SlackNotifier) postGraph(ctx context.Context, log *slog.Logger, ref slackMessageRef, a *amalert.Alert, now time.Time) {
+// slackQueried is the range query of a group's first firing alert.
+type slackQueried struct {
+	alertName string
+	plotExpr  string
+	threshold *float64
+	matrix    model.Matrix
+	err       error
+}
+
+// query runs the range query of a's expression (without its comparison)
+// over the graph range. It returns nil when the alert carries no
+// expression; a failed query is logged, counted and kept in err.
+func (n *SlackNotifier) query(ctx context.Context, log *slog.Logger, a *amalert.Alert, now time.Time) *slackQueried {
 	expr := SlackGraphExpr(a.GeneratorURL)
 	if expr == "" {
-		log.Debug("slack: no g0.expr in the alert's generator URL, no graph", "generator_url", a.GeneratorURL)
-		return
+		log.Debug("slack: no g0.expr in the alert's generator URL: no graph or queried value", "generator_url", a.GeneratorURL)
+		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, slackGraphTimeout)
-	defer cancel()
-	fail := func(step string, err error) {
-		n.m.graphFailures.Inc()
-		log.Warn("slack: graph not attached (the message was sent)", "step", step, "expr", expr, "err", err)
-	}
-	plotExpr, threshold := SlackSplitThreshold(expr)
+	q := &slackQueried{alertName: a.Name()}
+	q.plotExpr, q.threshold = SlackSplitThreshold(expr)
 	step := n.cfg.GraphRange / slackGraphPoints
 	if step < time.Second {
 		step = time.Second
 	}
-	res, err := n.o.Querier.QueryRange(ctx, plotExpr, tsdb.Range{Start: now.Add(-n.cfg.GraphRange), End: now, Step: step})
+	ctx, cancel := context.WithTimeout(ctx, slackQueryTimeout)
+	defer cancel()
+	res, err := n.o.Querier.QueryRange(ctx, q.plotExpr, tsdb.Range{Start: now.Add(-n.cfg.GraphRange), End: now, Step: step})
 	if err != nil {
-		fail("query", err)
-		return
+		q.err = err
+		n.graphFailed(log, "query", q.plotExpr, err)
+		return q
 	}
-	png, err := RenderGraph(slackTruncate(a.Name()+": "+plotExpr, 120), slackGraphSeries(res.Value), threshold, slackGraphWidth, slackGraphHeight)
+	switch v := res.Value.(type) {
+	case model.Matrix:
+		q.matrix = v
+	case model.Vector:
+		for _, s := range v {
+			q.matrix = append(q.matrix, &model.SampleStream{Metric: s.Metric, Values: []model.SamplePair{{Timestamp: s.Timestamp, Value: s.Value}}})
+		}
+	}
+	return q
+}
+
+// values returns the latest queried value of each alert, by fingerprint:
+// the series whose labels all match the alert's (the most specific one),
+// or the only series.
+func (q *slackQueried) values(alerts []*amalert.Alert) map[model.Fingerprint]string {
+	if q == nil || q.err != nil || len(q.matrix) == 0 {
+		return nil
+	}
+	out := map[model.Fingerprint]string{}
+	for _, a := range alerts {
+		var best *model.SampleStream
+		for _, ss := range q.matrix {
+			match := true
+			for k, v := range ss.Metric {
+				if k != model.MetricNameLabel && a.Labels[k] != v {
+					match = false
+					break
+				}
+			}
+			if match && (best == nil || len(ss.Metric) > len(best.Metric)) {
+				best = ss
+			}
+		}
+		if best == nil && len(q.matrix) == 1 {
+			best = q.matrix[0]
+		}
+		if best == nil {
+			continue
+		}
+		for i := len(best.Values) - 1; i >= 0; i-- {
+			if v := float64(best.Values[i].Value); !math.IsNaN(v) && !math.IsInf(v, 0) {
+				out[a.Fingerprint()] = strconv.FormatFloat(v, 'g', 4, 64)
+				break
+			}
+		}
+	}
+	return out
+}
+
+func (n *SlackNotifier) graphFailed(log *slog.Logger, step, expr string, err error) {
+	n.m.graphFailures.Inc()
+	log.Warn("slack: no graph (the message is sent without)", "step", step, "expr", expr, "err", err)
+}
+
+// postGraph renders the queried series and uploads the PNG into the
+// message's thread. Failures are logged and counted, never returned: the
+// message is already there.
+func (n *SlackNotifier) postGraph(ctx context.Context, log *slog.Logger, ref slackMessageRef, q *slackQueried) {
+	ctx, cancel := context.WithTimeout(ctx, slackGraphTimeout)
+	defer cancel()
+	png, err := RenderGraph(slackTruncate(q.alertName+": "+q.plotExpr, 120), slackGraphSeries(q.matrix), q.threshold, slackGraphWidth, slackGraphHeight)
 	if err != nil {
-		fail("render", err)
+		n.graphFailed(log, "render", q.plotExpr, err)
 		return
 	}
 	_, err = n.api.UploadFileContext(ctx, slack.UploadFileParameters{
-		Content:         string(png),
+		Reader:          bytes.NewReader(png),
 		FileSize:        len(png),
 		Filename:        "graph.png",
-		Title:           slackTruncate(plotExpr, 200),
-		AltTxt:          slackTruncate("graph of "+plotExpr, 1000),
+		Title:           slackTruncate(q.plotExpr, 200),
+		AltTxt:          slackTruncate("graph of "+q.plotExpr, 1000),
 		Channel:         ref.Channel,
 		ThreadTimestamp: ref.TS,
 	})
 	n.count("files.upload", err)
 	if err != nil {
-		fail("upload", err)
+		n.graphFailed(log, "upload", q.plotExpr, err)
 	}
+}
+
+// slackFirstFiring returns the first alert still firing at now, or nil.
+func slackFirstFiring(alerts []*amalert.Alert, now time.Time) *amalert.Alert {
+	for _, a := range alerts {
+		if !a.ResolvedAt(now) {
+			return a
+		}
+	}
+	return nil
 }
 
 // slackMessage is the Block Kit message of a group's notification.
@@ -523,7 +611,9 @@ func slackSeverity(sev string, resolved bool) (emoji, color string) {
 
 // slackBuildMessage builds the group's message. It is pure, so the layout
 // is tested without a server.
-func slackBuildMessage(cfg SlackConfig, groupKey string, groupLabels model.LabelSet, alerts []*amalert.Alert, now time.Time) slackMessage {
+// values are queried current values by fingerprint, shown when an alert
+// has no "value" annotation.
+func slackBuildMessage(cfg SlackConfig, groupKey string, groupLabels model.LabelSet, alerts []*amalert.Alert, now time.Time, values map[model.Fingerprint]string) slackMessage {
 	var m slackMessage
 	for _, a := range alerts {
 		if a.ResolvedAt(now) {
@@ -578,8 +668,8 @@ func slackBuildMessage(cfg SlackConfig, groupKey string, groupLabels model.Label
 	if sev != "" {
 		fields = append(fields, field("Severity", slackEscape(sev)))
 	}
-	if v := first.Annotations["value"]; v != "" {
-		fields = append(fields, field("Value", slackEscape(string(v))))
+	if v := slackValue(first, values); v != "" {
+		fields = append(fields, field("Value", slackEscape(v)))
 	}
 	fields = append(fields, field("Firing", fmt.Sprint(len(m.firing))), field("Resolved", fmt.Sprint(len(m.resolved))))
 	fields = append(fields, field("Started", slackDate(slackEarliestStart(alerts))))
@@ -588,7 +678,7 @@ func slackBuildMessage(cfg SlackConfig, groupKey string, groupLabels model.Label
 	}
 	blocks = append(blocks, slack.NewSectionBlock(nil, fields, nil, slack.SectionBlockOptionBlockID("opspilot_fields")))
 
-	if lines := slackAlertLines(alerts, groupLabels, now); lines != "" {
+	if lines := slackAlertLines(alerts, groupLabels, now, values); lines != "" {
 		blocks = append(blocks, slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType, lines, false, false), nil, nil, slack.SectionBlockOptionBlockID("opspilot_alerts")))
 	}
 
@@ -623,7 +713,7 @@ func slackBuildMessage(cfg SlackConfig, groupKey string, groupLabels model.Label
 
 // slackAlertLines lists the group's alerts, one line each, by the labels
 // that are not the group's: "• :red_circle: `instance=a` 0.05".
-func slackAlertLines(alerts []*amalert.Alert, groupLabels model.LabelSet, now time.Time) string {
+func slackAlertLines(alerts []*amalert.Alert, groupLabels model.LabelSet, now time.Time, values map[model.Fingerprint]string) string {
 	var b strings.Builder
 	for i, a := range alerts {
 		if i == slackMaxAlertLines {
@@ -639,12 +729,20 @@ func slackAlertLines(alerts []*amalert.Alert, groupLabels model.LabelSet, now ti
 			skip[k] = true
 		}
 		line := "• " + mark + " " + slackLabelsInline(a.Labels, skip)
-		if v := a.Annotations["value"]; v != "" {
-			line += " — " + slackEscape(string(v))
+		if v := slackValue(a, values); v != "" {
+			line += " — " + slackEscape(v)
 		}
 		b.WriteString(slackTruncate(line, 280) + "\n")
 	}
 	return slackTruncate(strings.TrimSuffix(b.String(), "\n"), slackMaxSectionText)
+}
+
+// slackValue is a's "value" annotation, else its queried value.
+func slackValue(a *amalert.Alert, values map[model.Fingerprint]string) string {
+	if v := a.Annotations["value"]; v != "" {
+		return string(v)
+	}
+	return values[a.Fingerprint()]
 }
 
 // slackLabelsInline renders labels as `k=v` code spans, sorted, leaving out

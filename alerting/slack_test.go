@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"image/png"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -649,10 +650,116 @@ func TestSlackNotifierAgainstSlacktestServerSendsMessageWhenGraphFails(t *testin
 		if v := n.Notify(e.ctx(slackTestNow), slackTestAlert("host-1", time.Time{})); v.Err() != nil {
 			t.Fatal(v.Err())
 		}
-		if len(e.q.exprs) != 0 {
-			t.Error("graph queried although disabled")
+		if len(e.srv.uploaded()) != 0 || len(e.tr.callsTo("files.getUploadURLExternal")) != 0 {
+			t.Error("graph uploaded although disabled")
 		}
 	})
+}
+
+func TestSlackNotifierAgainstSlacktestServerShowsQueriedValueWithoutAnnotation(t *testing.T) {
+	e := newSlackTestEnv(t)
+	n := e.notifier(t)
+	a := slackTestAlert("host-1", time.Time{})
+	delete(a.Annotations, "value")
+	if v := n.Notify(e.ctx(slackTestNow), a); v.Err() != nil {
+		t.Fatal(v.Err())
+	}
+	posts := e.tr.callsTo("chat.postMessage")
+	if len(posts) != 1 {
+		t.Fatalf("%d posts", len(posts))
+	}
+	// The fake store's last sample of {service="billing"} is 0.005.
+	if text := slackTestText(slackTestBlocks(t, posts[0])); !strings.Contains(text, "*Value*\n0.005") || !strings.Contains(text, "`instance=host-1` — 0.005") {
+		t.Errorf("queried value missing:\n%s", text)
+	}
+	if len(e.q.exprs) != 1 {
+		t.Errorf("%d queries, want one for both the value and the graph", len(e.q.exprs))
+	}
+}
+
+func TestSlackQueriedValuesMatchAlertLabels(t *testing.T) {
+	q := &slackQueried{matrix: model.Matrix{
+		{Metric: model.Metric{"instance": "a"}, Values: []model.SamplePair{{Timestamp: 1, Value: 1}, {Timestamp: 2, Value: 2}}},
+		{Metric: model.Metric{"instance": "b"}, Values: []model.SamplePair{{Timestamp: 1, Value: 3}, {Timestamp: 2, Value: model.SampleValue(math.NaN())}}},
+	}}
+	a, b, c := slackTestAlert("a", time.Time{}), slackTestAlert("b", time.Time{}), slackTestAlert("c", time.Time{})
+	got := q.values([]*amalert.Alert{a, b, c})
+	if got[a.Fingerprint()] != "2" || got[b.Fingerprint()] != "3" || got[c.Fingerprint()] != "" {
+		t.Errorf("values %v", got)
+	}
+	if (*slackQueried)(nil).values([]*amalert.Alert{a}) != nil {
+		t.Error("nil query has values")
+	}
+}
+
+func TestSlackBuildMessageSeverities(t *testing.T) {
+	cases := []struct{ sev, emoji, color string }{
+		{"critical", ":red_circle:", "#d00000"},
+		{"warning", ":warning:", "#f2c744"},
+		{"info", ":information_source:", "#439fe0"},
+		{"", ":large_orange_circle:", "#ff8c00"},
+	}
+	for _, c := range cases {
+		a := slackTestAlert("host-1", time.Time{})
+		a.Labels["severity"] = model.LabelValue(c.sev)
+		if c.sev == "" {
+			delete(a.Labels, "severity")
+		}
+		m := slackBuildMessage(SlackConfig{}, "g", nil, []*amalert.Alert{a}, slackTestNow, nil)
+		h := m.blocks[0].(*slack.HeaderBlock).Text.Text
+		if !strings.HasPrefix(h, c.emoji) || m.color != c.color {
+			t.Errorf("severity %q: header %q colour %s", c.sev, h, m.color)
+		}
+	}
+	// Long texts stay within Slack's limits.
+	a := slackTestAlert(strings.Repeat("i", 5000), time.Time{})
+	a.Labels["alertname"] = model.LabelValue(strings.Repeat("N", 300))
+	a.Annotations["summary"] = model.LabelValue(strings.Repeat("s", 5000))
+	a.Annotations["value"] = model.LabelValue(strings.Repeat("9", 5000))
+	m := slackBuildMessage(SlackConfig{DashboardURL: "https://g.example/"}, "g", nil, []*amalert.Alert{a}, slackTestNow, nil)
+	if n := len([]rune(m.blocks[0].(*slack.HeaderBlock).Text.Text)); n > slackMaxHeader {
+		t.Errorf("header %d runes", n)
+	}
+	for _, b := range m.blocks {
+		if sb, ok := b.(*slack.SectionBlock); ok {
+			if sb.Text != nil && len([]rune(sb.Text.Text)) > slackMaxSectionText {
+				t.Errorf("section %d runes", len([]rune(sb.Text.Text)))
+			}
+			for _, f := range sb.Fields {
+				if len([]rune(f.Text)) > slackMaxFieldText {
+					t.Errorf("field %d runes", len([]rune(f.Text)))
+				}
+			}
+		}
+		if ab, ok := b.(*slack.ActionBlock); ok {
+			for _, el := range ab.Elements.ElementSet {
+				if btn := el.(*slack.ButtonBlockElement); len(btn.Value) > slackMaxButtonValue || len(btn.URL) > slackMaxURL {
+					t.Errorf("button %s: value %d, URL %d", btn.ActionID, len(btn.Value), len(btn.URL))
+				}
+			}
+		}
+	}
+}
+
+func TestSlackNotifierAgainstSlacktestServerPostsAnewWhenMessageIsGone(t *testing.T) {
+	e := newSlackTestEnv(t)
+	n := e.notifier(t)
+	if v := n.Notify(e.ctx(slackTestNow), slackTestAlert("host-1", time.Time{})); v.Err() != nil {
+		t.Fatal(v.Err())
+	}
+	e.tr.setFault(func(r *http.Request, method string) (*http.Response, error) {
+		if method != "chat.update" {
+			return nil, nil
+		}
+		return &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"application/json"}}, Request: r,
+			Body: io.NopCloser(strings.NewReader(`{"ok":false,"error":"message_not_found"}`))}, nil
+	})
+	if v := n.Notify(e.ctx(slackTestNow.Add(time.Minute)), slackTestAlert("host-1", time.Time{}), slackTestAlert("host-2", time.Time{})); v.Err() != nil {
+		t.Fatal(v.Err())
+	}
+	if p := len(e.tr.callsTo("chat.postMessage")); p != 2 {
+		t.Errorf("%d posts, want a new one after message_not_found", p)
+	}
 }
 
 func TestSlackNotifierRequiresGroupKey(t *testing.T) {
