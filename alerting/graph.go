@@ -79,7 +79,7 @@ func RenderGraph(title string, series []GraphSeries, threshold *float64, width, 
 		p.Title.Text = fmt.Sprintf("%s (%d of %d series)", title, graphMaxSeries, len(series))
 	}
 	minX, maxX := math.Inf(1), math.Inf(-1)
-	points := 0
+	points, legendRows := 0, 0
 	for i, s := range shown {
 		col := graphPalette[i%len(graphPalette)]
 		legend := false
@@ -109,6 +109,7 @@ func RenderGraph(title string, series []GraphSeries, threshold *float64, width, 
 			p.Add(pl)
 			if !legend && s.Name != "" && len(shown) > 1 {
 				p.Legend.Add(slackTruncate(s.Name, graphMaxNameLen), thumb)
+				legendRows++
 				legend = true
 			}
 		}
@@ -134,6 +135,18 @@ func RenderGraph(title string, series []GraphSeries, threshold *float64, width, 
 		l.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
 		p.Add(l)
 		p.Legend.Add(fmt.Sprintf("threshold %g", th), l)
+		legendRows++
+	}
+
+	if points > 0 || threshold != nil {
+		// Headroom at the top for the legend, so it does not hide the
+		// lines.
+		r := p.Y.Max - p.Y.Min
+		if r == 0 {
+			r = math.Max(math.Abs(p.Y.Max), 1)
+		}
+		p.Y.Max += r * math.Min(0.12*float64(legendRows)+0.05, 1)
+		p.Y.Min -= r * 0.05
 	}
 
 	img := image.NewRGBA(image.Rect(0, 0, width, height))
