@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"image/png"
 	"io"
+	"log/slog"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -25,7 +26,10 @@ import (
 	"time"
 
 	amalert "github.com/prometheus/alertmanager/alert"
+	"github.com/prometheus/alertmanager/eventrecorder"
+	"github.com/prometheus/alertmanager/featurecontrol"
 	"github.com/prometheus/alertmanager/nflog"
+	"github.com/prometheus/alertmanager/nflog/nflogpb"
 	"github.com/prometheus/alertmanager/notify"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -1065,4 +1069,70 @@ func TestSlackInteractionHandlerRejects(t *testing.T) {
 			t.Errorf("status %d, calls %v", w.Code, acts.calls)
 		}
 	})
+}
+
+type slackTestSendResolved struct{}
+
+func (slackTestSendResolved) SendResolved() bool { return true }
+
+// slackTestStages is Alertmanager's notify chain for one integration: the
+// dedup stage reads the notification log's entry (and its store) into the
+// context, the retry stage calls the notifier, the set-notifies stage logs
+// the entry with the store.
+func slackTestStages(n *SlackNotifier, nl *nflog.Log) notify.Stage {
+	recv := &nflogpb.Receiver{GroupName: "ops", Integration: "slack", Idx: 0}
+	in := notify.NewIntegration(n, slackTestSendResolved{}, "slack", 0, "ops")
+	ff := featurecontrol.NoopFlags{}
+	var rec eventrecorder.Recorder
+	return notify.MultiStage{
+		notify.NewDedupStage(slackTestSendResolved{}, nl, recv),
+		notify.NewRetryStage(in, "ops", notify.NewMetrics(prometheus.NewRegistry(), ff), rec),
+		notify.NewSetNotifiesStage(nl, recv, ff),
+	}
+}
+
+func TestSlackNotifierThroughAlertmanagerStagesSurvivesNflogSnapshotAgainstSlacktestServer(t *testing.T) {
+	e := newSlackTestEnv(t)
+	ctx := notify.WithGroupKey(context.Background(), slackTestGroupKey)
+	ctx = notify.WithReceiverName(ctx, "ops")
+	ctx = notify.WithGroupLabels(ctx, model.LabelSet{"alertname": "HighErrorRate", "service": "billing"})
+	ctx = notify.WithRepeatInterval(ctx, 4*time.Hour)
+	log := slog.New(slog.DiscardHandler)
+
+	nl1, err := nflog.New(nflog.Options{Retention: time.Hour, Metrics: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := e.notifier(t)
+	if _, _, err := slackTestStages(before, nl1).Exec(notify.WithNow(ctx, slackTestNow), log, slackTestAlert("host-1", time.Time{})); err != nil {
+		t.Fatal(err)
+	}
+	ch, ts, ok := before.MessageFor(slackTestGroupKey)
+	if !ok {
+		t.Fatal("no message posted")
+	}
+
+	// Restart: the notification log comes back from its snapshot, the
+	// notifier starts with an empty memory.
+	var snap bytes.Buffer
+	if _, err := nl1.Snapshot(&snap); err != nil {
+		t.Fatal(err)
+	}
+	nl2, err := nflog.New(nflog.Options{Retention: time.Hour, SnapshotReader: &snap, Metrics: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.tr.reset()
+	after := e.notifier(t)
+	resolved := slackTestAlert("host-1", slackTestNow.Add(time.Minute))
+	if _, _, err := slackTestStages(after, nl2).Exec(notify.WithNow(ctx, slackTestNow.Add(2*time.Minute)), log, resolved); err != nil {
+		t.Fatal(err)
+	}
+	ups := e.tr.callsTo("chat.update")
+	if len(ups) != 1 || ups[0].Form.Get("channel") != ch || ups[0].Form.Get("ts") != ts {
+		t.Fatalf("after the restart chat.update calls %+v, want one for %s/%s", ups, ch, ts)
+	}
+	if p := len(e.tr.callsTo("chat.postMessage")); p != 0 {
+		t.Errorf("after the restart %d chat.postMessage calls, want 0", p)
+	}
 }
