@@ -37,6 +37,7 @@ import (
 	"github.com/slack-go/slack"
 	"github.com/slack-go/slack/slacktest"
 
+	"opspilot/config"
 	"opspilot/tsdb"
 )
 
@@ -1134,5 +1135,20 @@ func TestSlackNotifierThroughAlertmanagerStagesSurvivesNflogSnapshotAgainstSlack
 	}
 	if p := len(e.tr.callsTo("chat.postMessage")); p != 0 {
 		t.Errorf("after the restart %d chat.postMessage calls, want 0", p)
+	}
+}
+
+func TestSlackConfigParsesFromYAML(t *testing.T) {
+	var c SlackConfig
+	doc := "receiver: ops\nchannel: C0OPS\ntoken_file: /run/secrets/slack\nsigning_secret_file: /run/secrets/slack-signing\ngraph: false\ngraph_range: 30m\ndashboard_url: https://grafana.example.com/\n"
+	if err := config.Parse("slack.yaml", []byte(doc), &c); err != nil {
+		t.Fatal(err)
+	}
+	if c.GraphEnabled() || c.GraphRange != 30*time.Minute || c.SigningSecretFile != "/run/secrets/slack-signing" {
+		t.Errorf("decoded %+v", c)
+	}
+	err := config.Parse("slack.yaml", []byte("receiver: ops\nchannel: C0OPS\ntoken: a\ntoken_file: b\n"), &SlackConfig{})
+	if err == nil || !strings.Contains(err.Error(), "slack.yaml:3:8: token: set only one of token and token_file") {
+		t.Errorf("two tokens: %v", err)
 	}
 }
