@@ -23,7 +23,18 @@ func (p *Pipeline) Routes() []api.Route {
 		{Pattern: "GET /api/v1/silences", Name: "silences", Role: R, Handler: http.HandlerFunc(p.listSilences)},
 		{Pattern: "POST /api/v1/silences", Name: "silence_add", Role: W, Handler: http.HandlerFunc(p.addSilence)},
 		{Pattern: "DELETE /api/v1/silences/{id}", Name: "silence_expire", Role: W, Handler: http.HandlerFunc(p.expireSilence)},
+		// Slack signs these requests; the handler checks the signature.
+		{Pattern: "POST /api/v1/slack/{receiver}/interactions", Name: "slack_interactions", Role: "", Handler: http.HandlerFunc(p.slackInteraction)},
 	}
+}
+
+func (p *Pipeline) slackInteraction(w http.ResponseWriter, r *http.Request) {
+	h, ok := p.interact[r.PathValue("receiver")]
+	if !ok {
+		api.WriteError(w, http.StatusNotFound, fmt.Sprintf("no Slack receiver %q with a signing secret (alerting.pipeline.slack[].signing_secret_file)", r.PathValue("receiver")))
+		return
+	}
+	h.ServeHTTP(w, r)
 }
 
 func (p *Pipeline) listAlerts(w http.ResponseWriter, r *http.Request) {

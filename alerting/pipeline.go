@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -152,6 +153,8 @@ type Pipeline struct {
 	route    *dispatch.Route
 	events   *EventLog
 	slack    []*SlackNotifier
+	// interact are the Slack interaction handlers by receiver name.
+	interact map[string]http.Handler
 	started  time.Time
 
 	mu   sync.Mutex
@@ -329,6 +332,15 @@ func (p *Pipeline) buildReceivers(tmpl *template.Template) (map[string][]notify.
 				return nil, fmt.Errorf("alerting: slack receiver %q: %w", rcv.Name, err)
 			}
 			p.slack = append(p.slack, sn)
+			if secret, err := sc.LoadSigningSecret(); err != nil {
+				return nil, fmt.Errorf("alerting: slack receiver %q: %w", rcv.Name, err)
+			} else if secret != "" {
+				if p.interact == nil {
+					p.interact = map[string]http.Handler{}
+				}
+				p.interact[rcv.Name] = &SlackInteractionHandler{Secret: secret, Actions: p,
+					Log: p.log.With("component", "slack-interactions", "receiver", rcv.Name), Replies: sn.Client()}
+			}
 			ints = append(ints, notify.NewIntegration(p.recording(sn, "slack"), sendResolved(true), "slack", idx, rcv.Name))
 			idx++
 		}

@@ -249,7 +249,10 @@ func (e *slackTestEnv) notifier(t *testing.T) *SlackNotifier {
 
 const slackTestGroupKey = `{}/{severity="critical"}:{alertname="HighErrorRate", service="billing"}`
 
-var slackTestNow = time.Date(2026, 11, 27, 3, 0, 0, 0, time.UTC)
+// slackTestNow is the tests' now: alerts end 5 minutes after it, so it
+// must be the real time (Alertmanager decides resolved against time.Now
+// where the context carries no time).
+var slackTestNow = time.Now().UTC().Truncate(time.Minute)
 
 func (e *slackTestEnv) ctx(now time.Time) context.Context {
 	ctx := notify.WithGroupKey(context.Background(), slackTestGroupKey)
