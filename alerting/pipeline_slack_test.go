@@ -52,7 +52,9 @@ receivers:
 
 	a := testAlert("ErrorsHigh", "billing", "critical", time.Now(), false)
 	put(t, p, a)
-	notified := waitEvent(t, p, func(e Event) bool { return e.Type == EventNotified && e.Receiver == "sre" && e.Message == "slack: firing" })
+	notified := waitEvent(t, p, func(e Event) bool {
+		return e.Type == EventNotified && e.Receiver == "sre" && e.Message == "slack: firing"
+	})
 
 	value := EncodeSlackActionValue(AlertRef{Fingerprint: a.Fingerprint().String(), GroupKey: notified.GroupKey,
 		Labels: map[string]string{"alertname": "ErrorsHigh", "service": "billing"}})
@@ -89,7 +91,9 @@ receivers:
 		t.Fatal(err)
 	}
 	put(t, p, testAlert("ErrorsHigh", "billing", "critical", time.Now(), true))
-	waitEvent(t, p, func(e Event) bool { return e.Type == EventNotified && e.Receiver == "sre" && e.Message == "slack: resolved" })
+	waitEvent(t, p, func(e Event) bool {
+		return e.Type == EventNotified && e.Receiver == "sre" && e.Message == "slack: resolved"
+	})
 }
 
 func waitEvent(t *testing.T, p *Pipeline, match func(Event) bool) Event {
