@@ -108,7 +108,10 @@ func (c EvaluatorConfig) Validate() []config.Problem {
 }
 
 // AlertSink receives the alerts rules fire and resolve: the notification
-// pipeline, which groups, silences and routes them.
+// pipeline, which groups, silences and routes them. PutAlerts is called
+// inline by a group's evaluation, so it must not block for long; an alert
+// it refuses is sent again after the resend delay (a firing one) or at the
+// next evaluations for 15 minutes (a resolved one).
 type AlertSink interface {
 	PutAlerts(ctx context.Context, alerts ...*alert.Alert) error
 }
@@ -303,6 +306,9 @@ func (e *Evaluator) query(ctx context.Context, q string, t time.Time) (promql.Ve
 	res, err := e.o.Querier.Query(tsdb.WithQueryParams(ctx, newestParams), q, t)
 	if err != nil {
 		return nil, err
+	}
+	if len(res.Warnings) > 0 {
+		e.o.Log.Debug("rule query warnings", "expr", q, "warnings", res.Warnings)
 	}
 	ts := t.UnixMilli()
 	switch v := res.Value.(type) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"net/http/httptest"
 	"os"
@@ -418,3 +419,43 @@ groups:
 		return len(r.Alerts) == 1 && r.Alerts[0].ActiveAt.Unix() == first.ActiveAt.Unix()
 	})
 }
+
+// TestSampleBufferBound: while writes fail, at most max samples are kept,
+// the oldest dropped and counted; the next successful commit writes the
+// rest in order.
+func TestSampleBufferBound(t *testing.T) {
+	t.Parallel()
+	var got []tsdb.TimeSeries
+	w := &failingWriter{next: writerFunc(func(_ context.Context, s []tsdb.TimeSeries) error { got = append(got, s...); return nil })}
+	w.fail.Store(true)
+	m := newEvalMetrics(nil)
+	b := &sampleBuffer{w: w, log: discardLog(), m: m, max: 3}
+	series := func(v float64) []tsdb.TimeSeries {
+		return []tsdb.TimeSeries{{Labels: []tsdb.Label{{Name: "__name__", Value: "x"}}, Samples: []tsdb.Sample{{Timestamp: int64(v), Value: v}}}}
+	}
+	for i := range 5 {
+		if err := b.commit(context.Background(), series(float64(i)), 1); err == nil {
+			t.Fatal("a failed write reported no error")
+		}
+	}
+	if b.pendingCount() != 3 || testutil.ToFloat64(m.droppedSamples) != 2 || testutil.ToFloat64(m.writeFailures) != 5 {
+		t.Errorf("pending %d, dropped %v, failures %v; want 3, 2, 5", b.pendingCount(), testutil.ToFloat64(m.droppedSamples), testutil.ToFloat64(m.writeFailures))
+	}
+	w.fail.Store(false)
+	if err := b.commit(context.Background(), series(5), 1); err != nil {
+		t.Fatal(err)
+	}
+	var vals []float64
+	for _, s := range got {
+		vals = append(vals, s.Samples[0].Value)
+	}
+	if fmt.Sprint(vals) != "[2 3 4 5]" || b.pendingCount() != 0 {
+		t.Errorf("written %v (pending %d), want [2 3 4 5]", vals, b.pendingCount())
+	}
+}
+
+type writerFunc func(context.Context, []tsdb.TimeSeries) error
+
+func (f writerFunc) Write(ctx context.Context, s []tsdb.TimeSeries) error { return f(ctx, s) }
+
+func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
