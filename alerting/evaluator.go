@@ -109,9 +109,9 @@ func (c EvaluatorConfig) Validate() []config.Problem {
 
 // AlertSink receives the alerts rules fire and resolve: the notification
 // pipeline, which groups, silences and routes them. PutAlerts is called
-// inline by a group's evaluation, so it must not block for long; an alert
-// it refuses is sent again after the resend delay (a firing one) or at the
-// next evaluations for 15 minutes (a resolved one).
+// inline by a group's evaluation, so it must not block for long. An alert
+// it refuses is sent again after the resend delay (a resolved one for up to
+// 15 minutes after it resolved).
 type AlertSink interface {
 	PutAlerts(ctx context.Context, alerts ...*alert.Alert) error
 }
@@ -580,30 +580,55 @@ func (q forStateQuerier) Select(ctx context.Context, _ bool, _ *storage.SelectHi
 	tv, _ := times.Value.(model.Vector)
 	vv, _ := vals.Value.(model.Vector)
 	last := map[model.Fingerprint]float64{}
-	newest := math.Inf(-1)
 	for _, s := range tv {
 		m := s.Metric.Clone()
 		delete(m, model.MetricNameLabel)
 		last[m.Fingerprint()] = float64(s.Value)
-		newest = max(newest, float64(s.Value))
 	}
-	// VictoriaMetrics' rollups skip Prometheus' staleness markers, so a
-	// resolved alert's last for-state sample still shows. Series that
-	// ended well before the newest one (the last evaluation before the
-	// outage) were resolved then, and are not restored.
-	slack := 2*q.e.maxGroup.Seconds() + 1
 	var out []storage.Series
 	for _, s := range vv {
 		m := s.Metric.Clone()
 		delete(m, model.MetricNameLabel)
 		t, ok := last[m.Fingerprint()]
-		if !ok || t < newest-slack {
+		if !ok {
 			continue
 		}
 		m[model.MetricNameLabel] = "ALERTS_FOR_STATE"
+		live, err := q.live(ctx, m, time.UnixMilli(int64(t*1000)), at)
+		if err != nil {
+			return storage.ErrSeriesSet(fmt.Errorf("restore for state: %w", err))
+		}
+		if !live {
+			continue
+		}
 		out = append(out, storage.NewListSeries(labelsOf(m), []chunks.Sample{forStatePoint{t: int64(t * 1000), f: float64(s.Value)}}))
 	}
 	return &seriesList{series: out}
+}
+
+// live reports whether the series m, last sampled at last, was still
+// active then: VictoriaMetrics' rollups skip Prometheus' staleness markers,
+// so a resolved alert's last for-state sample shows in last_over_time. A
+// resolved alert's series got a staleness marker at the evaluation after
+// its last sample; a plain selector honours it, so m queried a little
+// later is absent if the alert resolved, and present if it was still
+// active when opspilot stopped.
+func (q forStateQuerier) live(ctx context.Context, m model.Metric, last, now time.Time) (bool, error) {
+	parts := make([]string, 0, len(m))
+	for k, v := range m {
+		parts = append(parts, strconv.Quote(string(k))+"="+strconv.Quote(string(v)))
+	}
+	slices.Sort(parts)
+	at := last.Add(2*q.e.maxGroup + time.Millisecond)
+	if at.After(now) {
+		at = now
+	}
+	res, err := q.e.o.Querier.Query(ctx, "{"+strings.Join(parts, ",")+"}", at)
+	if err != nil {
+		return false, err
+	}
+	v, _ := res.Value.(model.Vector)
+	return len(v) > 0, nil
 }
 
 func (forStateQuerier) LabelValues(context.Context, string, *storage.LabelHints, ...*labels.Matcher) ([]string, annotations.Annotations, error) {

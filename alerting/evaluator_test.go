@@ -163,7 +163,7 @@ groups:
         expr: max by (service, run) (test_queue_depth{run=%[1]q})
       - alert: QueueDeep
         # MetricsQL: WITH templates; VictoriaMetrics evaluates them.
-        expr: WITH (q = test_queue_depth{run=%[1]q}) max by (service) (q) > 10
+        expr: WITH (q = test_queue_depth{run=%[1]q}) max by (service, run) (q) > 10
         for: 2s
         labels:
           severity: critical
@@ -286,13 +286,13 @@ groups:
 	if v := q(fmt.Sprintf(`max_over_time(service:test_queue_depth:max{run=%q}[1m])`, run)); len(v) != 1 || v[0].Value != 20 {
 		t.Errorf("recording rule output %v, want 20", v)
 	}
-	if v := q(`max_over_time(ALERTS{alertname="QueueDeep",alertstate="firing",service="billing"}[1m])`); len(v) != 1 {
+	if v := q(fmt.Sprintf(`max_over_time(ALERTS{alertname="QueueDeep",alertstate="firing",service="billing",run=%q}[1m])`, run)); len(v) != 1 {
 		t.Errorf("ALERTS firing series: %v", v)
 	}
 	// No pending series: Prometheus writes ALERTS only once the rules'
 	// for state is restored, after the second evaluation; this alert fired
 	// on the third.
-	if v := q(`last_over_time(ALERTS_FOR_STATE{alertname="QueueDeep"}[1m])`); len(v) != 1 || int64(v[0].Value) != pendingAt.Unix() {
+	if v := q(fmt.Sprintf(`last_over_time(ALERTS_FOR_STATE{alertname="QueueDeep",run=%q}[1m])`, run)); len(v) != 1 || int64(v[0].Value) != pendingAt.Unix() {
 		t.Errorf("ALERTS_FOR_STATE %v, want the ActiveAt %d", v, pendingAt.Unix())
 	}
 
@@ -395,7 +395,7 @@ groups:
   - name: restore
     rules:
       - alert: Slow
-        expr: max(test_latency{run=%q}) > 10
+        expr: max by (run) (test_latency{run=%q}) > 10
         for: 2s
 `, run))
 	cfg := DefaultEvaluatorConfig()
@@ -459,3 +459,51 @@ type writerFunc func(context.Context, []tsdb.TimeSeries) error
 func (f writerFunc) Write(ctx context.Context, s []tsdb.TimeSeries) error { return f(ctx, s) }
 
 func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// TestEvaluatorDoesNotRestoreResolvedAlert: an alert that fired and
+// resolved before a restart starts its `for` again when it comes back,
+// although VictoriaMetrics' last_over_time still shows its old
+// ALERTS_FOR_STATE sample.
+func TestEvaluatorDoesNotRestoreResolvedAlert(t *testing.T) {
+	t.Parallel()
+	c := newStoreClient(t)
+	run := fmt.Sprint("resolved-", time.Now().UnixNano())
+	var value atomic.Int64
+	value.Store(50)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	gaugeWriter(ctx, t, c, "test_errors", run, &value)
+	path := writeRuleFile(t, fmt.Sprintf(`
+groups:
+  - name: resolved
+    rules:
+      - alert: Errors
+        expr: max by (run) (test_errors{run=%q}) > 10
+        for: 1s
+`, run))
+	cfg := DefaultEvaluatorConfig()
+	cfg.Files = []string{path}
+	cfg.ForGracePeriod = time.Second
+	e1, stop1 := startEvaluator(t, cfg, EvaluatorOptions{Querier: c, Writer: c, BeforeEvaluate: store.Flush})
+	waitFor(t, 10*time.Second, "Errors firing", func() bool { r, _ := ruleStatus(e1, "Errors"); return r.State == "firing" })
+	// ALERTS_FOR_STATE is written from the evaluation after the second on.
+	time.Sleep(2500 * time.Millisecond)
+	value.Store(0)
+	waitFor(t, 10*time.Second, "Errors resolved", func() bool { r, _ := ruleStatus(e1, "Errors"); return r.State == "inactive" })
+	time.Sleep(1500 * time.Millisecond) // the staleness markers' evaluation
+	stop1()
+	resolvedBy := time.Now()
+
+	value.Store(50)
+	e2, _ := startEvaluator(t, cfg, EvaluatorOptions{Querier: c, Writer: c, BeforeEvaluate: store.Flush})
+	// Restoration runs after the second evaluation; by the fourth the
+	// alert would fire if its old ActiveAt had been restored.
+	waitFor(t, 10*time.Second, "four evaluations", func() bool {
+		r, _ := ruleStatus(e2, "Errors")
+		return len(r.Alerts) == 1 && time.Since(r.Alerts[0].ActiveAt) > 2500*time.Millisecond
+	})
+	r, _ := ruleStatus(e2, "Errors")
+	if a := r.Alerts[0]; a.ActiveAt.Before(resolvedBy.Add(-time.Second)) {
+		t.Errorf("the resolved alert's old ActiveAt %s was restored (resolved by %s)", a.ActiveAt, resolvedBy)
+	}
+}
