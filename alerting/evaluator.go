@@ -547,7 +547,9 @@ func (a *bufferAppender) Rollback() error {
 
 // forStateQueryable restores alerts' `for` state after a restart: Select
 // runs last_over_time and tlast_over_time of the ALERTS_FOR_STATE series
-// over the outage tolerance as instant MetricsQL queries.
+// over the outage tolerance as instant MetricsQL queries, then keeps the
+// series that had no staleness marker after their last sample (see live):
+// one more query per series found, which happens once per start.
 type forStateQueryable struct{ e *Evaluator }
 
 func (q forStateQueryable) Querier(mint, maxt int64) (storage.Querier, error) {
