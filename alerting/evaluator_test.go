@@ -507,3 +507,66 @@ groups:
 		t.Errorf("the resolved alert's old ActiveAt %s was restored (resolved by %s)", a.ActiveAt, resolvedBy)
 	}
 }
+
+// TestExampleBillingRules evaluates examples/alerting/billing.rules.yaml
+// against billing_transactions_total counters as the agent stores them
+// (with service and instance labels): about 9% of transactions fail, so
+// BillingErrorRatioHigh fires at once with its templated summary, and the
+// recording rule writes a rate per result.
+func TestExampleBillingRules(t *testing.T) {
+	t.Parallel()
+	c := newStoreClient(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	instance := fmt.Sprint("billing-", time.Now().UnixNano())
+	go func() {
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		var ok, failed float64
+		for {
+			ok, failed = ok+10, failed+1
+			now := time.Now().UnixMilli()
+			series := func(result string, v float64) tsdb.TimeSeries {
+				return tsdb.TimeSeries{Labels: []tsdb.Label{{Name: "__name__", Value: "billing_transactions_total"},
+					{Name: "instance", Value: instance}, {Name: "op", Value: "pay"}, {Name: "result", Value: result}, {Name: "service", Value: "billing"}},
+					Samples: []tsdb.Sample{{Timestamp: now, Value: v}}}
+			}
+			_ = c.Write(ctx, []tsdb.TimeSeries{series("ok", ok), series("error", failed)})
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	time.Sleep(1500 * time.Millisecond) // two samples in the 5s rate window
+	sink := &collectingSink{}
+	cfg := DefaultEvaluatorConfig()
+	cfg.Files = []string{"../examples/alerting/billing.rules.yaml"}
+	e, _ := startEvaluator(t, cfg, EvaluatorOptions{Querier: c, Writer: c, Sink: sink, BeforeEvaluate: store.Flush})
+	var fired *alert.Alert
+	waitFor(t, 10*time.Second, "BillingErrorRatioHigh in the sink", func() bool {
+		for _, a := range sink.all() {
+			if a.Labels["alertname"] == "BillingErrorRatioHigh" {
+				fired = a
+				return true
+			}
+		}
+		return false
+	})
+	if fired.Labels["severity"] != "critical" || fired.Labels["service"] != "billing" || fired.Annotations["runbook"] != "billing-errors" {
+		t.Errorf("alert %v %v", fired.Labels, fired.Annotations)
+	}
+	if s := string(fired.Annotations["summary"]); !strings.HasPrefix(s, "Billing errors at 9.") || !strings.HasSuffix(s, "% of transactions") {
+		t.Errorf("summary %q, want about 9%% (humanizePercentage of 1/11)", s)
+	}
+	waitFor(t, 10*time.Second, "the recording rule's output", func() bool {
+		store.Flush()
+		res, err := c.Query(tsdb.WithQueryParams(context.Background(), newestParams), `service:billing_transactions:rate5s{service="billing"}`, time.Time{})
+		v, _ := res.Value.(model.Vector)
+		return err == nil && len(v) == 2
+	})
+	if r, _ := ruleStatus(e, "BillingAnomaly"); r.Health != "ok" || r.State != "inactive" {
+		t.Errorf("BillingAnomaly without anomaly scores: %+v", r)
+	}
+}
