@@ -170,7 +170,9 @@ type Evaluator struct {
 }
 
 // NewEvaluator checks cfg, loads and checks the rule files and prepares
-// the rules manager; nothing is evaluated before Run.
+// the rules manager; nothing is evaluated before Run, but Groups already
+// lists the rules. Each group waits in a goroutine for Run, so an
+// Evaluator is meant to be run.
 func NewEvaluator(cfg EvaluatorConfig, o EvaluatorOptions) (*Evaluator, error) {
 	if ps := cfg.Validate(); len(ps) > 0 {
 		return nil, fmt.Errorf("alerting rules config: %s: %s", ps[0].Field, ps[0].Msg)

@@ -574,3 +574,36 @@ func TestExampleBillingRules(t *testing.T) {
 		return r.Health == "ok" && r.State == "inactive"
 	})
 }
+
+// TestNewEvaluatorErrors: a broken rule file stops NewEvaluator with the
+// file's line-precise problems; no files means no groups.
+func TestNewEvaluatorErrors(t *testing.T) {
+	t.Parallel()
+	w := writerFunc(func(context.Context, []tsdb.TimeSeries) error { return nil })
+	cfg := DefaultEvaluatorConfig()
+	cfg.Files = []string{writeRuleFile(t, "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up\n        for: -1s\n")}
+	_, err := NewEvaluator(cfg, EvaluatorOptions{Querier: &tsdb.Client{}, Writer: w})
+	if err == nil || !strings.Contains(err.Error(), `test.rules.yaml:6:14: group "g", rule 1 (alert A): for:`) {
+		t.Errorf("broken file: %v", err)
+	}
+	cfg.Files = nil
+	if _, err := NewEvaluator(cfg, EvaluatorOptions{Writer: w}); err == nil || !strings.Contains(err.Error(), "Querier") {
+		t.Errorf("no querier: %v", err)
+	}
+	cfg.Interval = 0
+	if _, err := NewEvaluator(cfg, EvaluatorOptions{Querier: &tsdb.Client{}, Writer: w}); err == nil || !strings.Contains(err.Error(), "interval") {
+		t.Errorf("interval 0: %v", err)
+	}
+	e, err := NewEvaluator(DefaultEvaluatorConfig(), EvaluatorOptions{Querier: &tsdb.Client{}, Writer: w})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := e.Run(ctx); err != nil || len(e.Groups()) != 0 {
+		t.Errorf("no files: Run %v, groups %v", err, e.Groups())
+	}
+	if err := e.Run(context.Background()); err == nil {
+		t.Error("a second Run did not fail")
+	}
+}
