@@ -108,7 +108,10 @@ func (c EvaluatorConfig) Validate() []config.Problem {
 }
 
 // AlertSink receives the alerts rules fire and resolve: the notification
-// pipeline, which groups, silences and routes them.
+// pipeline, which groups, silences and routes them. PutAlerts is called
+// inline by a group's evaluation, so it must not block for long. An alert
+// it refuses is sent again after the resend delay (a resolved one for up to
+// 15 minutes after it resolved).
 type AlertSink interface {
 	PutAlerts(ctx context.Context, alerts ...*alert.Alert) error
 }
@@ -167,7 +170,9 @@ type Evaluator struct {
 }
 
 // NewEvaluator checks cfg, loads and checks the rule files and prepares
-// the rules manager; nothing is evaluated before Run.
+// the rules manager; nothing is evaluated before Run, but Groups already
+// lists the rules. Each group waits in a goroutine for Run, so an
+// Evaluator is meant to be run.
 func NewEvaluator(cfg EvaluatorConfig, o EvaluatorOptions) (*Evaluator, error) {
 	if ps := cfg.Validate(); len(ps) > 0 {
 		return nil, fmt.Errorf("alerting rules config: %s: %s", ps[0].Field, ps[0].Msg)
@@ -303,6 +308,9 @@ func (e *Evaluator) query(ctx context.Context, q string, t time.Time) (promql.Ve
 	res, err := e.o.Querier.Query(tsdb.WithQueryParams(ctx, newestParams), q, t)
 	if err != nil {
 		return nil, err
+	}
+	if len(res.Warnings) > 0 {
+		e.o.Log.Debug("rule query warnings", "expr", q, "warnings", res.Warnings)
 	}
 	ts := t.UnixMilli()
 	switch v := res.Value.(type) {
@@ -541,7 +549,9 @@ func (a *bufferAppender) Rollback() error {
 
 // forStateQueryable restores alerts' `for` state after a restart: Select
 // runs last_over_time and tlast_over_time of the ALERTS_FOR_STATE series
-// over the outage tolerance as instant MetricsQL queries.
+// over the outage tolerance as instant MetricsQL queries, then keeps the
+// series that had no staleness marker after their last sample (see live):
+// one more query per series found, which happens once per start.
 type forStateQueryable struct{ e *Evaluator }
 
 func (q forStateQueryable) Querier(mint, maxt int64) (storage.Querier, error) {
@@ -574,30 +584,55 @@ func (q forStateQuerier) Select(ctx context.Context, _ bool, _ *storage.SelectHi
 	tv, _ := times.Value.(model.Vector)
 	vv, _ := vals.Value.(model.Vector)
 	last := map[model.Fingerprint]float64{}
-	newest := math.Inf(-1)
 	for _, s := range tv {
 		m := s.Metric.Clone()
 		delete(m, model.MetricNameLabel)
 		last[m.Fingerprint()] = float64(s.Value)
-		newest = max(newest, float64(s.Value))
 	}
-	// VictoriaMetrics' rollups skip Prometheus' staleness markers, so a
-	// resolved alert's last for-state sample still shows. Series that
-	// ended well before the newest one (the last evaluation before the
-	// outage) were resolved then, and are not restored.
-	slack := 2*q.e.maxGroup.Seconds() + 1
 	var out []storage.Series
 	for _, s := range vv {
 		m := s.Metric.Clone()
 		delete(m, model.MetricNameLabel)
 		t, ok := last[m.Fingerprint()]
-		if !ok || t < newest-slack {
+		if !ok {
 			continue
 		}
 		m[model.MetricNameLabel] = "ALERTS_FOR_STATE"
+		live, err := q.live(ctx, m, time.UnixMilli(int64(t*1000)), at)
+		if err != nil {
+			return storage.ErrSeriesSet(fmt.Errorf("restore for state: %w", err))
+		}
+		if !live {
+			continue
+		}
 		out = append(out, storage.NewListSeries(labelsOf(m), []chunks.Sample{forStatePoint{t: int64(t * 1000), f: float64(s.Value)}}))
 	}
 	return &seriesList{series: out}
+}
+
+// live reports whether the series m, last sampled at last, was still
+// active then: VictoriaMetrics' rollups skip Prometheus' staleness markers,
+// so a resolved alert's last for-state sample shows in last_over_time. A
+// resolved alert's series got a staleness marker at the evaluation after
+// its last sample; a plain selector honours it, so m queried a little
+// later is absent if the alert resolved, and present if it was still
+// active when opspilot stopped.
+func (q forStateQuerier) live(ctx context.Context, m model.Metric, last, now time.Time) (bool, error) {
+	parts := make([]string, 0, len(m))
+	for k, v := range m {
+		parts = append(parts, strconv.Quote(string(k))+"="+strconv.Quote(string(v)))
+	}
+	slices.Sort(parts)
+	at := last.Add(2*q.e.maxGroup + time.Millisecond)
+	if at.After(now) {
+		at = now
+	}
+	res, err := q.e.o.Querier.Query(ctx, "{"+strings.Join(parts, ",")+"}", at)
+	if err != nil {
+		return false, err
+	}
+	v, _ := res.Value.(model.Vector)
+	return len(v) > 0, nil
 }
 
 func (forStateQuerier) LabelValues(context.Context, string, *storage.LabelHints, ...*labels.Matcher) ([]string, annotations.Annotations, error) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"net/http/httptest"
 	"os"
@@ -162,7 +163,7 @@ groups:
         expr: max by (service, run) (test_queue_depth{run=%[1]q})
       - alert: QueueDeep
         # MetricsQL: WITH templates; VictoriaMetrics evaluates them.
-        expr: WITH (q = test_queue_depth{run=%[1]q}) max by (service) (q) > 10
+        expr: WITH (q = test_queue_depth{run=%[1]q}) max by (service, run) (q) > 10
         for: 2s
         labels:
           severity: critical
@@ -285,13 +286,13 @@ groups:
 	if v := q(fmt.Sprintf(`max_over_time(service:test_queue_depth:max{run=%q}[1m])`, run)); len(v) != 1 || v[0].Value != 20 {
 		t.Errorf("recording rule output %v, want 20", v)
 	}
-	if v := q(`max_over_time(ALERTS{alertname="QueueDeep",alertstate="firing",service="billing"}[1m])`); len(v) != 1 {
+	if v := q(fmt.Sprintf(`max_over_time(ALERTS{alertname="QueueDeep",alertstate="firing",service="billing",run=%q}[1m])`, run)); len(v) != 1 {
 		t.Errorf("ALERTS firing series: %v", v)
 	}
 	// No pending series: Prometheus writes ALERTS only once the rules'
 	// for state is restored, after the second evaluation; this alert fired
 	// on the third.
-	if v := q(`last_over_time(ALERTS_FOR_STATE{alertname="QueueDeep"}[1m])`); len(v) != 1 || int64(v[0].Value) != pendingAt.Unix() {
+	if v := q(fmt.Sprintf(`last_over_time(ALERTS_FOR_STATE{alertname="QueueDeep",run=%q}[1m])`, run)); len(v) != 1 || int64(v[0].Value) != pendingAt.Unix() {
 		t.Errorf("ALERTS_FOR_STATE %v, want the ActiveAt %d", v, pendingAt.Unix())
 	}
 
@@ -394,7 +395,7 @@ groups:
   - name: restore
     rules:
       - alert: Slow
-        expr: max(test_latency{run=%q}) > 10
+        expr: max by (run) (test_latency{run=%q}) > 10
         for: 2s
 `, run))
 	cfg := DefaultEvaluatorConfig()
@@ -417,4 +418,192 @@ groups:
 		r, _ := ruleStatus(e2, "Slow")
 		return len(r.Alerts) == 1 && r.Alerts[0].ActiveAt.Unix() == first.ActiveAt.Unix()
 	})
+}
+
+// TestSampleBufferBound: while writes fail, at most max samples are kept,
+// the oldest dropped and counted; the next successful commit writes the
+// rest in order.
+func TestSampleBufferBound(t *testing.T) {
+	t.Parallel()
+	var got []tsdb.TimeSeries
+	w := &failingWriter{next: writerFunc(func(_ context.Context, s []tsdb.TimeSeries) error { got = append(got, s...); return nil })}
+	w.fail.Store(true)
+	m := newEvalMetrics(nil)
+	b := &sampleBuffer{w: w, log: discardLog(), m: m, max: 3}
+	series := func(v float64) []tsdb.TimeSeries {
+		return []tsdb.TimeSeries{{Labels: []tsdb.Label{{Name: "__name__", Value: "x"}}, Samples: []tsdb.Sample{{Timestamp: int64(v), Value: v}}}}
+	}
+	for i := range 5 {
+		if err := b.commit(context.Background(), series(float64(i)), 1); err == nil {
+			t.Fatal("a failed write reported no error")
+		}
+	}
+	if b.pendingCount() != 3 || testutil.ToFloat64(m.droppedSamples) != 2 || testutil.ToFloat64(m.writeFailures) != 5 {
+		t.Errorf("pending %d, dropped %v, failures %v; want 3, 2, 5", b.pendingCount(), testutil.ToFloat64(m.droppedSamples), testutil.ToFloat64(m.writeFailures))
+	}
+	w.fail.Store(false)
+	if err := b.commit(context.Background(), series(5), 1); err != nil {
+		t.Fatal(err)
+	}
+	var vals []float64
+	for _, s := range got {
+		vals = append(vals, s.Samples[0].Value)
+	}
+	if fmt.Sprint(vals) != "[2 3 4 5]" || b.pendingCount() != 0 {
+		t.Errorf("written %v (pending %d), want [2 3 4 5]", vals, b.pendingCount())
+	}
+}
+
+type writerFunc func(context.Context, []tsdb.TimeSeries) error
+
+func (f writerFunc) Write(ctx context.Context, s []tsdb.TimeSeries) error { return f(ctx, s) }
+
+func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// TestEvaluatorDoesNotRestoreResolvedAlert: an alert that fired and
+// resolved before a restart starts its `for` again when it comes back,
+// although VictoriaMetrics' last_over_time still shows its old
+// ALERTS_FOR_STATE sample.
+func TestEvaluatorDoesNotRestoreResolvedAlert(t *testing.T) {
+	t.Parallel()
+	c := newStoreClient(t)
+	run := fmt.Sprint("resolved-", time.Now().UnixNano())
+	var value atomic.Int64
+	value.Store(50)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	gaugeWriter(ctx, t, c, "test_errors", run, &value)
+	path := writeRuleFile(t, fmt.Sprintf(`
+groups:
+  - name: resolved
+    rules:
+      - alert: Errors
+        expr: max by (run) (test_errors{run=%q}) > 10
+        for: 1s
+`, run))
+	cfg := DefaultEvaluatorConfig()
+	cfg.Files = []string{path}
+	cfg.ForGracePeriod = time.Second
+	e1, stop1 := startEvaluator(t, cfg, EvaluatorOptions{Querier: c, Writer: c, BeforeEvaluate: store.Flush})
+	waitFor(t, 10*time.Second, "Errors firing", func() bool { r, _ := ruleStatus(e1, "Errors"); return r.State == "firing" })
+	// ALERTS_FOR_STATE is written from the evaluation after the second on.
+	time.Sleep(2500 * time.Millisecond)
+	value.Store(0)
+	waitFor(t, 10*time.Second, "Errors resolved", func() bool { r, _ := ruleStatus(e1, "Errors"); return r.State == "inactive" })
+	time.Sleep(1500 * time.Millisecond) // the staleness markers' evaluation
+	stop1()
+	resolvedBy := time.Now()
+
+	value.Store(50)
+	e2, _ := startEvaluator(t, cfg, EvaluatorOptions{Querier: c, Writer: c, BeforeEvaluate: store.Flush})
+	// Restoration runs after the second evaluation; by the fourth the
+	// alert would fire if its old ActiveAt had been restored.
+	waitFor(t, 10*time.Second, "four evaluations", func() bool {
+		r, _ := ruleStatus(e2, "Errors")
+		return len(r.Alerts) == 1 && time.Since(r.Alerts[0].ActiveAt) > 2500*time.Millisecond
+	})
+	r, _ := ruleStatus(e2, "Errors")
+	if a := r.Alerts[0]; a.ActiveAt.Before(resolvedBy.Add(-time.Second)) {
+		t.Errorf("the resolved alert's old ActiveAt %s was restored (resolved by %s)", a.ActiveAt, resolvedBy)
+	}
+}
+
+// TestExampleBillingRules evaluates examples/alerting/billing.rules.yaml
+// against billing_transactions_total counters as the agent stores them
+// (with service and instance labels): about 9% of transactions fail, so
+// BillingErrorRatioHigh fires at once with its templated summary, and the
+// recording rule writes a rate per result.
+func TestExampleBillingRules(t *testing.T) {
+	t.Parallel()
+	c := newStoreClient(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	instance := fmt.Sprint("billing-", time.Now().UnixNano())
+	go func() {
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		var ok, failed float64
+		for {
+			ok, failed = ok+10, failed+1
+			now := time.Now().UnixMilli()
+			series := func(result string, v float64) tsdb.TimeSeries {
+				return tsdb.TimeSeries{Labels: []tsdb.Label{{Name: "__name__", Value: "billing_transactions_total"},
+					{Name: "instance", Value: instance}, {Name: "op", Value: "pay"}, {Name: "result", Value: result}, {Name: "service", Value: "billing"}},
+					Samples: []tsdb.Sample{{Timestamp: now, Value: v}}}
+			}
+			_ = c.Write(ctx, []tsdb.TimeSeries{series("ok", ok), series("error", failed)})
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	time.Sleep(1500 * time.Millisecond) // two samples in the 5s rate window
+	sink := &collectingSink{}
+	cfg := DefaultEvaluatorConfig()
+	cfg.Files = []string{"../examples/alerting/billing.rules.yaml"}
+	started := time.Now()
+	e, _ := startEvaluator(t, cfg, EvaluatorOptions{Querier: c, Writer: c, Sink: sink, BeforeEvaluate: store.Flush})
+	var fired *alert.Alert
+	waitFor(t, 10*time.Second, "BillingErrorRatioHigh in the sink", func() bool {
+		for _, a := range sink.all() {
+			if a.Labels["alertname"] == "BillingErrorRatioHigh" {
+				fired = a
+				return true
+			}
+		}
+		return false
+	})
+	if fired.Labels["severity"] != "critical" || fired.Labels["service"] != "billing" || fired.Annotations["runbook"] != "billing-errors" {
+		t.Errorf("alert %v %v", fired.Labels, fired.Annotations)
+	}
+	if s := string(fired.Annotations["summary"]); !strings.HasPrefix(s, "Billing errors at 9.") || !strings.HasSuffix(s, "% of transactions") {
+		t.Errorf("summary %q, want about 9%% (humanizePercentage of 1/11)", s)
+	}
+	// Written by this evaluator, not an earlier run (-count=2).
+	waitFor(t, 10*time.Second, "the recording rule's output", func() bool {
+		store.Flush()
+		res, err := c.Query(tsdb.WithQueryParams(context.Background(), newestParams),
+			fmt.Sprintf(`tlast_over_time(service:billing_transactions:rate5s{service="billing"}[10s]) > %d`, started.Unix()), time.Time{})
+		v, _ := res.Value.(model.Vector)
+		return err == nil && len(v) == 2
+	})
+	waitFor(t, 5*time.Second, "BillingAnomaly evaluated without anomaly scores", func() bool {
+		r, _ := ruleStatus(e, "BillingAnomaly")
+		return r.Health == "ok" && r.State == "inactive"
+	})
+}
+
+// TestNewEvaluatorErrors: a broken rule file stops NewEvaluator with the
+// file's line-precise problems; no files means no groups.
+func TestNewEvaluatorErrors(t *testing.T) {
+	t.Parallel()
+	w := writerFunc(func(context.Context, []tsdb.TimeSeries) error { return nil })
+	cfg := DefaultEvaluatorConfig()
+	cfg.Files = []string{writeRuleFile(t, "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up\n        for: -1s\n")}
+	_, err := NewEvaluator(cfg, EvaluatorOptions{Querier: &tsdb.Client{}, Writer: w})
+	if err == nil || !strings.Contains(err.Error(), `test.rules.yaml:6:14: group "g", rule 1 (alert A): for:`) {
+		t.Errorf("broken file: %v", err)
+	}
+	cfg.Files = nil
+	if _, err := NewEvaluator(cfg, EvaluatorOptions{Writer: w}); err == nil || !strings.Contains(err.Error(), "Querier") {
+		t.Errorf("no querier: %v", err)
+	}
+	cfg.Interval = 0
+	if _, err := NewEvaluator(cfg, EvaluatorOptions{Querier: &tsdb.Client{}, Writer: w}); err == nil || !strings.Contains(err.Error(), "interval") {
+		t.Errorf("interval 0: %v", err)
+	}
+	e, err := NewEvaluator(DefaultEvaluatorConfig(), EvaluatorOptions{Querier: &tsdb.Client{}, Writer: w})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := e.Run(ctx); err != nil || len(e.Groups()) != 0 {
+		t.Errorf("no files: Run %v, groups %v", err, e.Groups())
+	}
+	if err := e.Run(context.Background()); err == nil {
+		t.Error("a second Run did not fail")
+	}
 }

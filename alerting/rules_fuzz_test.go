@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	examples "opspilot/examples/alerting"
 )
@@ -32,7 +33,16 @@ func FuzzParseRuleFile(f *testing.F) {
 	}
 	const name = "fuzz.rules.yaml"
 	f.Fuzz(func(t *testing.T, content []byte) {
-		rf, err := ParseRuleFile(name, content)
+		// A pathological input (an alias bomb) must not stall the fuzzer.
+		var rf *RuleFile
+		var err error
+		done := make(chan struct{})
+		go func() { rf, err = ParseRuleFile(name, content); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("ParseRuleFile took more than 5s on %q", content)
+		}
 		if err == nil {
 			if rf == nil || rf.Path != name {
 				t.Fatalf("no error and no file: %+v", rf)

@@ -19,6 +19,9 @@ var store *tsdb.Embedded
 func TestMain(m *testing.M) {
 	// Parse the test flags before StartEmbedded marks the flag set parsed.
 	flag.Parse()
+	if fuzzing() {
+		shortenMinimization()
+	}
 	if testing.Short() || fuzzing() {
 		// The parser tests and the fuzz workers do not need the store.
 		os.Exit(m.Run())
@@ -70,4 +73,18 @@ func fuzzing() bool {
 		}
 	}
 	return false
+}
+
+// shortenMinimization sets -test.fuzzminimizetime to 3s unless the command
+// line sets it. Minimising a new interesting input runs the target many
+// times with the coverage of the whole binary (VictoriaMetrics and
+// Prometheus are linked in); with the default 60s a 60s fuzzing run spends
+// all its time minimising its first find (measured: 16 executions in 60s
+// against 17,000 in 30s with 3s).
+func shortenMinimization() {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.fuzzminimizetime" })
+	if !set {
+		_ = flag.Set("test.fuzzminimizetime", "3s")
+	}
 }
