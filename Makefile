@@ -33,6 +33,8 @@ bench:
 	$(GO) test ./bench -run '^$$' -bench ScaleOut -benchtime 5x -count 1
 	$(GO) test ./bench -run '^$$' -bench AutoscaleDecision -benchtime 20x -count 1
 	$(GO) test ./bench -run '^$$' -bench AutoscaleScaleOut -benchtime 5x -count 1
+	$(GO) test ./bench -run '^$$' -bench AlertNotify -benchtime 20x -count 1
+	$(GO) test ./alerting -run '^$$' -bench Evaluate10k -benchtime 10x -count 3
 	$(GO) test ./orchestrator/scheduler -run '^$$' -bench Schedule10k -benchtime 5x -count 3
 	$(GO) test ./analyzer -run '^$$' -bench 'Ensemble|BOCPD|Decompose|Multivariate' -benchmem -count 3
 	$(GO) test ./analyzer/online -run '^$$' -bench OnlinePass -benchtime 20x -count 3
@@ -49,7 +51,8 @@ FUZZ_TARGETS := ./config:FuzzParse ./config:FuzzParseDocuments ./cmd/opspilot:Fu
 	./collector/container:FuzzParseCgroupFile ./examples/billing:FuzzPayBody ./analyzer:FuzzReadCSV \
 	./analyzer:FuzzUnmarshalState ./analyzer:FuzzModels ./analyzer:FuzzARTime ./analyzer/forecast:FuzzFit ./analyzer/forecast:FuzzUnmarshalBinary \
 	./analyzer/rootcause:FuzzCorrelateRank ./analyzer/loganomaly:FuzzDrain ./analyzer/loganomaly:FuzzErrorWord \
-	./analyzer/loganomaly:FuzzParseFlatRow ./autoscaler:FuzzPolicyYAML
+	./analyzer/loganomaly:FuzzParseFlatRow ./autoscaler:FuzzPolicyYAML ./alerting:FuzzParseRuleFile \
+	./alerting:FuzzSlackInteraction ./alerting:FuzzSlackActionValue ./alerting:FuzzSilenceAPI
 fuzz:
 	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
 		echo "fuzz $$pkg $$fn"; $(GO) test $$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) || exit 1; done

@@ -36,6 +36,7 @@ func mountedRoutes() []api.Route {
 	rs = append(rs, (&online.Service{}).Routes()...)
 	rs = append(rs, (&autoscaler.Loop{}).Routes()...)
 	rs = append(rs, (&alerting.Pipeline{}).Routes()...)
+	rs = append(rs, (&alerting.Evaluator{}).Routes()...)
 	return append(rs, api.Route{Pattern: "GET " + pki.CAPath, Name: "pki_ca"})
 }
 
