@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/url"
 	"path/filepath"
 	"strconv"
@@ -95,6 +96,23 @@ func TestUpDemoAlertsOnErrorSurge(t *testing.T) {
 		t.Errorf("want a resolved event and then a resolved notification: resolved %s, notified %s", resolvedAt, resolvedNotified)
 	}
 	t.Logf("resolved notification %s after the alert resolved", resolvedNotified.Sub(resolvedAt).Round(time.Millisecond))
+
+	// The events are in the log store too (the agent ships events.jsonl).
+	var vl string
+	for _, line := range strings.Split(s.p.Stdout.String(), "\n") {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "logstore      VictoriaLogs at "); ok {
+			vl = strings.Fields(rest)[0]
+		}
+	}
+	waitUntil(t, 20*time.Second, "the resolved event in the log store", func() bool {
+		resp, err := http.Get(vl + "/select/logsql/query?query=" + url.QueryEscape(`service:opspilot-alerting type:resolved alertname:BillingErrorRatioHigh`))
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var doc map[string]any
+		return json.NewDecoder(resp.Body).Decode(&doc) == nil && doc["fingerprint"] != nil && doc["who"] == "rules"
+	})
 
 	// The CLI: the alert's events, the rules and silences.
 	if r := opspilot(t, "alerts", "events", "--alertname", "BillingErrorRatioHigh", "--server", server); r.code != 0 ||
