@@ -249,10 +249,11 @@ func (e *slackTestEnv) notifier(t *testing.T) *SlackNotifier {
 
 const slackTestGroupKey = `{}/{severity="critical"}:{alertname="HighErrorRate", service="billing"}`
 
-// slackTestNow is the tests' now: alerts end 5 minutes after it, so it
-// must be the real time (Alertmanager decides resolved against time.Now
-// where the context carries no time).
-var slackTestNow = time.Now().UTC().Truncate(time.Minute)
+// slackTestNow is the tests' now. Alertmanager decides "resolved" against
+// the real clock in places where the context carries no time, so it is
+// tied to the real clock: ten minutes ago, with firing alerts ending a day
+// later and resolved ones (a few minutes after it) already in the past.
+var slackTestNow = time.Now().UTC().Add(-10 * time.Minute).Truncate(time.Second)
 
 func (e *slackTestEnv) ctx(now time.Time) context.Context {
 	ctx := notify.WithGroupKey(context.Background(), slackTestGroupKey)
@@ -276,7 +277,7 @@ func slackTestAlert(instance string, resolvedAt time.Time) *amalert.Alert {
 		GeneratorURL: "http://opspilot:9090/graph?g0.expr=" + url.QueryEscape(`rate(http_errors_total{service="billing"}[5m]) > 0.01`) + "&g0.tab=1",
 	}
 	if resolvedAt.IsZero() {
-		a.EndsAt = slackTestNow.Add(5 * time.Minute)
+		a.EndsAt = slackTestNow.Add(24 * time.Hour)
 	} else {
 		a.EndsAt = resolvedAt
 	}
