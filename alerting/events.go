@@ -32,6 +32,16 @@ type EventLog struct {
 
 	total *prometheus.CounterVec
 	fails prometheus.Counter
+
+	listeners []func(Event)
+}
+
+// Subscribe calls f with every event recorded from now on (the incident
+// tracker). f runs inline and must not block.
+func (l *EventLog) Subscribe(f func(Event)) {
+	l.mu.Lock()
+	l.listeners = append(l.listeners, f)
+	l.mu.Unlock()
 }
 
 // OpenEventLog opens (or creates) the events file at path and reads its
@@ -99,7 +109,13 @@ func (l *EventLog) Record(_ context.Context, ev Event) {
 	line = append(line, '\n')
 	l.total.WithLabelValues(ev.Type).Inc()
 	l.mu.Lock()
-	defer l.mu.Unlock()
+	defer func() {
+		listeners := l.listeners
+		l.mu.Unlock()
+		for _, f := range listeners {
+			f(ev)
+		}
+	}()
 	l.push(ev)
 	if l.f == nil {
 		l.fails.Inc()

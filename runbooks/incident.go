@@ -58,9 +58,9 @@ type TimelineEntry struct {
 
 // Summary is what is posted and stored when an incident resolves.
 type Summary struct {
-	ID, Title, Severity string
-	Services            []string
-	Started, Resolved   time.Time
+	ID, Title, Severity, State string
+	Services                   []string
+	Started, Resolved          time.Time
 	// Time to detect (first alert fired → first notification), to
 	// acknowledge, to mitigate and to resolve, each from Started; zero
 	// when it did not happen.
@@ -243,7 +243,7 @@ func (t *Tracker) List() []*Incident {
 
 // Summarize computes an incident's summary.
 func Summarize(inc *Incident) Summary {
-	s := Summary{ID: inc.ID, Title: inc.Title, Severity: inc.Severity, Services: inc.Services, Started: inc.Started, Resolved: inc.Resolved}
+	s := Summary{ID: inc.ID, Title: inc.Title, Severity: inc.Severity, State: inc.State, Services: inc.Services, Started: inc.Started, Resolved: inc.Resolved}
 	since := func(t time.Time) time.Duration {
 		if t.IsZero() {
 			return 0
@@ -264,8 +264,12 @@ func Summarize(inc *Incident) Summary {
 // Text renders the summary for chat and `opspilot incident show`.
 func (s Summary) Text() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Incident %s resolved: %s (severity %s, services %s)\n", s.ID, s.Title, orNone(s.Severity), orNone(strings.Join(s.Services, ", ")))
-	fmt.Fprintf(&b, "started %s, resolved %s\n", s.Started.UTC().Format(time.RFC3339), s.Resolved.UTC().Format(time.RFC3339))
+	fmt.Fprintf(&b, "Incident %s %s: %s (severity %s, services %s)\n", s.ID, orNone(s.State), s.Title, orNone(s.Severity), orNone(strings.Join(s.Services, ", ")))
+	fmt.Fprintf(&b, "started %s", s.Started.UTC().Format(time.RFC3339))
+	if !s.Resolved.IsZero() {
+		fmt.Fprintf(&b, ", resolved %s", s.Resolved.UTC().Format(time.RFC3339))
+	}
+	b.WriteString("\n")
 	for _, d := range []struct {
 		what string
 		d    time.Duration
