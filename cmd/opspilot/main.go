@@ -64,6 +64,7 @@ Start everything on one machine with:  opspilot up`,
 		newRulesCmd(),
 		newAlertsCmd(),
 		newSilenceCmd(),
+		newIncidentCmd(),
 		newConfigCmd(),
 		newVersionCmd(),
 	)

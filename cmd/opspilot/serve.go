@@ -29,6 +29,7 @@ import (
 	"opspilot/collector"
 	"opspilot/collector/logs"
 	"opspilot/orchestrator/model"
+	"opspilot/runbooks"
 	"opspilot/tsdb"
 )
 
@@ -122,12 +123,20 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 		}
 		routes = append(routes, scaler.Routes()...)
 	}
-	var alerts *alertingStack
+	var (
+		alerts    *alertingStack
+		incidents *runbooks.IncidentService
+	)
 	if cfg.Alerting.Enabled {
 		if alerts, err = newAlerting(cfg, lateStore, out, reg, log.With("component", "alerting")); err != nil {
 			return err
 		}
 		routes = append(routes, alerts.routes()...)
+		if incidents, err = newIncidents(ctx, orch, out, log.With("component", "incidents")); err != nil {
+			return err
+		}
+		alerts.pipeline.Events().Subscribe(incidents.Observe)
+		routes = append(routes, incidents.Routes()...)
 	}
 	var serverTLS *tls.Config
 	if orch.pki != nil && cfg.Server.AutoTLS {
@@ -204,6 +213,8 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 		}
 		actx, cancel := context.WithCancel(ctx)
 		g.Add(func() error { return alerts.run(actx) }, func(error) { cancel() })
+		ictx, icancel := context.WithCancel(ctx)
+		g.Add(func() error { return incidents.Run(ictx) }, func(error) { icancel() })
 	}
 	{
 		sctx, cancel := context.WithCancel(ctx)

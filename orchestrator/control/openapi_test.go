@@ -12,6 +12,7 @@ import (
 	"opspilot/api"
 	"opspilot/autoscaler"
 	"opspilot/orchestrator/pki"
+	"opspilot/runbooks"
 )
 
 // The OpenAPI document (api/openapi.yaml) is written by hand; these tests
@@ -37,6 +38,7 @@ func mountedRoutes() []api.Route {
 	rs = append(rs, (&autoscaler.Loop{}).Routes()...)
 	rs = append(rs, (&alerting.Pipeline{}).Routes()...)
 	rs = append(rs, (&alerting.Evaluator{}).Routes()...)
+	rs = append(rs, (&runbooks.IncidentService{}).Routes()...)
 	return append(rs, api.Route{Pattern: "GET " + pki.CAPath, Name: "pki_ca"})
 }
 

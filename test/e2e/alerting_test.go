@@ -117,6 +117,17 @@ func TestUpDemoAlertsOnErrorSurge(t *testing.T) {
 		return json.NewDecoder(resp.Body).Decode(&doc) == nil && doc["fingerprint"] != nil && doc["who"] == "rules"
 	})
 
+	// The alert opened an incident, which resolved with it; its summary is
+	// printed on the console and by `opspilot incident show`.
+	waitForOutput(t, s.p, s.p.Stdout, "resolved: BillingErrorRatioHigh on billing", loadStart, 20*time.Second)
+	if r := opspilot(t, "incident", "list", "--server", server); r.code != 0 || !strings.Contains(r.stdout, "resolved") || !strings.Contains(r.stdout, "BillingErrorRatioHigh on billing") {
+		t.Errorf("incident list:\n%s", r)
+	}
+	if r := opspilot(t, "incident", "show", "inc-1", "--server", server); r.code != 0 || !strings.Contains(r.stdout, "time to resolve:") ||
+		!strings.Contains(r.stdout, "timeline:") || !strings.Contains(r.stdout, "notified") {
+		t.Errorf("incident show inc-1:\n%s", r)
+	}
+
 	// The CLI: the alert's events, the rules and silences.
 	if r := opspilot(t, "alerts", "events", "--alertname", "BillingErrorRatioHigh", "--server", server); r.code != 0 ||
 		!strings.Contains(r.stdout, "fired") || !strings.Contains(r.stdout, "resolved") || !strings.Contains(r.stdout, "console") {

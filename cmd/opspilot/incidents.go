@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"strings"
+	"sync"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"opspilot/orchestrator/store"
+	"opspilot/runbooks"
+)
+
+// kindIncident holds incidents in the control-plane store.
+const kindIncident = "incidents"
+
+// incidentStore keeps incidents in etcd. Only this control plane writes
+// them, so a write replaces the object unconditionally.
+type incidentStore struct{ st *store.Store }
+
+func (s incidentStore) SaveIncident(ctx context.Context, inc *runbooks.Incident) error {
+	data, err := json.Marshal(inc)
+	if err != nil {
+		return err
+	}
+	_, err = s.st.Client().Put(ctx, s.st.Key(kindIncident, inc.ID), string(data))
+	return err
+}
+
+func (s incidentStore) LoadIncidents(ctx context.Context) ([]*runbooks.Incident, error) {
+	vs, _, err := store.List[runbooks.Incident](ctx, s.st, kindIncident)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*runbooks.Incident, len(vs))
+	for i := range vs {
+		out[i] = &vs[i].Value
+	}
+	return out, nil
+}
+
+// newIncidents builds the incident service on the orchestrator's store;
+// resolved incidents' summaries are printed on the console.
+func newIncidents(ctx context.Context, orch *orchestrator, console io.Writer, log *slog.Logger) (*runbooks.IncidentService, error) {
+	var mu sync.Mutex
+	return runbooks.NewIncidentService(ctx, runbooks.IncidentOptions{Store: incidentStore{orch.st}, Log: log,
+		Closed: func(_ context.Context, s runbooks.Summary) {
+			mu.Lock()
+			defer mu.Unlock()
+			fmt.Fprint(console, s.Text())
+		}})
+}
+
+func newIncidentCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "incident",
+		Short: "Incidents: what alert groups became, their timelines and summaries",
+		Long: `An alert opens an incident (alerts of the same name and service join it);
+acknowledging, runbook steps and silences go on its timeline; it resolves
+when its alerts clear, with a summary: time to notify, acknowledge,
+mitigate and resolve, and the actions taken.`,
+	}
+	cmd.AddCommand(newIncidentListCmd(), newIncidentShowCmd())
+	return cmd
+}
+
+func newIncidentListCmd() *cobra.Command {
+	var (
+		f      clientFlags
+		active bool
+	)
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "Incidents, newest first (--active: not resolved)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			path := "/api/v1/incidents"
+			if active {
+				path += "?state=active"
+			}
+			var out []runbooks.Incident
+			if err := c.do(cmd.Context(), "GET", path, nil, &out); err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tSTATE\tSEVERITY\tSERVICES\tSTARTED\tTITLE")
+			for _, inc := range out {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", inc.ID, inc.State, orDash(inc.Severity), orDash(strings.Join(inc.Services, ",")), age(inc.Started), inc.Title)
+			}
+			return tw.Flush()
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().BoolVar(&active, "active", false, "only incidents not yet resolved")
+	return cmd
+}
+
+func newIncidentShowCmd() *cobra.Command {
+	var f clientFlags
+	cmd := &cobra.Command{
+		Use:   "show ID",
+		Short: "An incident's timeline and summary",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			var v runbooks.IncidentView
+			if err := c.do(cmd.Context(), "GET", "/api/v1/incidents/"+url.PathEscape(args[0]), nil, &v); err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprint(w, v.SummaryText)
+			fmt.Fprintln(w, "timeline:")
+			for _, e := range v.Timeline {
+				fmt.Fprintf(w, "  %s  %-12s %-24s %s\n", e.Time.Local().Format("15:04:05.000"), e.Type, orDash(e.Who), e.Message)
+			}
+			return nil
+		},
+	}
+	f.register(cmd)
+	return cmd
+}
