@@ -39,6 +39,9 @@ func TestExampleConfigIsValidAndMatchesDefaults(t *testing.T) {
 	if g, w := fmt.Sprintf("%+v", cfg.Alerting), fmt.Sprintf("%+v", want.Alerting); strings.ReplaceAll(g, "[]", "") != strings.ReplaceAll(w, "[]", "") {
 		t.Errorf("examples/opspilot.yaml alerting drifted from the defaults:\n got  %s\n want %s", g, w)
 	}
+	if g, w := fmt.Sprintf("%+v", cfg.Runbooks), fmt.Sprintf("%+v", want.Runbooks); strings.ReplaceAll(g, "[]", "") != strings.ReplaceAll(w, "[]", "") {
+		t.Errorf("examples/opspilot.yaml runbooks drifted from the defaults:\n got  %s\n want %s", g, w)
+	}
 	// The orchestrator and node sections, field by field.
 	if g, w := fmt.Sprintf("%+v|%+v|%v", cfg.Orchestrator, cfg.Node, cfg.Server.AutoTLS), fmt.Sprintf("%+v|%+v|%v", want.Orchestrator, normalizeNode(want.Node), want.Server.AutoTLS); strings.ReplaceAll(g, "map[]", "") != strings.ReplaceAll(w, "map[]", "") {
 		t.Errorf("examples/opspilot.yaml orchestrator/node drifted from the defaults:\n got  %s\n want %s", g, w)

@@ -15,6 +15,7 @@ import (
 	"opspilot/config"
 	"opspilot/orchestrator/control"
 	"opspilot/orchestrator/model"
+	"opspilot/runbooks"
 	"opspilot/tsdb"
 )
 
@@ -43,6 +44,8 @@ type FileConfig struct {
 	Autoscaler autoscaler.LoopConfig `yaml:"autoscaler"`
 	// Alerting evaluates rule files and routes their alerts to receivers.
 	Alerting alerting.Config `yaml:"alerting"`
+	// Runbooks configures the chat-bot (and, later, runbooks).
+	Runbooks runbooks.Config `yaml:"runbooks"`
 
 	// Demo is set by `opspilot up --demo`; not a file setting.
 	Demo DemoConfig `yaml:"-"`
@@ -162,6 +165,7 @@ func (c FileConfig) Validate() []config.Problem {
 	ps = append(ps, config.Prefix("analyzer", c.Analyzer.Validate())...)
 	ps = append(ps, config.Prefix("autoscaler", c.Autoscaler.Validate())...)
 	ps = append(ps, config.Prefix("alerting", c.Alerting.Validate())...)
+	ps = append(ps, config.Prefix("runbooks", c.Runbooks.Validate())...)
 	switch c.Orchestrator.Store.Mode {
 	case "embedded":
 	case "external":

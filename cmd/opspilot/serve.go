@@ -137,6 +137,11 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 		}
 		alerts.pipeline.Events().Subscribe(incidents.Observe)
 		routes = append(routes, incidents.Routes()...)
+		chat, err := newChatbot(cfg, orch, alerts, incidents, log.With("component", "chatbot"))
+		if err != nil {
+			return err
+		}
+		routes = append(routes, chat.Routes()...)
 	}
 	var serverTLS *tls.Config
 	if orch.pki != nil && cfg.Server.AutoTLS {

@@ -39,6 +39,7 @@ func mountedRoutes() []api.Route {
 	rs = append(rs, (&alerting.Pipeline{}).Routes()...)
 	rs = append(rs, (&alerting.Evaluator{}).Routes()...)
 	rs = append(rs, (&runbooks.IncidentService{}).Routes()...)
+	rs = append(rs, (&runbooks.SlackHandlers{}).Routes()...)
 	return append(rs, api.Route{Pattern: "GET " + pki.CAPath, Name: "pki_ca"})
 }
 

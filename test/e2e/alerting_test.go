@@ -1,8 +1,12 @@
 package e2e
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -30,7 +34,14 @@ const billingErrorRatio = `sum(rate(billing_transactions_total{service="billing"
 func TestUpDemoAlertsOnErrorSurge(t *testing.T) {
 	dir := t.TempDir()
 	addr, gwAddr := testbin.FreeAddr(t), testbin.FreeAddr(t)
-	s := launch(t, addr, dir, "up", "--demo", "--data-dir", dir, "--http-addr", addr, "--logstore-addr", "127.0.0.1:0", "--gateway-addr", gwAddr)
+	// The chat-bot: a platform admin; everyone else may only look.
+	secret := writeFile(t, dir, "slack-signing-secret", "e2e-secret\n")
+	cfg := writeFile(t, dir, "opspilot.yaml", `runbooks:
+  chat:
+    signing_secret_file: `+secret+`
+    users: [{slack: UADMIN, name: root, role: platform-admin}]
+`)
+	s := launch(t, addr, dir, "up", "--demo", "--config", cfg, "--data-dir", filepath.Join(dir, "data"), "--http-addr", addr, "--logstore-addr", "127.0.0.1:0", "--gateway-addr", gwAddr)
 	s.waitReady(t, 15*time.Second)
 	server := "http://" + addr
 	if !strings.Contains(s.p.Stdout.String(), "alerting      3 rules every 1s, notifications to this console") {
@@ -126,6 +137,40 @@ func TestUpDemoAlertsOnErrorSurge(t *testing.T) {
 	if r := opspilot(t, "incident", "show", "inc-1", "--server", server); r.code != 0 || !strings.Contains(r.stdout, "time to resolve:") ||
 		!strings.Contains(r.stdout, "timeline:") || !strings.Contains(r.stdout, "notified") {
 		t.Errorf("incident show inc-1:\n%s", r)
+	}
+
+	// The chat-bot's slash command, signed as Slack signs it.
+	slash := func(user, text string, at time.Time) (int, string) {
+		body := url.Values{"command": {"/opspilot"}, "text": {text}, "user_id": {user}, "team_id": {"T1"}, "channel_id": {"C1"}}.Encode()
+		ts := strconv.FormatInt(at.Unix(), 10)
+		mac := hmac.New(sha256.New, []byte("e2e-secret"))
+		fmt.Fprintf(mac, "v0:%s:%s", ts, body)
+		req, _ := http.NewRequest("POST", server+"/slack/commands", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("X-Slack-Request-Timestamp", ts)
+		req.Header.Set("X-Slack-Signature", "v0="+hex.EncodeToString(mac.Sum(nil)))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := slash("UNOBODY", "status billing", time.Now()); code != 200 || !strings.Contains(body, "billing: ") || !strings.Contains(body, "ready") {
+		t.Errorf("/opspilot status billing: %d %s", code, body)
+	}
+	if code, body := slash("UNOBODY", "scale billing 9", time.Now()); code != 200 || !strings.Contains(body, "no opspilot role") {
+		t.Errorf("/opspilot scale by a user without a role: %d %s", code, body)
+	}
+	if code, body := slash("UADMIN", "scale billing 9 because e2e", time.Now()); code != 200 || !strings.Contains(body, "scaled billing to 9 replicas") {
+		t.Errorf("/opspilot scale by a platform admin: %d %s", code, body)
+	}
+	if code, _ := slash("UADMIN", "scale billing 9 because e2e", time.Now().Add(-10*time.Minute)); code != 401 {
+		t.Errorf("a stale slash command: %d, want 401", code)
+	}
+	if r := opspilot(t, "get", "events", "--server", server); r.code != 0 || !strings.Contains(r.stdout, "ChatCommand") || !strings.Contains(r.stdout, "slack:root") {
+		t.Errorf("the chat command should be an event with who:\n%s", r)
 	}
 
 	// The CLI: the alert's events, the rules and silences.

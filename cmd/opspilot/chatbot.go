@@ -1,0 +1,118 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/slack-go/slack"
+
+	"opspilot/alerting"
+	"opspilot/api"
+	"opspilot/orchestrator/control"
+	"opspilot/orchestrator/store"
+	"opspilot/runbooks"
+)
+
+// newChatbot builds the Slack chat-bot's endpoints over the orchestrator
+// and the alerting pipeline. Without a signing secret they refuse every
+// request, saying so.
+func newChatbot(cfg FileConfig, orch *orchestrator, alerts *alertingStack, incidents *runbooks.IncidentService, log *slog.Logger) (*runbooks.SlackHandlers, error) {
+	token, secret, err := cfg.Runbooks.Chat.Credentials()
+	if err != nil {
+		return nil, err
+	}
+	acts := chatActions{orch: orch, alerts: alerts}
+	bot := &runbooks.Bot{RBAC: cfg.Runbooks.Chat.RBAC, Actions: acts, Incidents: incidents.Tracker(), Log: log,
+		Audit: func(ctx context.Context, who, command, why, result string) {
+			orch.ctrl.Events().Record(ctx, control.Event{Type: control.EventNormal, Kind: "chat", Object: "slack", Reason: "ChatCommand",
+				Message: command + " → " + result, Who: who, Why: why})
+		}}
+	h := &runbooks.SlackHandlers{Bot: bot, Verifier: &runbooks.SlackVerifier{Secret: secret}, Log: log}
+	if token != "" {
+		h.Client = slack.New(token)
+	}
+	return h, nil
+}
+
+// chatActions carries out chat commands.
+type chatActions struct {
+	orch   *orchestrator
+	alerts *alertingStack
+}
+
+func (a chatActions) Status(ctx context.Context, service string) (string, error) {
+	v, err := a.orch.ctrl.ServiceView(ctx, service)
+	if err != nil {
+		return "", err
+	}
+	s := v.Status
+	out := fmt.Sprintf("%s: %d/%d ready, version %s, rollout %s", service, s.ReadyReplicas, s.Replicas, s.Version, s.Rollout)
+	if len(s.Datacenters) > 0 {
+		var dcs []string
+		for dc, n := range s.Datacenters {
+			dcs = append(dcs, fmt.Sprintf("%s %d", dc, n))
+		}
+		sort.Strings(dcs)
+		out += " (" + strings.Join(dcs, ", ") + ")"
+	}
+	var firing []string
+	for _, al := range a.alerts.pipeline.Alerts(ctx) {
+		if al.Labels["service"] == service && al.State != "resolved" {
+			firing = append(firing, al.Name+" ("+al.State+")")
+		}
+	}
+	if len(firing) > 0 {
+		out += "; alerts: " + strings.Join(firing, ", ")
+	}
+	return out, nil
+}
+
+func (a chatActions) Scale(ctx context.Context, service string, n int, who, why string) (string, error) {
+	ctx = api.WithCaller(ctx, api.Caller{Name: who, Role: api.RoleWrite})
+	s, err := a.orch.ctrl.Scale(ctx, service, n, who, why, nil)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("scaled %s to %d replicas", s.Name, s.Replicas), nil
+}
+
+func (a chatActions) Failover(context.Context, string, string, string, string) (string, error) {
+	return "", errors.New("datacenter failover is not available in this version (it comes with the datacenters and HA work)")
+}
+
+func (a chatActions) Silence(ctx context.Context, matchers []string, d time.Duration, who, why string) (string, error) {
+	if why == "" {
+		why = "silenced from chat"
+	}
+	id, err := a.alerts.pipeline.AddSilence(ctx, alerting.SilenceRequest{Matchers: matchers, EndsAt: time.Now().Add(d), CreatedBy: who, Comment: why})
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("silence %s for %s: %s", id, d, strings.Join(matchers, " ")), nil
+}
+
+func (a chatActions) Ack(ctx context.Context, fingerprint, who string) error {
+	return a.alerts.pipeline.Acknowledge(ctx, alerting.AlertRef{Fingerprint: fingerprint}, who)
+}
+
+func (a chatActions) RunRunbook(_ context.Context, name string, _ map[string]string, _, _ string) (string, error) {
+	return "", fmt.Errorf("runbook %s: no runbooks are applied on this server yet", name)
+}
+
+func (a chatActions) Runbooks(context.Context) ([]string, error) { return nil, nil }
+
+func (a chatActions) TenantOf(ctx context.Context, service string) (string, error) {
+	v, err := a.orch.ctrl.ServiceView(ctx, service)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", fmt.Errorf("no service %s", service)
+	}
+	if err != nil {
+		return "", err
+	}
+	return v.Tenant, nil
+}
