@@ -33,6 +33,10 @@ type IncidentOptions struct {
 	// Hints returns root-cause hints for an incident's services around
 	// its start (the analyzer's); nil: none.
 	Hints func(ctx context.Context, inc *Incident) []string
+	// Changed, if set, is called with every change (a copy), in order,
+	// from the goroutine that observed it; it must not block (the
+	// journal the log store gets).
+	Changed func(inc *Incident)
 	// Prefix of incident ids (default "inc").
 	Prefix string
 	Log    *slog.Logger
@@ -90,6 +94,9 @@ func (s *IncidentService) StepDone(id string, at time.Time, who, message string,
 }
 
 func (s *IncidentService) changed(ch Change) {
+	if s.o.Changed != nil {
+		s.o.Changed(ch.Incident)
+	}
 	s.mu.Lock()
 	s.pending[ch.Incident.ID] = ch.Incident
 	if ch.Closed {

@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+	"gopkg.in/natefinch/lumberjack.v2"
 
 	"opspilot/orchestrator/store"
 	"opspilot/runbooks"
@@ -46,14 +47,31 @@ func (s incidentStore) LoadIncidents(ctx context.Context) ([]*runbooks.Incident,
 }
 
 // newIncidents builds the incident service on the orchestrator's store;
-// resolved incidents' summaries are printed on the console.
-func newIncidents(ctx context.Context, orch *orchestrator, console io.Writer, log *slog.Logger) (*runbooks.IncidentService, error) {
+// resolved incidents' summaries are printed on the console. Every change
+// is also a JSON line in journal (DATA_DIR/runbooks/incidents.jsonl, rotated
+// by lumberjack), which the node agent ships to the log store
+// (Elasticsearch's bulk API; VictoriaLogs by default).
+func newIncidents(ctx context.Context, orch *orchestrator, console io.Writer, journal string, log *slog.Logger) (*runbooks.IncidentService, error) {
 	var mu sync.Mutex
+	j := &lumberjack.Logger{Filename: journal, MaxSize: 64, MaxBackups: 2}
 	return runbooks.NewIncidentService(ctx, runbooks.IncidentOptions{Store: incidentStore{orch.st}, Log: log,
 		Closed: func(_ context.Context, s runbooks.Summary) {
 			mu.Lock()
 			defer mu.Unlock()
 			fmt.Fprint(console, s.Text())
+		},
+		Changed: func(inc *runbooks.Incident) {
+			line, err := json.Marshal(struct {
+				*runbooks.Incident
+				Msg    string `json:"_msg"`
+				Source string `json:"source"`
+			}{inc, fmt.Sprintf("incident %s %s: %s", inc.ID, inc.State, inc.Title), "opspilot-incidents"})
+			if err == nil {
+				_, err = j.Write(append(line, '\n'))
+			}
+			if err != nil {
+				log.Warn("incident journal write failed (the incident is in the store)", "id", inc.ID, "err", err)
+			}
 		}})
 }
 

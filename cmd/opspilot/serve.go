@@ -132,7 +132,8 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 			return err
 		}
 		routes = append(routes, alerts.routes()...)
-		if incidents, err = newIncidents(ctx, orch, out, log.With("component", "incidents")); err != nil {
+		journal := filepath.Join(cfg.DataDir, "runbooks", "incidents.jsonl")
+		if incidents, err = newIncidents(ctx, orch, out, journal, log.With("component", "incidents")); err != nil {
 			return err
 		}
 		alerts.pipeline.Events().Subscribe(incidents.Observe)
@@ -255,6 +256,9 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 			// Alert events go to the log store with the node's own logs.
 			if err := agent.AddLogSource(logs.Source{Path: alerts.pipeline.Events().Path(), Service: "opspilot-alerting"}); err != nil {
 				log.Warn("alerting: the events file will not be shipped to the log store", "err", err)
+			}
+			if err := agent.AddLogSource(logs.Source{Path: filepath.Join(cfg.DataDir, "runbooks", "incidents.jsonl"), Service: "opspilot-incidents"}); err != nil {
+				log.Warn("incidents: the journal will not be shipped to the log store", "err", err)
 			}
 		}
 		// Start the agent now, not with the group, so that its first round

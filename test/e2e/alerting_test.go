@@ -131,6 +131,15 @@ func TestUpDemoAlertsOnErrorSurge(t *testing.T) {
 	// The alert opened an incident, which resolved with it; its summary is
 	// printed on the console and by `opspilot incident show`.
 	waitForOutput(t, s.p, s.p.Stdout, "resolved: BillingErrorRatioHigh on billing", loadStart, 20*time.Second)
+	waitUntil(t, 20*time.Second, "the resolved incident in the log store", func() bool {
+		resp, err := http.Get(vl + "/select/logsql/query?query=" + url.QueryEscape(`service:opspilot-incidents state:resolved`))
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var doc map[string]any
+		return json.NewDecoder(resp.Body).Decode(&doc) == nil && doc["id"] == "inc-1"
+	})
 	if r := opspilot(t, "incident", "list", "--server", server); r.code != 0 || !strings.Contains(r.stdout, "resolved") || !strings.Contains(r.stdout, "BillingErrorRatioHigh on billing") {
 		t.Errorf("incident list:\n%s", r)
 	}
