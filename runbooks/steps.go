@@ -15,6 +15,9 @@ import (
 	"github.com/prometheus/alertmanager/matcher/compat"
 )
 
+// waitGrace is added to a wait_until step's timeout for its step.
+const waitGrace = 10 * time.Second
+
 // maxOutput bounds the text outputs kept from http and exec steps.
 const maxOutput = 4 << 10
 
@@ -68,7 +71,9 @@ func stepTimeout(s *Step) time.Duration {
 	case s.Timeout > 0:
 		return s.Timeout
 	case s.WaitUntil != nil && s.WaitUntil.Timeout > 0:
-		return s.WaitUntil.Timeout
+		// A little over the wait's own timeout, so that the wait ends
+		// first and says what it was waiting for.
+		return s.WaitUntil.Timeout + waitGrace
 	case s.Approve != nil:
 		return DefaultApprovalTimeout
 	}
@@ -76,8 +81,8 @@ func stepTimeout(s *Step) time.Duration {
 }
 
 // runStep evaluates the step's condition and runs its action.
-func (e *Engine) runStep(ctx context.Context, run *RunResult, s *Step, data map[string]any) StepResult {
-	res := StepResult{Name: s.Name, Action: s.Action(), Started: time.Now()}
+func (e *Engine) runStep(ctx context.Context, run *RunResult, s *Step, data map[string]any) (res StepResult) {
+	res = StepResult{Name: s.Name, Action: s.Action(), Started: time.Now()}
 	defer func() { res.Ended = time.Now() }()
 	st := &stepRun{
 		run:    run,
@@ -399,6 +404,9 @@ func (e *Engine) waitUntil(ctx context.Context, st *stepRun) (map[string]any, st
 	if timeout <= 0 {
 		timeout = stepTimeout(st.step)
 	}
+	if st.step.Timeout > 0 {
+		timeout = min(timeout, st.step.Timeout)
+	}
 	interval := a.Interval
 	if interval <= 0 {
 		interval = DefaultWaitInterval
@@ -406,12 +414,13 @@ func (e *Engine) waitUntil(ctx context.Context, st *stepRun) (map[string]any, st
 	if st.dryRun {
 		return nil, fmt.Sprintf("would wait up to %s until %s returns a result", timeout, clip(expr)), nil
 	}
-	wctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+	// The deadline is checked against the clock rather than raced against
+	// a context, so the last poll is always before it.
 	start := time.Now()
+	deadline := start.Add(timeout)
 	var lastErr error
 	for {
-		samples, err := e.o.Querier.Query(wctx, expr)
+		samples, err := e.o.Querier.Query(ctx, expr)
 		if err == nil && len(samples) > 0 {
 			out := sampleOutputs(samples)
 			waited := time.Since(start)
@@ -421,21 +430,25 @@ func (e *Engine) waitUntil(ctx context.Context, st *stepRun) (map[string]any, st
 		if err != nil {
 			lastErr = err
 		}
-		t := time.NewTimer(interval)
-		select {
-		case <-wctx.Done():
-			t.Stop()
-			if errors.Is(ctx.Err(), context.Canceled) {
-				return nil, "", ctx.Err()
+		left := time.Until(deadline)
+		if left > 0 {
+			t := time.NewTimer(min(interval, left))
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil, "", fmt.Errorf("waiting for %s: %w", clip(expr), ctx.Err())
+			case <-t.C:
 			}
-			last := ""
-			if lastErr != nil {
-				last = fmt.Sprintf(" (last error: %v)", lastErr)
-			}
-			out := map[string]any{"series": 0, "waited": time.Since(start).Seconds()}
-			return out, "", fmt.Errorf("%w: %s returned no result within %s%s", errWaitTimedOut, clip(expr), timeout, last)
-		case <-t.C:
 		}
+		if time.Now().Before(deadline) {
+			continue
+		}
+		last := ""
+		if lastErr != nil {
+			last = fmt.Sprintf(" (last error: %v)", lastErr)
+		}
+		out := map[string]any{"series": 0, "waited": time.Since(start).Seconds()}
+		return out, "", fmt.Errorf("%w: %s returned no result within %s%s", errWaitTimedOut, clip(expr), timeout, last)
 	}
 }
 
