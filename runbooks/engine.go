@@ -234,7 +234,9 @@ func (e *Engine) Run(ctx context.Context, rb Runbook, req RunRequest) (*RunResul
 		if e.o.Recorder != nil {
 			e.o.Recorder(run, sr)
 		}
-		e.post(ctx, run, summary(sr))
+		if sr.Action != "notify" || sr.Status != StatusOK {
+			e.post(ctx, run, summary(sr)) // a notify step's post is its own summary
+		}
 		switch sr.Status {
 		case StatusOK, StatusSkipped, StatusDryRun:
 			continue

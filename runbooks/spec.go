@@ -82,6 +82,27 @@ type Trigger struct {
 	Auto bool `yaml:"auto,omitempty" json:"auto,omitempty"`
 }
 
+// Matches reports whether an alert with these labels triggers the
+// runbook: every matcher of at least one of Alerts matches. A trigger
+// without alerts matches nothing. Alerts that do not parse (Validate
+// reports them) match nothing.
+func (t Trigger) Matches(labels map[string]string) bool {
+	for _, a := range t.Alerts {
+		ms, err := compat.Matchers(a, "runbook")
+		if err != nil || len(ms) == 0 {
+			continue
+		}
+		all := true
+		for _, m := range ms {
+			all = all && m.Matches(labels[m.Name])
+		}
+		if all {
+			return true
+		}
+	}
+	return false
+}
+
 // Param types.
 const (
 	ParamString     = "string"
@@ -224,7 +245,7 @@ type NotifyAction struct {
 
 // ExecAction runs a command (no shell) on the control plane. The engine
 // refuses it unless an administrator set EngineOptions.AllowExec. Outputs:
-// output (first 4 KiB) and exit_code.
+// output (its last 4 KiB) and exit_code.
 type ExecAction struct {
 	Command []string `yaml:"command" json:"command"`
 }

@@ -230,3 +230,28 @@ func TestParamConversion(t *testing.T) {
 		t.Errorf("params = %v", got)
 	}
 }
+
+func TestTriggerMatches(t *testing.T) {
+	tr := Trigger{Alerts: []string{`alertname="BillingErrorRatioHigh"`, `alertname=~"Billing.*", severity="critical"`}}
+	tests := []struct {
+		labels map[string]string
+		want   bool
+	}{
+		{map[string]string{"alertname": "BillingErrorRatioHigh", "service": "billing"}, true},
+		{map[string]string{"alertname": "BillingAnomaly", "severity": "critical"}, true},
+		{map[string]string{"alertname": "BillingAnomaly", "severity": "warning"}, false},
+		{map[string]string{"alertname": "Other"}, false},
+		{nil, false},
+	}
+	for _, tc := range tests {
+		if got := tr.Matches(tc.labels); got != tc.want {
+			t.Errorf("Matches(%v) = %v, want %v", tc.labels, got, tc.want)
+		}
+	}
+	if (Trigger{}).Matches(map[string]string{"alertname": "X"}) {
+		t.Error("a trigger without alerts matched")
+	}
+	if (Trigger{Alerts: []string{`a=~"("`}}).Matches(map[string]string{"a": "("}) {
+		t.Error("an invalid matcher matched")
+	}
+}
