@@ -733,3 +733,13 @@ func TestCancelledRun(t *testing.T) {
 		}
 	})
 }
+
+func TestRenderLimit(t *testing.T) {
+	st := &stepRun{data: map[string]any{}}
+	if _, err := st.render(`{{ printf "%0100000d" 1 }}`); err == nil || !strings.Contains(err.Error(), "renders more than 64 KiB") {
+		t.Errorf("err = %v", err)
+	}
+	if s, err := st.render(`{{ printf "%05d" 1 }}`); err != nil || s != "00001" {
+		t.Errorf("render = %q, %v", s, err)
+	}
+}

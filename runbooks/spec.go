@@ -1,6 +1,7 @@
 package runbooks
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"regexp"
@@ -737,6 +738,9 @@ func checkTemplate(text string, params map[string]bool, earlier map[string][]str
 		return fmt.Errorf("template: %s", strings.TrimPrefix(err.Error(), "template: :"))
 	}
 	var first error
+	if rangesOverNumber(t.Tree.Root) {
+		return errors.New("template ranges over a number; range over a list (e.g. .steps.logs.lines) instead")
+	}
 	walkFields(t.Tree.Root, func(ident []string) {
 		if first != nil || len(ident) == 0 {
 			return
@@ -816,6 +820,45 @@ func walkFields(n parse.Node, f func([]string)) {
 	case *parse.TemplateNode:
 		walkFields(n.Pipe, f)
 	}
+}
+
+// rangesOverNumber reports a {{ range N }} with a literal N anywhere in
+// the tree: Go templates can loop over integers, and a large literal
+// would stall the engine.
+func rangesOverNumber(n parse.Node) bool {
+	found := false
+	var walk func(parse.Node)
+	walk = func(n parse.Node) {
+		switch n := n.(type) {
+		case *parse.ListNode:
+			if n == nil {
+				return
+			}
+			for _, c := range n.Nodes {
+				walk(c)
+			}
+		case *parse.IfNode:
+			walk(n.List)
+			walk(n.ElseList)
+		case *parse.WithNode:
+			walk(n.List)
+			walk(n.ElseList)
+		case *parse.RangeNode:
+			if n.Pipe != nil {
+				for _, c := range n.Pipe.Cmds {
+					for _, a := range c.Args {
+						if _, ok := a.(*parse.NumberNode); ok {
+							found = true
+						}
+					}
+				}
+			}
+			walk(n.List)
+			walk(n.ElseList)
+		}
+	}
+	walk(n)
+	return found
 }
 
 func errText(err error, otherwise string) string {

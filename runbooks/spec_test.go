@@ -133,12 +133,13 @@ func TestTemplateReferences(t *testing.T) {
 		}
 	}
 	bad := map[string]string{
-		"{{ .params.other }}":            "not declared",
-		"{{ .steps.x.value }}":           "not a step before this one",
-		"{{ .steps.q.lines }}":           `no output "lines"`,
-		"{{ .foo }}":                     "the data is .params",
-		"{{ if .steps.nope }}x{{ end }}": "not a step before",
-		"{{ nofunc 1 }}":                 `function "nofunc" not defined`,
+		"{{ .params.other }}":             "not declared",
+		"{{ .steps.x.value }}":            "not a step before this one",
+		"{{ .steps.q.lines }}":            `no output "lines"`,
+		"{{ .foo }}":                      "the data is .params",
+		"{{ if .steps.nope }}x{{ end }}":  "not a step before",
+		"{{ range 100000000 }}x{{ end }}": "ranges over a number",
+		"{{ nofunc 1 }}":                  `function "nofunc" not defined`,
 	}
 	for s, want := range bad {
 		err := checkTemplate(s, params, earlier)

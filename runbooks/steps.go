@@ -45,11 +45,28 @@ func (sr *stepRun) render(text string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%w %q: %v", errTemplate, clip(text), err)
 	}
-	var b strings.Builder
-	if err := t.Execute(&b, sr.data); err != nil {
+	b := &limitedBuilder{max: maxRendered}
+	if err := t.Execute(b, sr.data); err != nil {
 		return "", fmt.Errorf("%w %q: %v", errTemplate, clip(text), err)
 	}
 	return b.String(), nil
+}
+
+// maxRendered bounds what one template may produce.
+const maxRendered = 64 << 10
+
+// limitedBuilder is a strings.Builder that fails past max bytes, which
+// stops a template's execution.
+type limitedBuilder struct {
+	strings.Builder
+	max int
+}
+
+func (b *limitedBuilder) Write(p []byte) (int, error) {
+	if b.Len()+len(p) > b.max {
+		return 0, fmt.Errorf("the template renders more than %d KiB", b.max>>10)
+	}
+	return b.Builder.Write(p)
 }
 
 // renderAll renders each text in order.
