@@ -52,8 +52,11 @@ const (
 //
 // String fields of steps are Go templates (text/template, missing keys are
 // errors) over .params.NAME, .steps.STEP.OUTPUT, .alert.labels.NAME,
-// .alert.annotations.NAME and .run.id / .run.who / .run.dry_run. Start
-// from DefaultRunbook: keys absent from the file keep its defaults.
+// .alert.annotations.NAME and .run.id / .run.who / .run.dry_run. A step
+// that was skipped or did not run has no outputs, and referring to them is
+// an error; `index .steps.NAME "OUTPUT"` with `with` tolerates their
+// absence. lt, le, gt and ge compare any two numbers. Start from
+// DefaultRunbook: keys absent from the file keep its defaults.
 type Runbook struct {
 	// Name identifies the runbook (letters, digits, '-', '_', '.').
 	Name        string `yaml:"name" json:"name"`
