@@ -606,13 +606,14 @@ func TestStepTimeout(t *testing.T) {
 func TestRunbookTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		rb := Runbook{Name: "slow", Timeout: 90 * time.Second, Steps: []Step{
-			{Name: "w", WaitUntil: &WaitUntilAction{Expr: "never", Timeout: 5 * time.Minute, Interval: 10 * time.Second}},
+			{Name: "w", ContinueOnError: true, WaitUntil: &WaitUntilAction{Expr: "never", Timeout: time.Minute, Interval: 10 * time.Second}},
+			{Name: "w2", WaitUntil: &WaitUntilAction{Expr: "never", Timeout: time.Minute, Interval: 10 * time.Second}},
 			{Name: "after", Notify: &NotifyAction{Message: "x"}},
 		}}
 		f := &fakes{}
 		start := time.Now()
 		res, err := newEngine(f, EngineOptions{}).Run(t.Context(), rb, RunRequest{})
-		if err == nil || res.Status != StatusTimedOut || statuses(res) != "w=timed-out" {
+		if err == nil || res.Status != StatusTimedOut || statuses(res) != "w=timed-out w2=timed-out" {
 			t.Fatalf("err %v, %s, run %s", err, statuses(res), res.Status)
 		}
 		if d := time.Since(start); d != 90*time.Second {
@@ -722,14 +723,18 @@ func TestApprovals(t *testing.T) {
 func TestCancelledRun(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
-		rb := step(Step{Name: "w", WaitUntil: &WaitUntilAction{Expr: "never", Timeout: time.Hour}})
+		rb := step(Step{Name: "w", WaitUntil: &WaitUntilAction{Expr: "never", Timeout: 5 * time.Minute}})
 		go func() {
 			time.Sleep(10 * time.Second)
 			cancel()
 		}()
+		start := time.Now()
 		res, err := newEngine(&fakes{}, EngineOptions{}).Run(ctx, rb, RunRequest{})
-		if err == nil || res.Status == StatusOK {
-			t.Fatalf("a cancelled run ended %s, %v", res.Status, err)
+		if res == nil || err == nil || res.Status == StatusOK {
+			t.Fatalf("a cancelled run ended %+v, %v", res, err)
+		}
+		if d := time.Since(start); d != 10*time.Second {
+			t.Errorf("the run ended after %s, want 10s (when cancelled)", d)
 		}
 	})
 }
@@ -741,5 +746,15 @@ func TestRenderLimit(t *testing.T) {
 	}
 	if s, err := st.render(`{{ printf "%05d" 1 }}`); err != nil || s != "00001" {
 		t.Errorf("render = %q, %v", s, err)
+	}
+}
+
+func TestRunCommand(t *testing.T) {
+	out, code, err := runCommand(t.Context(), []string{"echo", "hello"})
+	if err != nil || code != 0 || out != "hello\n" {
+		t.Errorf("echo: %q, %d, %v", out, code, err)
+	}
+	if _, code, err := runCommand(t.Context(), []string{"false"}); err == nil || code != 1 {
+		t.Errorf("false: %d, %v", code, err)
 	}
 }

@@ -358,6 +358,14 @@ func (rb *Runbook) Validate() []config.Problem {
 	for i, s := range rb.Steps {
 		at := fmt.Sprintf("steps[%d]", i)
 		ps = append(ps, config.Prefix(at, s.validate(params, earlier))...)
+		if total := rb.Timeout; total > 0 {
+			if s.Timeout > total {
+				add(at+".timeout", fmt.Sprintf("%s is longer than the runbook's timeout %s; raise the runbook's timeout or shorten this one", s.Timeout, total))
+			}
+			if s.WaitUntil != nil && s.WaitUntil.Timeout > total {
+				add(at+".wait_until.timeout", fmt.Sprintf("%s is longer than the runbook's timeout %s; raise the runbook's timeout or shorten this one", s.WaitUntil.Timeout, total))
+			}
+		}
 		if identRE.MatchString(s.Name) {
 			if _, dup := earlier[s.Name]; dup {
 				add(at+".name", fmt.Sprintf("step %q is defined twice; step names must be unique", s.Name))

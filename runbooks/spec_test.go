@@ -85,6 +85,7 @@ func TestParseInvalid(t *testing.T) {
 		{"approve nobody", step("    approve: {message: 'ok?'}\n"), []string{"rb.yaml:5:5: steps[0].approve: needs roles or users"}},
 		{"http url", step("    http: {url: 'ftp://x'}\n"), []string{"rb.yaml:5:17: steps[0].http.url: must start with http:// or https://"}},
 		{"wait interval", step("    wait_until: {expr: up, interval: -1s}\n"), []string{"steps[0].wait_until.interval: must be positive"}},
+		{"step longer than runbook", head + "timeout: 1m\nsteps:\n  - {name: w, wait_until: {expr: up, timeout: 5m}}\n", []string{"rb.yaml:5:47: steps[0].wait_until.timeout: 5m0s is longer than the runbook's timeout 1m0s"}},
 		{"exec empty", step("    exec: {command: []}\n"), []string{"steps[0].exec.command: needs the program"}},
 		{"silence matcher", step("    silence: {matchers: ['a=~\"(\"']}\n"), []string{"steps[0].silence.matchers[0]: not valid alert matchers"}},
 		{"duplicate runbook", "kind: Runbook\nname: x\nsteps: [{name: a, notify: {message: x}}]\n---\nkind: Runbook\nname: x\nsteps: [{name: a, notify: {message: x}}]\n", []string{`rb.yaml:5: name: runbook "x" is already defined on line 1`}},
