@@ -157,6 +157,20 @@ type StepResult struct {
 	Who     string    `json:"who"`
 }
 
+// Mitigating reports whether the step changed the running system (scale,
+// restart, drain, rollout_undo, failover, exec) successfully: what an
+// incident records as mitigation.
+func (r StepResult) Mitigating() bool {
+	if r.Status != StatusOK {
+		return false
+	}
+	switch r.Action {
+	case "scale", "restart", "drain", "rollout_undo", "failover", "exec":
+		return true
+	}
+	return false
+}
+
 // RunResult is what a run did.
 type RunResult struct {
 	RunID   string         `json:"run_id"`

@@ -758,3 +758,21 @@ func TestRunCommand(t *testing.T) {
 		t.Errorf("false: %d, %v", code, err)
 	}
 }
+
+func TestMitigating(t *testing.T) {
+	for _, tc := range []struct {
+		r    StepResult
+		want bool
+	}{
+		{StepResult{Action: "scale", Status: StatusOK}, true},
+		{StepResult{Action: "failover", Status: StatusOK}, true},
+		{StepResult{Action: "scale", Status: StatusDryRun}, false},
+		{StepResult{Action: "restart", Status: StatusFailed}, false},
+		{StepResult{Action: "query", Status: StatusOK}, false},
+		{StepResult{Action: "notify", Status: StatusOK}, false},
+	} {
+		if got := tc.r.Mitigating(); got != tc.want {
+			t.Errorf("%+v: Mitigating() = %v, want %v", tc.r, got, tc.want)
+		}
+	}
+}
