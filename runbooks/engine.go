@@ -230,6 +230,11 @@ func (e *Engine) Run(ctx context.Context, rb Runbook, req RunRequest) (*RunResul
 	run.Status = StatusOK
 	for i := range rb.Steps {
 		s := &rb.Steps[i]
+		if ctx.Err() != nil {
+			run.Status = StatusFailed
+			run.Message = fmt.Sprintf("the run was cancelled before step %s: %v", s.Name, context.Cause(ctx))
+			break
+		}
 		if runCtx.Err() != nil {
 			run.Status = StatusTimedOut
 			run.Message = fmt.Sprintf("runbook timed out after %s before step %s", timeout, s.Name)
