@@ -50,6 +50,7 @@ type IncidentService struct {
 	tr *Tracker
 
 	mu      sync.Mutex
+	opened  func(inc *Incident, ev alerting.Event)
 	pending map[string]*Incident // not yet stored, by id
 	closed  []*Incident          // resolved, summary not yet sent
 	wake    chan struct{}
@@ -78,11 +79,26 @@ func NewIncidentService(ctx context.Context, o IncidentOptions) (*IncidentServic
 // Tracker is the service's incident state.
 func (s *IncidentService) Tracker() *Tracker { return s.tr }
 
+// OnOpened sets what runs when an alert opens an incident (the runbooks
+// it triggers); f must not block.
+func (s *IncidentService) OnOpened(f func(inc *Incident, ev alerting.Event)) {
+	s.mu.Lock()
+	s.opened = f
+	s.mu.Unlock()
+}
+
 // Observe applies an alert event; it never blocks on the store.
 func (s *IncidentService) Observe(ev alerting.Event) {
 	ch, ok := s.tr.Observe(ev)
-	if ok {
-		s.changed(ch)
+	if !ok {
+		return
+	}
+	s.changed(ch)
+	s.mu.Lock()
+	opened := s.opened
+	s.mu.Unlock()
+	if ch.Opened && opened != nil {
+		opened(ch.Incident, ev)
 	}
 }
 

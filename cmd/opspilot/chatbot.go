@@ -21,12 +21,12 @@ import (
 // newChatbot builds the Slack chat-bot's endpoints over the orchestrator
 // and the alerting pipeline. Without a signing secret they refuse every
 // request, saying so.
-func newChatbot(cfg FileConfig, orch *orchestrator, alerts *alertingStack, incidents *runbooks.IncidentService, log *slog.Logger) (*runbooks.SlackHandlers, error) {
+func newChatbot(cfg FileConfig, orch *orchestrator, alerts *alertingStack, incidents *runbooks.IncidentService, runner *runbookRunner, log *slog.Logger) (*runbooks.SlackHandlers, error) {
 	token, secret, err := cfg.Runbooks.Chat.Credentials()
 	if err != nil {
 		return nil, err
 	}
-	acts := chatActions{orch: orch, alerts: alerts}
+	acts := chatActions{orch: orch, alerts: alerts, runner: runner}
 	bot := &runbooks.Bot{RBAC: cfg.Runbooks.Chat.RBAC, Actions: acts, Incidents: incidents.Tracker(), Log: log,
 		Audit: func(ctx context.Context, who, command, why, result string) {
 			orch.ctrl.Events().Record(ctx, control.Event{Type: control.EventNormal, Kind: "chat", Object: "slack", Reason: "ChatCommand",
@@ -43,6 +43,7 @@ func newChatbot(cfg FileConfig, orch *orchestrator, alerts *alertingStack, incid
 type chatActions struct {
 	orch   *orchestrator
 	alerts *alertingStack
+	runner *runbookRunner // nil: runbooks are not available
 }
 
 func (a chatActions) Status(ctx context.Context, service string) (string, error) {
@@ -100,11 +101,19 @@ func (a chatActions) Ack(ctx context.Context, fingerprint, who string) error {
 	return a.alerts.pipeline.Acknowledge(ctx, alerting.AlertRef{Fingerprint: fingerprint}, who)
 }
 
-func (a chatActions) RunRunbook(_ context.Context, name string, _ map[string]string, _, _ string) (string, error) {
-	return "", fmt.Errorf("runbook %s: no runbooks are applied on this server yet", name)
+func (a chatActions) RunRunbook(ctx context.Context, name string, params map[string]string, who, why string) (string, error) {
+	if a.runner == nil {
+		return "", fmt.Errorf("runbook %s: runbooks are not available on this server", name)
+	}
+	return a.runner.run(ctx, name, params, who, why)
 }
 
-func (a chatActions) Runbooks(context.Context) ([]string, error) { return nil, nil }
+func (a chatActions) Runbooks(ctx context.Context) ([]string, error) {
+	if a.runner == nil {
+		return nil, nil
+	}
+	return a.runner.names(ctx)
+}
 
 func (a chatActions) TenantOf(ctx context.Context, service string) (string, error) {
 	v, err := a.orch.ctrl.ServiceView(ctx, service)

@@ -79,5 +79,10 @@ func startDemo(ctx context.Context, cfg FileConfig, orch *orchestrator, srv *api
 			return nil, err
 		}
 	}
+	if cfg.Alerting.Enabled {
+		if err := applyDemoRunbook(ctx, orch); err != nil {
+			return nil, err
+		}
+	}
 	return newGatewayServer(cfg.Demo.GatewayAddr, srv.URL(), "", &http.Client{}, "billing", reg, log.With("component", "gateway"))
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,6 +25,7 @@ import (
 	"opspilot/config"
 	"opspilot/orchestrator/control"
 	"opspilot/orchestrator/model"
+	"opspilot/runbooks"
 )
 
 // kindInfo maps the names people type to REST paths.
@@ -43,6 +45,7 @@ var kinds = []kindInfo{
 	{"gateway", "gateways", []string{"gateways", "gw"}},
 	{"endpoints", "endpoints", []string{"endpoint", "ep"}},
 	{"autoscalingpolicy", control.KindAutoscalingPolicy, []string{"autoscalingpolicies", "asp", "hpa"}},
+	{"runbook", control.KindRunbook, []string{"runbooks", "rb"}},
 }
 
 func lookupKind(s string) (kindInfo, error) {
@@ -115,8 +118,10 @@ func parseSpecs(name string, data []byte) ([]applyObject, error) {
 			// Keys the file leaves out keep the defaults (Kubernetes'
 			// behaviour).
 			return &policyDoc{Policy: autoscaler.DefaultPolicy()}, nil
+		case strings.ToLower(runbooks.Kind):
+			return &runbooks.Document{Runbook: runbooks.DefaultRunbook()}, nil
 		}
-		return nil, fmt.Errorf("unknown kind %q; opspilot apply takes Service, Tenant, Config and AutoscalingPolicy", kind)
+		return nil, fmt.Errorf("unknown kind %q; opspilot apply takes Service, Tenant, Config, AutoscalingPolicy and Runbook", kind)
 	})
 	if err != nil {
 		return nil, err
@@ -133,6 +138,8 @@ func parseSpecs(name string, data []byte) ([]applyObject, error) {
 			out = append(out, applyObject{"config", v.Name, "configs", src, v.ConfigLibrary})
 		case *policyDoc:
 			out = append(out, applyObject{"autoscalingpolicy", v.Service, control.KindAutoscalingPolicy, src, v.Policy})
+		case *runbooks.Document:
+			out = append(out, applyObject{"runbook", v.Name, control.KindRunbook, src, v.Runbook})
 		}
 	}
 	return out, nil
@@ -264,20 +271,9 @@ func applyOne(ctx context.Context, c *apiClient, o applyObject, dryRun bool, out
 	return nil
 }
 
-// reflectNew returns a pointer to a new zero value of v's type.
-func reflectNew(v any) any {
-	switch v.(type) {
-	case model.Service:
-		return &model.Service{}
-	case model.Tenant:
-		return &model.Tenant{}
-	case model.ConfigLibrary:
-		return &model.ConfigLibrary{}
-	case autoscaler.Policy:
-		return &autoscaler.Policy{}
-	}
-	panic(fmt.Sprintf("apply: no type for %T", v))
-}
+// reflectNew returns a pointer to a new zero value of v's type (any kind
+// apply takes).
+func reflectNew(v any) any { return reflect.New(reflect.TypeOf(v)).Interface() }
 
 func newGetCmd() *cobra.Command {
 	var (
@@ -507,6 +503,23 @@ func printTable(w io.Writer, kind string, raw []byte, wide bool) error {
 			row(p.Service, strconv.Itoa(p.MinReplicas), strconv.Itoa(p.MaxReplicas), strings.Join(ms, "; "),
 				p.Behavior.ScaleDown.StabilizationWindow.String(), pred, strconv.FormatBool(p.DryRun))
 		}
+	case control.KindRunbook:
+		var bs []runbooks.Runbook
+		if err := json.Unmarshal(raw, &bs); err != nil {
+			return err
+		}
+		row("NAME", "TRIGGER", "AUTO", "STEPS", "TIMEOUT", "DESCRIPTION")
+		for _, b := range bs {
+			trig := slices.Clone(b.Trigger.Alerts)
+			if b.Trigger.Command != "" {
+				trig = append(trig, "command "+b.Trigger.Command)
+			}
+			var steps []string
+			for _, st := range b.Steps {
+				steps = append(steps, st.Name+":"+st.Action())
+			}
+			row(b.Name, dash(strings.Join(trig, " ")), strconv.FormatBool(b.Trigger.Auto), strings.Join(steps, " "), b.Timeout.String(), dash(b.Description))
+		}
 	case "gateways":
 		var gs []model.Gateway
 		if err := json.Unmarshal(raw, &gs); err != nil {
@@ -610,7 +623,7 @@ func newDeleteCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if !slices.Contains([]string{"services", "tenants", "configs", "nodes", "instances", control.KindAutoscalingPolicy}, k.path) {
+			if !slices.Contains([]string{"services", "tenants", "configs", "nodes", "instances", control.KindAutoscalingPolicy, control.KindRunbook}, k.path) {
 				return fmt.Errorf("%s cannot be deleted", k.path)
 			}
 			c, err := f.client()

@@ -126,6 +126,7 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 	var (
 		alerts    *alertingStack
 		incidents *runbooks.IncidentService
+		runner    *runbookRunner
 	)
 	if cfg.Alerting.Enabled {
 		if alerts, err = newAlerting(cfg, lateStore, out, reg, log.With("component", "alerting")); err != nil {
@@ -138,7 +139,10 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 		}
 		alerts.pipeline.Events().Subscribe(incidents.Observe)
 		routes = append(routes, incidents.Routes()...)
-		chat, err := newChatbot(cfg, orch, alerts, incidents, log.With("component", "chatbot"))
+		runner = newRunbookRunner(ctx, orch, lateStore, alerts, incidents, out, log.With("component", "runbooks"))
+		incidents.OnOpened(runner.incidentOpened)
+		defer runner.wait()
+		chat, err := newChatbot(cfg, orch, alerts, incidents, runner, log.With("component", "chatbot"))
 		if err != nil {
 			return err
 		}

@@ -18,6 +18,7 @@ import (
 	"opspilot/config"
 	"opspilot/orchestrator/model"
 	"opspilot/orchestrator/store"
+	"opspilot/runbooks"
 )
 
 // ServiceStatus is the observed state of a service.
@@ -112,7 +113,7 @@ func (c *Controller) Routes() []api.Route {
 		{Pattern: "GET /api/v1/endpoints", Name: "endpoints", Role: R, Handler: http.HandlerFunc(r.endpoints)},
 		{Pattern: "GET /api/v1/gateways", Name: "gateways", Role: R, Handler: http.HandlerFunc(r.gateways)},
 		{Pattern: "POST /api/v1/gateways", Name: "gateway_register", Role: W, Handler: http.HandlerFunc(r.registerGateway)},
-	}, c.policyRoutes()...)
+	}, append(c.policyRoutes(), c.runbookRoutes()...)...)
 }
 
 type restAPI struct {
@@ -810,6 +811,17 @@ func objectRoutes[T any](c *Controller, kind, noun string, check func(*T) (strin
 // KindAutoscalingPolicy holds the autoscaler's policies, named by the
 // service they scale (as Kubernetes' API server keeps HPA objects).
 const KindAutoscalingPolicy = "autoscalingpolicies"
+
+// KindRunbook holds runbooks, named by their name.
+const KindRunbook = "runbooks"
+
+// runbookRoutes serves the runbooks: `opspilot apply` puts them, the
+// incident loop and the chat-bot read them from the store.
+func (c *Controller) runbookRoutes() []api.Route {
+	return objectRoutes(c, KindRunbook, "runbook", func(rb *runbooks.Runbook) (string, []config.Problem) {
+		return rb.Name, rb.Validate()
+	})
+}
 
 // policyRoutes serves the autoscaling policies: `opspilot apply` puts
 // them, the autoscaler's loop reads them from the store.

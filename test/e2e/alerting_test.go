@@ -143,9 +143,22 @@ func TestUpDemoAlertsOnErrorSurge(t *testing.T) {
 	if r := opspilot(t, "incident", "list", "--server", server); r.code != 0 || !strings.Contains(r.stdout, "resolved") || !strings.Contains(r.stdout, "BillingErrorRatioHigh on billing") {
 		t.Errorf("incident list:\n%s", r)
 	}
+	// The demo's runbook (examples/runbooks/billing-errors.yaml) ran when
+	// the incident opened and mitigated it by scaling billing.
 	if r := opspilot(t, "incident", "show", "inc-1", "--server", server); r.code != 0 || !strings.Contains(r.stdout, "time to resolve:") ||
-		!strings.Contains(r.stdout, "timeline:") || !strings.Contains(r.stdout, "notified") {
+		!strings.Contains(r.stdout, "timeline:") || !strings.Contains(r.stdout, "notified") ||
+		!strings.Contains(r.stdout, "runbook:billing-errors") || !strings.Contains(r.stdout, "mitigated: scale: scale ok: scaled billing from") {
 		t.Errorf("incident show inc-1:\n%s", r)
+	}
+	if !strings.Contains(s.p.Stdout.String(), "[runbook inc-1] [ok] scale (scale): scaled billing from") {
+		t.Errorf("the runbook's steps should be on the console:\n%s", lastLines(s.p.Stdout.String(), 40))
+	}
+	if r := opspilot(t, "get", "runbooks", "--server", server); r.code != 0 || !strings.Contains(r.stdout, "billing-errors") {
+		t.Errorf("get runbooks:\n%s", r)
+	}
+	rbFile := filepath.Join(testbin.ModuleRoot(t), "examples", "runbooks", "billing-errors.yaml")
+	if r := opspilot(t, "apply", "-f", rbFile, "--server", server); r.code != 0 || !strings.Contains(r.stdout, "runbook/billing-errors unchanged") {
+		t.Errorf("apply the demo's own runbook:\n%s", r)
 	}
 
 	// The chat-bot's slash command, signed as Slack signs it.

@@ -1,0 +1,229 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/common/model"
+
+	"opspilot/alerting"
+	"opspilot/examples/runbooks"
+	"opspilot/orchestrator/control"
+	"opspilot/orchestrator/store"
+	rb "opspilot/runbooks"
+	"opspilot/tsdb"
+)
+
+// runbookRunner runs the runbooks stored with `opspilot apply`: the ones
+// whose trigger matches an alert that opens an incident (auto: true), and
+// the ones people start from chat. Each step goes on the incident's
+// timeline (a scale or other change marks it mitigated) and is printed on
+// the console.
+type runbookRunner struct {
+	orch      *orchestrator
+	engine    *rb.Engine
+	incidents *rb.IncidentService
+	log       *slog.Logger
+	ctx       context.Context // the server's: runs stop with it
+
+	mu      sync.Mutex
+	console io.Writer
+	wg      sync.WaitGroup
+}
+
+func newRunbookRunner(ctx context.Context, orch *orchestrator, q *lateTSDB, alerts *alertingStack, incidents *rb.IncidentService, console io.Writer, log *slog.Logger) *runbookRunner {
+	r := &runbookRunner{orch: orch, incidents: incidents, log: log, ctx: ctx, console: console}
+	r.engine = rb.NewEngine(rb.EngineOptions{
+		Querier:      runbookQuerier{q},
+		Orchestrator: runbookOrchestrator{orch},
+		Silencer:     chatActions{orch: orch, alerts: alerts},
+		Notifier:     r,
+		Approver:     noApprover{},
+		Recorder:     r.record,
+	})
+	return r
+}
+
+// Post implements rb.Notifier: the run's lines on the console.
+func (r *runbookRunner) Post(_ context.Context, runID, text string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, err := fmt.Fprintf(r.console, "%s [runbook %s] %s\n", time.Now().UTC().Format("15:04:05.000"), runID, text)
+	return err
+}
+
+// record puts each step on the incident's timeline (the run id is the
+// incident's id when an incident started it).
+func (r *runbookRunner) record(run *rb.RunResult, s rb.StepResult) {
+	msg := fmt.Sprintf("%s: %s %s", s.Name, s.Action, s.Status)
+	if s.Message != "" {
+		msg += ": " + s.Message
+	}
+	r.incidents.StepDone(run.RunID, s.Ended, s.Who, msg, s.Mitigating())
+}
+
+// list returns the stored runbooks.
+func (r *runbookRunner) list(ctx context.Context) ([]rb.Runbook, error) {
+	vs, _, err := store.List[rb.Runbook](ctx, r.orch.st, control.KindRunbook)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]rb.Runbook, len(vs))
+	for i, v := range vs {
+		out[i] = v.Value
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// incidentOpened starts the automatic runbooks whose trigger matches the
+// alert that opened inc.
+func (r *runbookRunner) incidentOpened(inc *rb.Incident, ev alerting.Event) {
+	books, err := r.list(r.ctx)
+	if err != nil {
+		r.log.Warn("runbooks: cannot list runbooks for a new incident", "incident", inc.ID, "err", err)
+		return
+	}
+	for _, b := range books {
+		if !b.Trigger.Auto || !b.Trigger.Matches(ev.Labels) {
+			continue
+		}
+		r.start(b, rb.RunRequest{RunID: inc.ID, Alert: &rb.AlertInput{Labels: ev.Labels}, Who: "incident " + inc.ID,
+			Why: "alert " + ev.AlertName + " opened incident " + inc.ID})
+	}
+}
+
+// start runs b in the background.
+func (r *runbookRunner) start(b rb.Runbook, req rb.RunRequest) {
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		res, err := r.engine.Run(r.ctx, b, req)
+		if err != nil {
+			r.log.Warn("runbook could not run", "runbook", b.Name, "err", err)
+			return
+		}
+		r.log.Info("runbook finished", "runbook", b.Name, "run", res.RunID, "status", res.Status)
+	}()
+}
+
+// run starts a runbook by name (chat's `runbook run`).
+func (r *runbookRunner) run(ctx context.Context, name string, params map[string]string, who, why string) (string, error) {
+	books, err := r.list(ctx)
+	if err != nil {
+		return "", err
+	}
+	for _, b := range books {
+		if b.Name == name || b.Trigger.Command == name {
+			id := fmt.Sprintf("run-%d", time.Now().UnixMilli())
+			r.start(b, rb.RunRequest{RunID: id, Params: params, Who: who, Why: why})
+			return fmt.Sprintf("runbook %s started (run %s); its steps follow", b.Name, id), nil
+		}
+	}
+	return "", fmt.Errorf("no runbook %q (runbook list shows them; apply one with opspilot apply -f)", name)
+}
+
+func (r *runbookRunner) names(ctx context.Context) ([]string, error) {
+	books, err := r.list(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(books))
+	for i, b := range books {
+		out[i] = b.Name
+	}
+	return out, nil
+}
+
+// wait waits for running runbooks (at shutdown).
+func (r *runbookRunner) wait() { r.wg.Wait() }
+
+// applyDemoRunbook stores examples/runbooks/billing-errors.yaml.
+func applyDemoRunbook(ctx context.Context, orch *orchestrator) error {
+	objs, err := parseSpecs("examples/runbooks/billing-errors.yaml", runbooks.BillingErrors)
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	for _, o := range objs {
+		b := o.value.(rb.Runbook)
+		cur, err := store.Get[rb.Runbook](ctx, orch.st, control.KindRunbook, b.Name)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			_, err = store.Create(ctx, orch.st, control.KindRunbook, b.Name, b)
+		case err == nil:
+			_, err = store.Update(ctx, orch.st, control.KindRunbook, b.Name, b, cur.Version)
+		}
+		if err != nil {
+			return fmt.Errorf("demo: store runbook %s: %w", b.Name, err)
+		}
+	}
+	return nil
+}
+
+// runbookQuerier runs runbook queries on the newest samples.
+type runbookQuerier struct{ l *lateTSDB }
+
+func (q runbookQuerier) Query(ctx context.Context, expr string) ([]rb.Sample, error) {
+	res, err := q.l.Query(tsdb.WithQueryParams(ctx, newestParams), expr, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	var out []rb.Sample
+	switch v := res.Value.(type) {
+	case model.Vector:
+		for _, s := range v {
+			out = append(out, rb.Sample{Labels: labelMap(s.Metric), Value: float64(s.Value)})
+		}
+	case *model.Scalar:
+		out = append(out, rb.Sample{Labels: map[string]string{}, Value: float64(v.Value)})
+	default:
+		return nil, fmt.Errorf("the query returned a %s, want an instant vector", res.Value.Type())
+	}
+	return out, nil
+}
+
+// runbookOrchestrator is what runbook steps change.
+type runbookOrchestrator struct{ o *orchestrator }
+
+func (r runbookOrchestrator) Replicas(ctx context.Context, service string) (int, error) {
+	v, err := r.o.ctrl.ServiceView(ctx, service)
+	if err != nil {
+		return 0, err
+	}
+	return v.Replicas, nil
+}
+
+func (r runbookOrchestrator) Scale(ctx context.Context, service string, n int, who, why string) error {
+	_, err := r.o.ctrl.Scale(ctx, service, n, who, why, nil)
+	return err
+}
+
+var errStepNotWired = errors.New("this step is not available to runbooks yet; use the CLI (opspilot delete instance, opspilot node drain, opspilot rollout undo)")
+
+func (runbookOrchestrator) RestartInstance(context.Context, string, string, string) error {
+	return errStepNotWired
+}
+func (runbookOrchestrator) DrainNode(context.Context, string, string, string) error {
+	return errStepNotWired
+}
+func (runbookOrchestrator) RollbackService(context.Context, string, string, string) error {
+	return errStepNotWired
+}
+func (runbookOrchestrator) Failover(context.Context, string, string, string) error {
+	return errors.New("datacenter failover is not available in this version")
+}
+
+// noApprover denies: approvals from chat buttons are not wired yet.
+type noApprover struct{}
+
+func (noApprover) RequestApproval(_ context.Context, a rb.Approval) (string, error) {
+	return "", fmt.Errorf("%w: step %s needs an approval, and approvals from chat are not available on this server yet (%s)",
+		rb.ErrDenied, a.Step, strings.TrimSpace(a.Message))
+}
