@@ -67,6 +67,13 @@ func (r *runbookRunner) record(run *rb.RunResult, s rb.StepResult) {
 		msg += ": " + s.Message
 	}
 	r.incidents.StepDone(run.RunID, s.Ended, s.Who, msg, s.Mitigating())
+	// The audit trail: every step with who, why and the result.
+	typ := control.EventNormal
+	if s.Status != rb.StatusOK && s.Status != rb.StatusSkipped && s.Status != rb.StatusDryRun {
+		typ = control.EventWarning
+	}
+	r.orch.ctrl.Events().Record(r.ctx, control.Event{Type: typ, Kind: "runbook", Object: run.Runbook, Reason: "RunbookStep",
+		Message: "run " + run.RunID + ": " + msg, Who: s.Who, Why: run.Why})
 }
 
 // list returns the stored runbooks.
