@@ -23,6 +23,9 @@ type ChatConfig struct {
 	// (and without $SLACK_SIGNING_SECRET) /slack/commands and
 	// /slack/events refuse every request.
 	SigningSecretFile string `yaml:"signing_secret_file"`
+	// ApprovalChannel is where runbook approval requests are posted
+	// (needs the bot token); empty: approve steps are denied.
+	ApprovalChannel string `yaml:"approval_channel"`
 	// Users map Slack user ids to roles; a user not listed may only run
 	// commands that change nothing.
 	RBAC `yaml:",inline"`

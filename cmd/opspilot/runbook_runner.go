@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/common/model"
+	"github.com/slack-go/slack"
 
 	"opspilot/alerting"
 	"opspilot/examples/runbooks"
@@ -38,14 +39,14 @@ type runbookRunner struct {
 	wg      sync.WaitGroup
 }
 
-func newRunbookRunner(ctx context.Context, orch *orchestrator, q *lateTSDB, alerts *alertingStack, incidents *rb.IncidentService, console io.Writer, log *slog.Logger) *runbookRunner {
+func newRunbookRunner(ctx context.Context, orch *orchestrator, q *lateTSDB, alerts *alertingStack, incidents *rb.IncidentService, approver rb.Approver, console io.Writer, log *slog.Logger) *runbookRunner {
 	r := &runbookRunner{orch: orch, incidents: incidents, log: log, ctx: ctx, console: console}
 	r.engine = rb.NewEngine(rb.EngineOptions{
 		Querier:      runbookQuerier{q},
 		Orchestrator: runbookOrchestrator{orch},
 		Silencer:     chatActions{orch: orch, alerts: alerts},
 		Notifier:     r,
-		Approver:     noApprover{},
+		Approver:     approver,
 		Recorder:     r.record,
 	})
 	return r
@@ -227,10 +228,27 @@ func (runbookOrchestrator) Failover(context.Context, string, string, string) err
 	return errors.New("datacenter failover is not available in this version")
 }
 
-// noApprover denies: approvals from chat buttons are not wired yet.
+// noApprover denies: no Slack channel for approvals is configured.
 type noApprover struct{}
 
 func (noApprover) RequestApproval(_ context.Context, a rb.Approval) (string, error) {
-	return "", fmt.Errorf("%w: step %s needs an approval, and approvals from chat are not available on this server yet (%s)",
+	return "", fmt.Errorf("%w: step %s needs an approval, and no Slack channel for approvals is configured (runbooks.chat.approval_channel and a bot token) (%s)",
 		rb.ErrDenied, a.Step, strings.TrimSpace(a.Message))
+}
+
+// newApprover asks for approvals in Slack when a bot token and an
+// approval channel are configured; its /slack/interactivity route takes
+// the clicks.
+func newApprover(cfg FileConfig, log *slog.Logger) (rb.Approver, *rb.SlackApprover, error) {
+	token, secret, err := cfg.Runbooks.Chat.Credentials()
+	if err != nil {
+		return nil, nil, err
+	}
+	sa := &rb.SlackApprover{Channel: cfg.Runbooks.Chat.ApprovalChannel, RBAC: cfg.Runbooks.Chat.RBAC,
+		Verifier: &rb.SlackVerifier{Secret: secret}, Log: log}
+	if token == "" || sa.Channel == "" {
+		return noApprover{}, sa, nil
+	}
+	sa.Client = slack.New(token)
+	return sa, sa, nil
 }

@@ -139,7 +139,12 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 		}
 		alerts.pipeline.Events().Subscribe(incidents.Observe)
 		routes = append(routes, incidents.Routes()...)
-		runner = newRunbookRunner(ctx, orch, lateStore, alerts, incidents, out, log.With("component", "runbooks"))
+		approver, slackApprover, err := newApprover(cfg, log.With("component", "approvals"))
+		if err != nil {
+			return err
+		}
+		routes = append(routes, slackApprover.Routes()...)
+		runner = newRunbookRunner(ctx, orch, lateStore, alerts, incidents, approver, out, log.With("component", "runbooks"))
 		incidents.OnOpened(runner.incidentOpened)
 		defer runner.wait()
 		chat, err := newChatbot(cfg, orch, alerts, incidents, runner, log.With("component", "chatbot"))

@@ -40,6 +40,7 @@ func mountedRoutes() []api.Route {
 	rs = append(rs, (&alerting.Evaluator{}).Routes()...)
 	rs = append(rs, (&runbooks.IncidentService{}).Routes()...)
 	rs = append(rs, (&runbooks.SlackHandlers{}).Routes()...)
+	rs = append(rs, (&runbooks.SlackApprover{}).Routes()...)
 	return append(rs, api.Route{Pattern: "GET " + pki.CAPath, Name: "pki_ca"})
 }
 
