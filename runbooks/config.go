@@ -10,7 +10,11 @@ import (
 
 // Config is opspilot.yaml's `runbooks` section.
 type Config struct {
-	Chat ChatConfig `yaml:"chat"`
+	// AllowExec lets runbooks run exec steps (commands on the control
+	// plane's machine, no shell). Off by default: an administrator's
+	// choice.
+	AllowExec bool       `yaml:"allow_exec"`
+	Chat      ChatConfig `yaml:"chat"`
 }
 
 // ChatConfig is the Slack chat-bot. Credentials come from files, or from

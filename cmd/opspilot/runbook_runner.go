@@ -39,7 +39,7 @@ type runbookRunner struct {
 	wg      sync.WaitGroup
 }
 
-func newRunbookRunner(ctx context.Context, orch *orchestrator, q *lateTSDB, alerts *alertingStack, incidents *rb.IncidentService, approver rb.Approver, console io.Writer, log *slog.Logger) *runbookRunner {
+func newRunbookRunner(ctx context.Context, allowExec bool, orch *orchestrator, q *lateTSDB, alerts *alertingStack, incidents *rb.IncidentService, approver rb.Approver, console io.Writer, log *slog.Logger) *runbookRunner {
 	r := &runbookRunner{orch: orch, incidents: incidents, log: log, ctx: ctx, console: console}
 	r.engine = rb.NewEngine(rb.EngineOptions{
 		Querier:      runbookQuerier{q},
@@ -48,6 +48,7 @@ func newRunbookRunner(ctx context.Context, orch *orchestrator, q *lateTSDB, aler
 		Notifier:     r,
 		Approver:     approver,
 		Recorder:     r.record,
+		AllowExec:    allowExec,
 	})
 	return r
 }

@@ -144,7 +144,7 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 			return err
 		}
 		routes = append(routes, slackApprover.Routes()...)
-		runner = newRunbookRunner(ctx, orch, lateStore, alerts, incidents, approver, out, log.With("component", "runbooks"))
+		runner = newRunbookRunner(ctx, cfg.Runbooks.AllowExec, orch, lateStore, alerts, incidents, approver, out, log.With("component", "runbooks"))
 		incidents.OnOpened(runner.incidentOpened)
 		defer runner.wait()
 		chat, err := newChatbot(cfg, orch, alerts, incidents, runner, log.With("component", "chatbot"))
