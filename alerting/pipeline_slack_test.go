@@ -75,8 +75,12 @@ receivers:
 	if code := post("/api/v1/slack/nobody/interactions", slackTestSign(body, "s3cret", time.Now())); code != 404 {
 		t.Errorf("an unknown receiver: %d, want 404", code)
 	}
-	if code := post("/api/v1/slack/sre/interactions", slackTestSign(body, "s3cret", time.Now())); code != 200 {
+	signed := slackTestSign(body, "s3cret", time.Now())
+	if code := post("/api/v1/slack/sre/interactions", signed); code != 200 {
 		t.Fatalf("Silence 1h: %d", code)
+	}
+	if code := post("/api/v1/slack/sre/interactions", signed); code != 401 {
+		t.Errorf("the same signed request again (a replay): %d, want 401", code)
 	}
 	sils := p.Silences(context.Background())
 	if len(sils) != 1 || sils[0].CreatedBy != "slack:U123" || !slices.Equal(sils[0].Matchers, []string{`alertname="ErrorsHigh"`, `service="billing"`}) ||

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/slack-go/slack"
@@ -36,6 +37,9 @@ type SlackInteractionHandler struct {
 	// message's thread (SlackNotifier.Client), so the channel sees who
 	// acknowledged or silenced it.
 	Replies *slack.Client
+
+	once     sync.Once
+	verifier *SlackVerifier // refuses replays too
 }
 
 // NewSlackInteractionHandler returns the handler of Slack's interactivity
@@ -77,7 +81,8 @@ func (h *SlackInteractionHandler) ServeHTTP(w http.ResponseWriter, r *http.Reque
 		slackInteractionError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("cannot read the body (at most %d bytes): %v", slackMaxInteractionBody, err))
 		return
 	}
-	if reason := slackVerify(r.Header, body, h.Secret); reason != "" {
+	h.once.Do(func() { h.verifier = &SlackVerifier{Secret: h.Secret} })
+	if reason := h.verifier.Check(r.Header, body); reason != "" {
 		log.Warn("slack interaction rejected", "reason", reason, "remote", r.RemoteAddr)
 		slackInteractionError(w, http.StatusUnauthorized, reason)
 		return

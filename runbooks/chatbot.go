@@ -1,21 +1,19 @@
 package runbooks
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/slack-go/slack"
 	"github.com/slack-go/slack/slackevents"
 
+	"opspilot/alerting"
 	"opspilot/api"
 )
 
@@ -154,56 +152,11 @@ func (b *Bot) incidentSummary(id, alert string) (string, error) {
 	return Summarize(inc).Text(), nil
 }
 
-// SlackVerifier checks Slack's request signatures: the v0 HMAC over the
-// timestamp and body with the app's signing secret, a timestamp within 5
-// minutes, and no request seen before (a captured request replayed
-// within the window is refused).
-type SlackVerifier struct {
-	Secret string
-
-	mu   sync.Mutex
-	seen map[string]time.Time
-}
+// SlackVerifier is alerting's: signature, 5-minute window, no replays.
+type SlackVerifier = alerting.SlackVerifier
 
 // ErrReplayed is a signed request that was already accepted once.
-var ErrReplayed = errors.New("this request was already received (replayed)")
-
-// Verify reads and checks r's body and returns it.
-func (v *SlackVerifier) Verify(r *http.Request) ([]byte, error) {
-	if v.Secret == "" {
-		return nil, errors.New("no signing secret configured (runbooks.chat.signing_secret_file or $SLACK_SIGNING_SECRET)")
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-	if err != nil {
-		return nil, fmt.Errorf("read body: %w", err)
-	}
-	sv, err := slack.NewSecretsVerifier(r.Header, v.Secret)
-	if err != nil {
-		return nil, fmt.Errorf("signature headers: %w", err)
-	}
-	_, _ = sv.Write(body)
-	if err := sv.Ensure(); err != nil {
-		return nil, err
-	}
-	key := r.Header.Get("X-Slack-Request-Timestamp") + "/" + r.Header.Get("X-Slack-Signature")
-	now := time.Now()
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if v.seen == nil {
-		v.seen = map[string]time.Time{}
-	}
-	for k, t := range v.seen {
-		if now.Sub(t) > 6*time.Minute {
-			delete(v.seen, k)
-		}
-	}
-	if _, dup := v.seen[key]; dup {
-		return nil, ErrReplayed
-	}
-	v.seen[key] = now
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	return body, nil
-}
+var ErrReplayed = alerting.ErrSlackReplayed
 
 // SlackHandlers serve the chat-bot's Slack endpoints: slash commands and
 // the Events API (app mentions).

@@ -144,7 +144,7 @@ func TestSlashCommandsSignedRolesAndReplays(t *testing.T) {
 		t.Errorf("actions %q", got)
 	}
 	// The same request again (a replay within the window) is refused.
-	if code, resp := post(t, u, body, signSlack(body, chatSecret, time.Now())); code != 401 || !strings.Contains(resp, "replayed") {
+	if code, resp := post(t, u, body, signSlack(body, chatSecret, time.Now())); code != 401 || !strings.Contains(resp, "a replay") {
 		t.Errorf("replay: %d %s", code, resp)
 	}
 	// Another tenant's service: refused, and told why.
