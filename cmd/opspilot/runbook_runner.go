@@ -2,21 +2,29 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/common/model"
 	"github.com/slack-go/slack"
 
 	"opspilot/alerting"
+	"opspilot/api"
 	"opspilot/examples/runbooks"
 	"opspilot/orchestrator/control"
+	omodel "opspilot/orchestrator/model"
 	"opspilot/orchestrator/store"
 	rb "opspilot/runbooks"
 	"opspilot/tsdb"
@@ -37,13 +45,16 @@ type runbookRunner struct {
 	mu      sync.Mutex
 	console io.Writer
 	wg      sync.WaitGroup
+	// logsURL is the log store's base URL, once it runs.
+	logsURL atomic.Pointer[string]
 }
 
 func newRunbookRunner(ctx context.Context, allowExec bool, orch *orchestrator, q *lateTSDB, alerts *alertingStack, incidents *rb.IncidentService, approver rb.Approver, console io.Writer, log *slog.Logger) *runbookRunner {
 	r := &runbookRunner{orch: orch, incidents: incidents, log: log, ctx: ctx, console: console}
 	r.engine = rb.NewEngine(rb.EngineOptions{
 		Querier:      runbookQuerier{q},
-		Orchestrator: runbookOrchestrator{orch},
+		Orchestrator: newRunbookOrchestrator(orch),
+		Logs:         runbookLogs{url: &r.logsURL},
 		Silencer:     chatActions{orch: orch, alerts: alerts},
 		Notifier:     r,
 		Approver:     approver,
@@ -198,8 +209,44 @@ func (q runbookQuerier) Query(ctx context.Context, expr string) ([]rb.Sample, er
 	return out, nil
 }
 
-// runbookOrchestrator is what runbook steps change.
-type runbookOrchestrator struct{ o *orchestrator }
+// runbookOrchestrator is what runbook steps change. Restart, drain and
+// rollback go through the controller's own REST handlers in-process (the
+// same validation and events as `opspilot delete instance`, `node
+// cordon` and `rollout undo`), as the runbook's who, with its why.
+type runbookOrchestrator struct {
+	o   *orchestrator
+	mux *http.ServeMux
+}
+
+func newRunbookOrchestrator(o *orchestrator) runbookOrchestrator {
+	mux := http.NewServeMux()
+	for _, r := range o.ctrl.Routes() {
+		mux.Handle(r.Pattern, r.Handler)
+	}
+	return runbookOrchestrator{o: o, mux: mux}
+}
+
+// call runs one REST call in-process and returns its JSON answer.
+func (r runbookOrchestrator) call(ctx context.Context, method, path, who, why string, out any) error {
+	req := httptest.NewRequestWithContext(api.WithCaller(ctx, api.Caller{Name: who, Role: api.RoleWrite}), method, path, nil)
+	if why != "" {
+		req.Header.Set(api.ReasonHeader, why)
+	}
+	w := httptest.NewRecorder()
+	r.mux.ServeHTTP(w, req)
+	if w.Code/100 != 2 {
+		var e struct{ Error string }
+		_ = json.Unmarshal(w.Body.Bytes(), &e)
+		if e.Error == "" {
+			e.Error = strings.TrimSpace(w.Body.String())
+		}
+		return fmt.Errorf("%s %s: %d %s", method, path, w.Code, e.Error)
+	}
+	if out != nil {
+		return json.Unmarshal(w.Body.Bytes(), out)
+	}
+	return nil
+}
 
 func (r runbookOrchestrator) Replicas(ctx context.Context, service string) (int, error) {
 	v, err := r.o.ctrl.ServiceView(ctx, service)
@@ -214,19 +261,86 @@ func (r runbookOrchestrator) Scale(ctx context.Context, service string, n int, w
 	return err
 }
 
-var errStepNotWired = errors.New("this step is not available to runbooks yet; use the CLI (opspilot delete instance, opspilot node drain, opspilot rollout undo)")
+// RestartInstance stops the instance; the controller starts a
+// replacement (the service keeps its replicas).
+func (r runbookOrchestrator) RestartInstance(ctx context.Context, instance, who, why string) error {
+	return r.call(ctx, "DELETE", "/api/v1/instances/"+url.PathEscape(instance), who, why, nil)
+}
 
-func (runbookOrchestrator) RestartInstance(context.Context, string, string, string) error {
-	return errStepNotWired
+// DrainNode cordons the node and stops its instances, which the
+// controller places elsewhere.
+func (r runbookOrchestrator) DrainNode(ctx context.Context, node, who, why string) error {
+	if err := r.call(ctx, "POST", "/api/v1/nodes/"+url.PathEscape(node)+"/cordon", who, why, nil); err != nil {
+		return err
+	}
+	var insts []omodel.Instance
+	if err := r.call(ctx, "GET", "/api/v1/instances?node="+url.QueryEscape(node), who, why, &insts); err != nil {
+		return err
+	}
+	for _, i := range insts {
+		if i.Desired == omodel.DesiredStop {
+			continue
+		}
+		if err := r.RestartInstance(ctx, i.ID, who, why); err != nil {
+			return err
+		}
+	}
+	return nil
 }
-func (runbookOrchestrator) DrainNode(context.Context, string, string, string) error {
-	return errStepNotWired
+
+// RollbackService goes back to the service's previous good revision.
+func (r runbookOrchestrator) RollbackService(ctx context.Context, service, who, why string) error {
+	return r.call(ctx, "POST", "/api/v1/services/"+url.PathEscape(service)+"/rollout/undo", who, why, nil)
 }
-func (runbookOrchestrator) RollbackService(context.Context, string, string, string) error {
-	return errStepNotWired
-}
+
 func (runbookOrchestrator) Failover(context.Context, string, string, string) error {
 	return errors.New("datacenter failover is not available in this version")
+}
+
+// runbookLogs searches the log store with LogsQL (VictoriaLogs'
+// /select/logsql/query).
+type runbookLogs struct{ url *atomic.Pointer[string] }
+
+func (l runbookLogs) Search(ctx context.Context, query string, limit int) ([]string, error) {
+	base := ""
+	if p := l.url.Load(); p != nil {
+		base = *p
+	}
+	if base == "" {
+		return nil, errors.New("no log store on this server (logstore.mode embedded runs one with opspilot up)")
+	}
+	u := base + "/select/logsql/query?" + url.Values{"query": {query + " | sort by (_time) desc"}, "limit": {strconv.Itoa(limit)}}.Encode()
+	req, err := http.NewRequestWithContext(ctx, "GET", u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("log store: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return nil, fmt.Errorf("log store: %d %s", resp.StatusCode, strings.TrimSpace(string(b)))
+	}
+	var lines []string
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var doc map[string]any
+		if err := dec.Decode(&doc); err == io.EOF {
+			break
+		} else if err != nil {
+			return nil, fmt.Errorf("log store answer: %w", err)
+		}
+		if m, ok := doc["_msg"].(string); ok {
+			lines = append(lines, m)
+		}
+	}
+	// Newest last.
+	for i, j := 0, len(lines)-1; i < j; i, j = i+1, j-1 {
+		lines[i], lines[j] = lines[j], lines[i]
+	}
+	return lines, nil
 }
 
 // noApprover denies: no Slack channel for approvals is configured.

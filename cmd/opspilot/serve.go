@@ -253,6 +253,10 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 			}
 			defer logStore.Stop()
 			logsURL = logStore.InsertURL()
+			if runner != nil {
+				u := logStore.URL()
+				runner.logsURL.Store(&u)
+			}
 		}
 		agent, err = collector.New(cfg.Agent, collector.Deps{
 			Writer: client, LogsURL: logsURL, DataDir: cfg.DataDir, Registry: reg, Log: log.With("component", "agent"),

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"opspilot/orchestrator/control"
+	omodel "opspilot/orchestrator/model"
+	"opspilot/orchestrator/store"
+)
+
+// The runbook steps that change the orchestrator, against the real
+// controller on an embedded etcd: scale, restart (an instance is
+// stopped, the replicas kept), drain (the node cordoned, its instances
+// stopped) and rollout undo (the previous revision back), each recorded as
+// an event with the runbook's who and why.
+func TestRunbookStepsAgainstRealOrchestrator(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	st, err := store.Open(ctx, store.Config{Embedded: true, DataDir: t.TempDir()}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctrl, err := control.New(st, control.DefaultConfig(), prometheus.NewRegistry(), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = ctrl.Run(ctx) }()
+	o := newRunbookOrchestrator(&orchestrator{st: st, ctrl: ctrl})
+	waitRevision := func(n int) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if v, err := ctrl.ServiceView(ctx, "billing"); err == nil && v.Status.Revision == n {
+				return
+			}
+		}
+		t.Fatalf("billing never reached revision %d", n)
+	}
+	const who, why = "runbook:billing-errors (started by incident inc-1)", "alert BillingErrorRatioHigh"
+
+	svc, err := demoService()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ctrl.ApplyService(ctx, svc, "test", "v1"); err != nil {
+		t.Fatal(err)
+	}
+	waitRevision(1)
+	svc.Env = map[string]string{"RELEASE": "2"}
+	if _, err := ctrl.ApplyService(ctx, svc, "test", "v2"); err != nil {
+		t.Fatal(err)
+	}
+	waitRevision(2)
+
+	// scale
+	if err := o.Scale(ctx, "billing", 6, who, why); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := o.Replicas(ctx, "billing"); err != nil || n != 6 {
+		t.Errorf("replicas %d, %v; want 6", n, err)
+	}
+	// restart
+	inst := omodel.Instance{ID: "billing-a1", Service: "billing", Node: "n1", Desired: omodel.DesiredRun, State: omodel.StateRunning}
+	if _, err := store.Create(ctx, st, store.KindInstance, inst.ID, inst); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.RestartInstance(ctx, "billing-a1", who, why); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := store.Get[omodel.Instance](ctx, st, store.KindInstance, "billing-a1"); got.Value.Desired != omodel.DesiredStop {
+		t.Errorf("restarted instance: %+v", got.Value)
+	}
+	if err := o.RestartInstance(ctx, "nosuch", who, why); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Errorf("restart of an unknown instance: %v", err)
+	}
+	// drain
+	if _, err := store.Create(ctx, st, store.KindNode, "n2", omodel.Node{Name: "n2", Datacenter: "dc1"}); err != nil {
+		t.Fatal(err)
+	}
+	inst2 := omodel.Instance{ID: "billing-b2", Service: "billing", Node: "n2", Desired: omodel.DesiredRun, State: omodel.StateRunning}
+	if _, err := store.Create(ctx, st, store.KindInstance, inst2.ID, inst2); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.DrainNode(ctx, "n2", who, why); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := store.Get[omodel.Node](ctx, st, store.KindNode, "n2"); !n.Value.Unschedulable {
+		t.Errorf("drained node not cordoned: %+v", n.Value)
+	}
+	if got, _ := store.Get[omodel.Instance](ctx, st, store.KindInstance, "billing-b2"); got.Value.Desired != omodel.DesiredStop {
+		t.Errorf("the drained node's instance: %+v", got.Value)
+	}
+	// rollout undo
+	if err := o.RollbackService(ctx, "billing", who, why); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := ctrl.ServiceView(ctx, "billing"); v.Env["RELEASE"] == "2" {
+		t.Errorf("rollback kept the new revision: %+v", v.Env)
+	}
+	if err := o.Failover(ctx, "dc1", who, why); err == nil {
+		t.Error("failover should say it is not available")
+	}
+
+	// Every change is an event with who and why.
+	time.Sleep(100 * time.Millisecond)
+	evs, _, err := store.List[control.Event](ctx, st, control.KindEvent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, e := range evs {
+		if e.Value.Who == who && e.Value.Why == why {
+			seen[e.Value.Reason] = true
+		}
+	}
+	for _, reason := range []string{"Deleted", "Cordon", "RolloutUndo"} {
+		if !seen[reason] {
+			t.Errorf("no %s event by the runbook with its why; events: %+v", reason, evs)
+		}
+	}
+}
