@@ -401,6 +401,23 @@ func labelMap(ls model.LabelSet) map[string]string {
 	return out
 }
 
+// PostInThread replies in the Slack thread of an alert group's message,
+// for each Slack receiver that posted one; it returns how many did.
+func (p *Pipeline) PostInThread(ctx context.Context, groupKey, text string) (int, error) {
+	var n int
+	var errs []error
+	for _, sn := range p.slack {
+		ok, err := sn.PostInThread(ctx, groupKey, text)
+		if ok && err == nil {
+			n++
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return n, errors.Join(errs...)
+}
+
 // Events is the pipeline's event log (the evaluator records fired and
 // resolved there too).
 func (p *Pipeline) Events() *EventLog { return p.events }

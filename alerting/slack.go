@@ -199,6 +199,9 @@ type SlackNotifier struct {
 	// msgs is where each group's message is, by group key: the fallback
 	// when the context carries no notification-log store.
 	msgs map[string]slackMessageRef
+	// threads keeps each group's last message after it resolved, so the
+	// incident's summary can still go in its thread (bounded).
+	threads map[string]slackMessageRef
 }
 
 type slackMessageRef struct{ Channel, TS string }
@@ -244,7 +247,7 @@ func NewSlackNotifier(cfg SlackConfig, o SlackOptions) (*SlackNotifier, error) {
 		api:  slack.New(token, slack.OptionAPIURL(cfg.APIURL), slack.OptionHTTPClient(o.HTTPClient)),
 		log:  o.Log,
 		m:    m,
-		msgs: map[string]slackMessageRef{},
+		msgs: map[string]slackMessageRef{}, threads: map[string]slackMessageRef{},
 	}, nil
 }
 
@@ -356,6 +359,10 @@ func (n *SlackNotifier) remember(gk string, store *nflog.Store, ref slackMessage
 	}
 	n.mu.Lock()
 	n.msgs[gk] = ref
+	if len(n.threads) > 10000 {
+		n.threads = map[string]slackMessageRef{}
+	}
+	n.threads[gk] = ref
 	n.mu.Unlock()
 }
 
@@ -376,6 +383,20 @@ func (n *SlackNotifier) MessageFor(groupKey string) (channel, ts string, ok bool
 	defer n.mu.Unlock()
 	ref, ok := n.msgs[groupKey]
 	return ref.Channel, ref.TS, ok
+}
+
+// PostInThread replies in the thread of the group's message (also after
+// the group resolved); ok=false when this notifier never posted for it.
+func (n *SlackNotifier) PostInThread(ctx context.Context, groupKey, text string) (bool, error) {
+	n.mu.Lock()
+	ref, ok := n.threads[groupKey]
+	n.mu.Unlock()
+	if !ok {
+		return false, nil
+	}
+	_, _, err := n.api.PostMessageContext(ctx, ref.Channel, slack.MsgOptionText(text, false), slack.MsgOptionTS(ref.TS))
+	n.count("chat.postMessage", err)
+	return true, err
 }
 
 func (n *SlackNotifier) record(ctx context.Context, gk string, alerts []*amalert.Alert, typ, msg string) {

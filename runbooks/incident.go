@@ -31,6 +31,9 @@ type Incident struct {
 	Services    []string `json:"services"`
 	Datacenters []string `json:"datacenters,omitempty"`
 	State       string   `json:"state"`
+	// GroupKey is the Alertmanager group of the first notification: its
+	// Slack message's thread is the incident's thread.
+	GroupKey string `json:"group_key,omitempty"`
 
 	Started        time.Time `json:"started"`
 	Notified       time.Time `json:"notified,omitzero"`
@@ -59,8 +62,10 @@ type TimelineEntry struct {
 // Summary is what is posted and stored when an incident resolves.
 type Summary struct {
 	ID, Title, Severity, State string
-	Services                   []string
-	Started, Resolved          time.Time
+	// GroupKey is the incident's alert group (its Slack thread).
+	GroupKey          string
+	Services          []string
+	Started, Resolved time.Time
 	// Time to detect (first alert fired → first notification), to
 	// acknowledge, to mitigate and to resolve, each from Started; zero
 	// when it did not happen.
@@ -177,7 +182,7 @@ func (t *Tracker) Observe(ev alerting.Event) (Change, bool) {
 		inc.Timeline = append(inc.Timeline, entry)
 		switch {
 		case ev.Type == alerting.EventNotified && inc.Notified.IsZero():
-			inc.Notified = ev.Time
+			inc.Notified, inc.GroupKey = ev.Time, ev.GroupKey
 		case ev.Type == alerting.EventAcknowledged && inc.Acknowledged.IsZero():
 			inc.Acknowledged, inc.AcknowledgedBy = ev.Time, ev.Who
 			if inc.State == IncidentOpen {
@@ -243,7 +248,8 @@ func (t *Tracker) List() []*Incident {
 
 // Summarize computes an incident's summary.
 func Summarize(inc *Incident) Summary {
-	s := Summary{ID: inc.ID, Title: inc.Title, Severity: inc.Severity, State: inc.State, Services: inc.Services, Started: inc.Started, Resolved: inc.Resolved}
+	s := Summary{ID: inc.ID, Title: inc.Title, Severity: inc.Severity, State: inc.State, GroupKey: inc.GroupKey,
+		Services: inc.Services, Started: inc.Started, Resolved: inc.Resolved}
 	since := func(t time.Time) time.Duration {
 		if t.IsZero() {
 			return 0

@@ -36,7 +36,11 @@ func TestTrackerIncidentLifecycle(t *testing.T) {
 	if ch, _ := tr.Observe(alertEvent(alerting.EventFired, "b1", "BillingErrorRatioHigh", "gateway", "warning", at(1), "rules")); !ch.Opened || ch.Incident.ID != "inc-2" {
 		t.Fatalf("other service: %+v", ch.Incident)
 	}
-	tr.Observe(alertEvent(alerting.EventNotified, "a1", "BillingErrorRatioHigh", "billing", "warning", at(1.5), "alertmanager"))
+	notified := alertEvent(alerting.EventNotified, "a1", "BillingErrorRatioHigh", "billing", "warning", at(1.5), "alertmanager")
+	notified.GroupKey = `{}:{alertname="BillingErrorRatioHigh", service="billing"}`
+	if ch, _ := tr.Observe(notified); ch.Incident.GroupKey != notified.GroupKey {
+		t.Errorf("the incident's group key (its Slack thread) %q", ch.Incident.GroupKey)
+	}
 	ch, _ = tr.Observe(alertEvent(alerting.EventAcknowledged, "a1", "BillingErrorRatioHigh", "billing", "warning", at(30), "slack:tina"))
 	if ch.State != IncidentAcknowledged || ch.Incident.AcknowledgedBy != "slack:tina" {
 		t.Fatalf("ack: %+v", ch.Incident)

@@ -51,14 +51,20 @@ func (s incidentStore) LoadIncidents(ctx context.Context) ([]*runbooks.Incident,
 // is also a JSON line in journal (DATA_DIR/runbooks/incidents.jsonl, rotated
 // by lumberjack), which the node agent ships to the log store
 // (Elasticsearch's bulk API; VictoriaLogs by default).
-func newIncidents(ctx context.Context, orch *orchestrator, console io.Writer, journal string, log *slog.Logger) (*runbooks.IncidentService, error) {
+func newIncidents(ctx context.Context, orch *orchestrator, alerts *alertingStack, console io.Writer, journal string, log *slog.Logger) (*runbooks.IncidentService, error) {
 	var mu sync.Mutex
 	j := &lumberjack.Logger{Filename: journal, MaxSize: 64, MaxBackups: 2}
 	return runbooks.NewIncidentService(ctx, runbooks.IncidentOptions{Store: incidentStore{orch.st}, Log: log,
-		Closed: func(_ context.Context, s runbooks.Summary) {
+		Closed: func(ctx context.Context, s runbooks.Summary) {
 			mu.Lock()
-			defer mu.Unlock()
 			fmt.Fprint(console, s.Text())
+			mu.Unlock()
+			// And in the thread of the incident's Slack alert message.
+			if s.GroupKey != "" {
+				if _, err := alerts.pipeline.PostInThread(ctx, s.GroupKey, "```"+s.Text()+"```"); err != nil {
+					log.Warn("incident summary not posted in Slack", "id", s.ID, "err", err)
+				}
+			}
 		},
 		Changed: func(inc *runbooks.Incident) {
 			line, err := json.Marshal(struct {

@@ -37,6 +37,7 @@ import (
 // the console.
 type runbookRunner struct {
 	orch      *orchestrator
+	alerts    *alertingStack
 	engine    *rb.Engine
 	incidents *rb.IncidentService
 	log       *slog.Logger
@@ -50,7 +51,7 @@ type runbookRunner struct {
 }
 
 func newRunbookRunner(ctx context.Context, allowExec bool, orch *orchestrator, q *lateTSDB, alerts *alertingStack, incidents *rb.IncidentService, approver rb.Approver, console io.Writer, log *slog.Logger) *runbookRunner {
-	r := &runbookRunner{orch: orch, incidents: incidents, log: log, ctx: ctx, console: console}
+	r := &runbookRunner{orch: orch, alerts: alerts, incidents: incidents, log: log, ctx: ctx, console: console}
 	r.engine = rb.NewEngine(rb.EngineOptions{
 		Querier:      runbookQuerier{q},
 		Orchestrator: newRunbookOrchestrator(orch),
@@ -64,11 +65,17 @@ func newRunbookRunner(ctx context.Context, allowExec bool, orch *orchestrator, q
 	return r
 }
 
-// Post implements rb.Notifier: the run's lines on the console.
-func (r *runbookRunner) Post(_ context.Context, runID, text string) error {
+// Post implements rb.Notifier: the run's lines on the console and, for a
+// run an incident started, in the thread of its Slack alert message.
+func (r *runbookRunner) Post(ctx context.Context, runID, text string) error {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	_, err := fmt.Fprintf(r.console, "%s [runbook %s] %s\n", time.Now().UTC().Format("15:04:05.000"), runID, text)
+	r.mu.Unlock()
+	if inc, ok := r.incidents.Tracker().Get(runID); ok && inc.GroupKey != "" {
+		if _, perr := r.alerts.pipeline.PostInThread(ctx, inc.GroupKey, text); perr != nil {
+			r.log.Warn("runbook: posting in the incident's Slack thread failed", "run", runID, "err", perr)
+		}
+	}
 	return err
 }
 
