@@ -27,6 +27,10 @@ type ChatConfig struct {
 	// (and without $SLACK_SIGNING_SECRET) /slack/commands and
 	// /slack/events refuse every request.
 	SigningSecretFile string `yaml:"signing_secret_file"`
+	// AppTokenFile holds the app-level token (xapp-…, scope
+	// connections:write) for Socket Mode: with it and a bot token, the
+	// bot connects out to Slack and needs no public endpoint.
+	AppTokenFile string `yaml:"app_token_file"`
 	// ApprovalChannel is where runbook approval requests are posted
 	// (needs the bot token); empty: approve steps are denied.
 	ApprovalChannel string `yaml:"approval_channel"`
@@ -38,6 +42,19 @@ type ChatConfig struct {
 // Validate reports problems with YAML field paths.
 func (c Config) Validate() []config.Problem {
 	return config.Prefix("chat", c.Chat.RBAC.Validate())
+}
+
+// AppToken reads the Socket Mode app-level token (the file, else
+// $SLACK_APP_TOKEN); empty when neither is set.
+func (c ChatConfig) AppToken() (string, error) {
+	if c.AppTokenFile == "" {
+		return strings.TrimSpace(os.Getenv("SLACK_APP_TOKEN")), nil
+	}
+	b, err := os.ReadFile(c.AppTokenFile)
+	if err != nil {
+		return "", fmt.Errorf("runbooks.chat.app_token_file: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
 }
 
 // Credentials reads the bot token and signing secret (files first, then

@@ -39,6 +39,23 @@ func newChatbot(cfg FileConfig, orch *orchestrator, alerts *alertingStack, incid
 	return h, nil
 }
 
+// newSocketMode connects the chat-bot to Slack over Socket Mode when an
+// app-level token and a bot token are configured; nil otherwise.
+func newSocketMode(cfg FileConfig, bot *runbooks.Bot, approver *runbooks.SlackApprover, log *slog.Logger) (*runbooks.SocketMode, error) {
+	app, err := cfg.Runbooks.Chat.AppToken()
+	if err != nil || app == "" {
+		return nil, err
+	}
+	token, _, err := cfg.Runbooks.Chat.Credentials()
+	if err != nil {
+		return nil, err
+	}
+	if token == "" {
+		return nil, fmt.Errorf("runbooks.chat: Socket Mode needs the bot token too (bot_token_file or $SLACK_BOT_TOKEN)")
+	}
+	return runbooks.NewSocketMode(token, app, bot, approver, log), nil
+}
+
 // chatActions carries out chat commands.
 type chatActions struct {
 	orch   *orchestrator

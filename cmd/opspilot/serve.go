@@ -127,6 +127,7 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 		alerts    *alertingStack
 		incidents *runbooks.IncidentService
 		runner    *runbookRunner
+		socket    *runbooks.SocketMode
 	)
 	if cfg.Alerting.Enabled {
 		if alerts, err = newAlerting(cfg, lateStore, out, reg, log.With("component", "alerting")); err != nil {
@@ -152,6 +153,9 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 			return err
 		}
 		routes = append(routes, chat.Routes()...)
+		if socket, err = newSocketMode(cfg, chat.Bot, slackApprover, log.With("component", "chatbot")); err != nil {
+			return err
+		}
 	}
 	var serverTLS *tls.Config
 	if orch.pki != nil && cfg.Server.AutoTLS {
@@ -230,6 +234,10 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 		g.Add(func() error { return alerts.run(actx) }, func(error) { cancel() })
 		ictx, icancel := context.WithCancel(ctx)
 		g.Add(func() error { return incidents.Run(ictx) }, func(error) { icancel() })
+	}
+	if socket != nil {
+		sctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error { return socket.Run(sctx) }, func(error) { cancel() })
 	}
 	{
 		sctx, cancel := context.WithCancel(ctx)
