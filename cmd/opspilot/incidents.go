@@ -10,10 +10,12 @@ import (
 	"strings"
 	"sync"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 	"gopkg.in/natefinch/lumberjack.v2"
 
+	"opspilot/analyzer/online"
 	"opspilot/orchestrator/store"
 	"opspilot/runbooks"
 )
@@ -51,10 +53,14 @@ func (s incidentStore) LoadIncidents(ctx context.Context) ([]*runbooks.Incident,
 // is also a JSON line in journal (DATA_DIR/runbooks/incidents.jsonl, rotated
 // by lumberjack), which the node agent ships to the log store
 // (Elasticsearch's bulk API; VictoriaLogs by default).
-func newIncidents(ctx context.Context, orch *orchestrator, alerts *alertingStack, console io.Writer, journal string, log *slog.Logger) (*runbooks.IncidentService, error) {
+func newIncidents(ctx context.Context, orch *orchestrator, alerts *alertingStack, anomalies *online.Service, console io.Writer, journal string, log *slog.Logger) (*runbooks.IncidentService, error) {
 	var mu sync.Mutex
 	j := &lumberjack.Logger{Filename: journal, MaxSize: 64, MaxBackups: 2}
-	return runbooks.NewIncidentService(ctx, runbooks.IncidentOptions{Store: incidentStore{orch.st}, Log: log,
+	var hints func(context.Context, *runbooks.Incident) []string
+	if anomalies != nil {
+		hints = func(ctx context.Context, inc *runbooks.Incident) []string { return analyzerHints(ctx, anomalies, inc) }
+	}
+	return runbooks.NewIncidentService(ctx, runbooks.IncidentOptions{Store: incidentStore{orch.st}, Log: log, Hints: hints,
 		Closed: func(ctx context.Context, s runbooks.Summary) {
 			mu.Lock()
 			fmt.Fprint(console, s.Text())
@@ -79,6 +85,38 @@ func newIncidents(ctx context.Context, orch *orchestrator, alerts *alertingStack
 				log.Warn("incident journal write failed (the incident is in the store)", "id", inc.ID, "err", err)
 			}
 		}})
+}
+
+// analyzerHints are the likely origins the analyzer ranked for the
+// anomalies that fired around an incident (from 10 minutes before it
+// started to its end), best first.
+func analyzerHints(ctx context.Context, a *online.Service, inc *runbooks.Incident) []string {
+	from := inc.Started.Add(-10 * time.Minute)
+	to := inc.Resolved
+	if to.IsZero() {
+		to = time.Now()
+	}
+	groups, err := a.Incidents(ctx, from)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, g := range groups {
+		if g.End.Before(from) || g.Start.After(to) {
+			continue
+		}
+		for _, h := range g.Hints {
+			line := fmt.Sprintf("%s %s (score %.2f)", h.Kind, h.Name, h.Score)
+			if len(h.Evidence) > 0 {
+				line += ": " + h.Evidence[0]
+			}
+			out = append(out, line)
+			if len(out) == 3 {
+				return out
+			}
+		}
+	}
+	return out
 }
 
 func newIncidentCmd() *cobra.Command {

@@ -135,7 +135,7 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 		}
 		routes = append(routes, alerts.routes()...)
 		journal := filepath.Join(cfg.DataDir, "runbooks", "incidents.jsonl")
-		if incidents, err = newIncidents(ctx, orch, alerts, out, journal, log.With("component", "incidents")); err != nil {
+		if incidents, err = newIncidents(ctx, orch, alerts, anomalies, out, journal, log.With("component", "incidents")); err != nil {
 			return err
 		}
 		alerts.pipeline.Events().Subscribe(incidents.Observe)
