@@ -52,7 +52,8 @@ FUZZ_TARGETS := ./config:FuzzParse ./config:FuzzParseDocuments ./cmd/opspilot:Fu
 	./analyzer:FuzzUnmarshalState ./analyzer:FuzzModels ./analyzer:FuzzARTime ./analyzer/forecast:FuzzFit ./analyzer/forecast:FuzzUnmarshalBinary \
 	./analyzer/rootcause:FuzzCorrelateRank ./analyzer/loganomaly:FuzzDrain ./analyzer/loganomaly:FuzzErrorWord \
 	./analyzer/loganomaly:FuzzParseFlatRow ./autoscaler:FuzzPolicyYAML ./alerting:FuzzParseRuleFile \
-	./alerting:FuzzSlackInteraction ./alerting:FuzzSlackActionValue ./alerting:FuzzSilenceAPI ./runbooks:FuzzParseCommand
+	./alerting:FuzzSlackInteraction ./alerting:FuzzSlackActionValue ./alerting:FuzzSilenceAPI ./runbooks:FuzzParseCommand \
+	./runbooks:FuzzRunbookYAML ./runbooks:FuzzSlackCommandRequest
 fuzz:
 	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
 		echo "fuzz $$pkg $$fn"; $(GO) test $$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) || exit 1; done

@@ -418,6 +418,23 @@ func (p *Pipeline) PostInThread(ctx context.Context, groupKey, text string) (int
 	return n, errors.Join(errs...)
 }
 
+// PostGraphInThread uploads a graph of expr to the Slack thread of an
+// alert group's message, for each Slack receiver that posted one.
+func (p *Pipeline) PostGraphInThread(ctx context.Context, groupKey, title, expr string) (int, error) {
+	var n int
+	var errs []error
+	for _, sn := range p.slack {
+		ok, err := sn.PostGraphInThread(ctx, groupKey, title, expr)
+		if ok && err == nil {
+			n++
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return n, errors.Join(errs...)
+}
+
 // Events is the pipeline's event log (the evaluator records fired and
 // resolved there too).
 func (p *Pipeline) Events() *EventLog { return p.events }

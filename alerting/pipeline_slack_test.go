@@ -1,6 +1,7 @@
 package alerting
 
 import (
+	"bytes"
 	"context"
 	"net/http"
 	"os"
@@ -40,7 +41,8 @@ receivers:
 	cfg.Dir, cfg.AlertmanagerConfigFile, cfg.Console.Receivers = filepath.Join(dir, "state"), amFile, nil
 	off := false
 	cfg.Slack = []SlackConfig{{Receiver: "sre", Channel: "#ops", TokenFile: token, SigningSecretFile: secret, APIURL: s.GetAPIURL(), Graph: &off}}
-	p, err := NewPipeline(cfg, PipelineOptions{})
+	querier := &slackTestQuerier{}
+	p, err := NewPipeline(cfg, PipelineOptions{Querier: querier})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,6 +100,27 @@ receivers:
 	waitEvent(t, p, func(e Event) bool {
 		return e.Type == EventNotified && e.Receiver == "sre" && e.Message == "slack: resolved"
 	})
+	// The group's thread stays known after it resolved (the incident's
+	// summary goes there); an unknown group has none.
+	if n, err := p.PostInThread(context.Background(), notified.GroupKey, "incident summary"); n != 1 || err != nil {
+		t.Errorf("post in the resolved group's thread: %d, %v", n, err)
+	}
+	if n, _ := p.PostInThread(context.Background(), `{}:{alertname="Other"}`, "x"); n != 0 {
+		t.Errorf("posted in the thread of a group never notified: %d", n)
+	}
+	// A runbook's query step graph goes to the same thread.
+	before := len(s.uploaded())
+	if n, err := p.PostGraphInThread(context.Background(), notified.GroupKey, "billing-errors error_ratio", `sum(rate(x[1m])) > 0.01`); n != 1 || err != nil {
+		t.Errorf("graph in the thread: %d, %v", n, err)
+	}
+	if up := s.uploaded(); len(up) != before+1 || !bytes.HasPrefix(up[len(up)-1], []byte("\x89PNG")) {
+		t.Errorf("uploaded %d files, want one more PNG", len(up)-before)
+	}
+	querier.mu.Lock()
+	if last := querier.exprs[len(querier.exprs)-1]; last != "sum(rate(x[1m]))" {
+		t.Errorf("the graph's query %q: the comparison should become the threshold line", last)
+	}
+	querier.mu.Unlock()
 }
 
 func waitEvent(t *testing.T, p *Pipeline, match func(Event) bool) Event {

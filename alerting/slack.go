@@ -489,7 +489,34 @@ func (n *SlackNotifier) query(ctx context.Context, log *slog.Logger, a *amalert.
 		log.Debug("slack: no g0.expr in the alert's generator URL: no graph or queried value", "generator_url", a.GeneratorURL)
 		return nil
 	}
-	q := &slackQueried{alertName: a.Name()}
+	return n.queryExpr(ctx, log, a.Name(), expr, now)
+}
+
+// PostGraphInThread draws expr over the graph range and uploads it to the
+// thread of the group's message (a runbook's query step); ok=false when
+// this notifier never posted for the group.
+func (n *SlackNotifier) PostGraphInThread(ctx context.Context, groupKey, title, expr string) (bool, error) {
+	n.mu.Lock()
+	ref, ok := n.threads[groupKey]
+	n.mu.Unlock()
+	if !ok {
+		return false, nil
+	}
+	if n.o.Querier == nil {
+		return true, errors.New("slack: no querier for graphs")
+	}
+	q := n.queryExpr(ctx, n.log, title, expr, time.Now())
+	if q.err != nil {
+		return true, q.err
+	}
+	n.postGraph(ctx, n.log, ref, q)
+	return true, nil
+}
+
+// queryExpr runs expr's range query (without a top-level comparison,
+// which becomes the threshold line).
+func (n *SlackNotifier) queryExpr(ctx context.Context, log *slog.Logger, name, expr string, now time.Time) *slackQueried {
+	q := &slackQueried{alertName: name}
 	q.plotExpr, q.threshold = SlackSplitThreshold(expr)
 	step := n.cfg.GraphRange / slackGraphPoints
 	if step < time.Second {

@@ -87,6 +87,14 @@ func (r *runbookRunner) record(run *rb.RunResult, s rb.StepResult) {
 		msg += ": " + s.Message
 	}
 	r.incidents.StepDone(run.RunID, s.Ended, s.Who, msg, s.Mitigating())
+	if s.Graph != "" {
+		// A query step that asks for a graph: in the incident's thread.
+		if inc, ok := r.incidents.Tracker().Get(run.RunID); ok && inc.GroupKey != "" {
+			if _, err := r.alerts.pipeline.PostGraphInThread(r.ctx, inc.GroupKey, run.Runbook+" "+s.Name, s.Graph); err != nil {
+				r.log.Warn("runbook: the step's graph was not posted", "run", run.RunID, "step", s.Name, "err", err)
+			}
+		}
+	}
 	// The audit trail: every step with who, why and the result.
 	typ := control.EventNormal
 	if s.Status != rb.StatusOK && s.Status != rb.StatusSkipped && s.Status != rb.StatusDryRun {
