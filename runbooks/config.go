@@ -44,22 +44,20 @@ func (c Config) Validate() []config.Problem {
 	return config.Prefix("chat", c.Chat.RBAC.Validate())
 }
 
-// AppToken reads the Socket Mode app-level token (the file, else
-// $SLACK_APP_TOKEN); empty when neither is set.
-func (c ChatConfig) AppToken() (string, error) {
-	if c.AppTokenFile == "" {
-		return strings.TrimSpace(os.Getenv("SLACK_APP_TOKEN")), nil
-	}
-	b, err := os.ReadFile(c.AppTokenFile)
-	if err != nil {
-		return "", fmt.Errorf("runbooks.chat.app_token_file: %w", err)
-	}
-	return strings.TrimSpace(string(b)), nil
+// ChatCredentials are the chat-bot's Slack secrets; any may be empty.
+type ChatCredentials struct {
+	// BotToken (xoxb-…) posts replies, approvals and thread lines.
+	BotToken string
+	// SigningSecret verifies Slack's HTTP requests.
+	SigningSecret string
+	// AppToken (xapp-…) opens the Socket Mode connection.
+	AppToken string
 }
 
-// Credentials reads the bot token and signing secret (files first, then
-// the environment); either may be empty.
-func (c ChatConfig) Credentials() (token, secret string, err error) {
+// Credentials reads the bot token, signing secret and app-level token:
+// each from its file, or else from $SLACK_BOT_TOKEN, $SLACK_SIGNING_SECRET
+// and $SLACK_APP_TOKEN.
+func (c ChatConfig) Credentials() (ChatCredentials, error) {
 	read := func(file, env, field string) (string, error) {
 		if file == "" {
 			return strings.TrimSpace(os.Getenv(env)), nil
@@ -70,9 +68,14 @@ func (c ChatConfig) Credentials() (token, secret string, err error) {
 		}
 		return strings.TrimSpace(string(b)), nil
 	}
-	if token, err = read(c.BotTokenFile, "SLACK_BOT_TOKEN", "bot_token_file"); err != nil {
-		return "", "", err
+	var cr ChatCredentials
+	var err error
+	if cr.BotToken, err = read(c.BotTokenFile, "SLACK_BOT_TOKEN", "bot_token_file"); err != nil {
+		return cr, err
 	}
-	secret, err = read(c.SigningSecretFile, "SLACK_SIGNING_SECRET", "signing_secret_file")
-	return token, secret, err
+	if cr.SigningSecret, err = read(c.SigningSecretFile, "SLACK_SIGNING_SECRET", "signing_secret_file"); err != nil {
+		return cr, err
+	}
+	cr.AppToken, err = read(c.AppTokenFile, "SLACK_APP_TOKEN", "app_token_file")
+	return cr, err
 }

@@ -9,14 +9,12 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"opspilot/alerting"
 	"opspilot/api"
 	examplealerts "opspilot/examples/alerting"
-	"opspilot/tsdb"
 )
 
 // alertingStack is the control plane's alerting: the rule evaluator and
@@ -104,13 +102,4 @@ func (s *alertingStack) banner(cfg FileConfig) string {
 	}
 	return fmt.Sprintf("%d rules every %s, notifications to %s (try: opspilot alerts, opspilot rules list)",
 		rules, cfg.Alerting.Rules.Interval, strings.Join(receivers, " and "))
-}
-
-// Query lets the rule evaluator query the TSDB once it runs.
-func (l *lateTSDB) Query(ctx context.Context, expr string, at time.Time) (tsdb.Result, error) {
-	c := l.c.Load()
-	if c == nil {
-		return tsdb.Result{}, errTSDBStarting
-	}
-	return c.Query(ctx, expr, at)
 }

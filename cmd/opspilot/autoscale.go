@@ -41,11 +41,16 @@ func newAutoscaler(cfg FileConfig, orch *orchestrator, q *lateTSDB, reg promethe
 }
 
 func listPolicies(ctx context.Context, st *store.Store) ([]autoscaler.Policy, error) {
-	vs, _, err := store.List[autoscaler.Policy](ctx, st, control.KindAutoscalingPolicy)
+	return listValues[autoscaler.Policy](ctx, st, control.KindAutoscalingPolicy)
+}
+
+// listValues returns the values of every stored object of a kind.
+func listValues[T any](ctx context.Context, st *store.Store, kind string) ([]T, error) {
+	vs, _, err := store.List[T](ctx, st, kind)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]autoscaler.Policy, len(vs))
+	out := make([]T, len(vs))
 	for i, v := range vs {
 		out[i] = v.Value
 	}
@@ -57,13 +62,9 @@ func listPolicies(ctx context.Context, st *store.Store) ([]autoscaler.Policy, er
 type tsdbQuerier struct{ l *lateTSDB }
 
 func (t tsdbQuerier) Query(ctx context.Context, expr string, at time.Time) ([]autoscaler.Sample, error) {
-	c := t.l.c.Load()
-	if c == nil {
-		return nil, errTSDBStarting
-	}
 	// Decide on the newest samples: the loop checks their age itself, and
 	// the embedded store's 1 s latency offset would add a second.
-	res, err := c.Query(tsdb.WithQueryParams(ctx, newestParams), expr, at)
+	res, err := t.l.Query(tsdb.WithQueryParams(ctx, newestParams), expr, at)
 	if err != nil {
 		return nil, err
 	}
@@ -381,21 +382,27 @@ func predictedCol(n int) string {
 // applyDemoPolicy stores examples/autoscaling/billing.yaml, the demo
 // billing service's autoscaling policy.
 func applyDemoPolicy(ctx context.Context, orch *orchestrator) error {
-	objs, err := parseSpecs("examples/autoscaling/billing.yaml", autoscaling.Billing)
+	return applyDemoSpecs[autoscaler.Policy](ctx, orch, "examples/autoscaling/billing.yaml", autoscaling.Billing, control.KindAutoscalingPolicy)
+}
+
+// applyDemoSpecs stores the objects of an embedded apply file as they
+// are, creating or replacing each (the demo's own objects).
+func applyDemoSpecs[T any](ctx context.Context, orch *orchestrator, name string, data []byte, kind string) error {
+	objs, err := parseSpecs(name, data)
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
 	for _, o := range objs {
-		p := o.value.(autoscaler.Policy)
-		cur, err := store.Get[autoscaler.Policy](ctx, orch.st, control.KindAutoscalingPolicy, p.Service)
+		v := o.value.(T)
+		cur, err := store.Get[T](ctx, orch.st, kind, o.name)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
-			_, err = store.Create(ctx, orch.st, control.KindAutoscalingPolicy, p.Service, p)
+			_, err = store.Create(ctx, orch.st, kind, o.name, v)
 		case err == nil:
-			_, err = store.Update(ctx, orch.st, control.KindAutoscalingPolicy, p.Service, p, cur.Version)
+			_, err = store.Update(ctx, orch.st, kind, o.name, v, cur.Version)
 		}
 		if err != nil {
-			return fmt.Errorf("demo: store the autoscaling policy of %s: %w", p.Service, err)
+			return fmt.Errorf("demo: store %s %s: %w", o.kind, o.name, err)
 		}
 	}
 	return nil

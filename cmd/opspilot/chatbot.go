@@ -21,39 +21,30 @@ import (
 // newChatbot builds the Slack chat-bot's endpoints over the orchestrator
 // and the alerting pipeline. Without a signing secret they refuse every
 // request, saying so.
-func newChatbot(cfg FileConfig, orch *orchestrator, alerts *alertingStack, incidents *runbooks.IncidentService, runner *runbookRunner, log *slog.Logger) (*runbooks.SlackHandlers, error) {
-	token, secret, err := cfg.Runbooks.Chat.Credentials()
-	if err != nil {
-		return nil, err
-	}
+func newChatbot(cfg FileConfig, creds runbooks.ChatCredentials, orch *orchestrator, alerts *alertingStack, incidents *runbooks.IncidentService, runner *runbookRunner, log *slog.Logger) *runbooks.SlackHandlers {
 	acts := chatActions{orch: orch, alerts: alerts, runner: runner}
 	bot := &runbooks.Bot{RBAC: cfg.Runbooks.Chat.RBAC, Actions: acts, Incidents: incidents.Tracker(), Log: log,
 		Audit: func(ctx context.Context, who, command, why, result string) {
 			orch.ctrl.Events().Record(ctx, control.Event{Type: control.EventNormal, Kind: "chat", Object: "slack", Reason: "ChatCommand",
 				Message: command + " → " + result, Who: who, Why: why})
 		}}
-	h := &runbooks.SlackHandlers{Bot: bot, Verifier: &runbooks.SlackVerifier{Secret: secret}, Log: log}
-	if token != "" {
-		h.Client = slack.New(token)
+	h := &runbooks.SlackHandlers{Bot: bot, Verifier: &runbooks.SlackVerifier{Secret: creds.SigningSecret}, Log: log}
+	if creds.BotToken != "" {
+		h.Client = slack.New(creds.BotToken)
 	}
-	return h, nil
+	return h
 }
 
 // newSocketMode connects the chat-bot to Slack over Socket Mode when an
 // app-level token and a bot token are configured; nil otherwise.
-func newSocketMode(cfg FileConfig, bot *runbooks.Bot, approver *runbooks.SlackApprover, log *slog.Logger) (*runbooks.SocketMode, error) {
-	app, err := cfg.Runbooks.Chat.AppToken()
-	if err != nil || app == "" {
-		return nil, err
+func newSocketMode(creds runbooks.ChatCredentials, bot *runbooks.Bot, approver *runbooks.SlackApprover, log *slog.Logger) (*runbooks.SocketMode, error) {
+	if creds.AppToken == "" {
+		return nil, nil
 	}
-	token, _, err := cfg.Runbooks.Chat.Credentials()
-	if err != nil {
-		return nil, err
-	}
-	if token == "" {
+	if creds.BotToken == "" {
 		return nil, fmt.Errorf("runbooks.chat: Socket Mode needs the bot token too (bot_token_file or $SLACK_BOT_TOKEN)")
 	}
-	return runbooks.NewSocketMode(token, app, bot, approver, log), nil
+	return runbooks.NewSocketMode(creds.BotToken, creds.AppToken, bot, approver, log), nil
 }
 
 // chatActions carries out chat commands.

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/url"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -37,13 +36,13 @@ func (s incidentStore) SaveIncident(ctx context.Context, inc *runbooks.Incident)
 }
 
 func (s incidentStore) LoadIncidents(ctx context.Context) ([]*runbooks.Incident, error) {
-	vs, _, err := store.List[runbooks.Incident](ctx, s.st, kindIncident)
+	vs, err := listValues[runbooks.Incident](ctx, s.st, kindIncident)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]*runbooks.Incident, len(vs))
 	for i := range vs {
-		out[i] = &vs[i].Value
+		out[i] = &vs[i]
 	}
 	return out, nil
 }
@@ -54,7 +53,6 @@ func (s incidentStore) LoadIncidents(ctx context.Context) ([]*runbooks.Incident,
 // by lumberjack), which the node agent ships to the log store
 // (Elasticsearch's bulk API; VictoriaLogs by default).
 func newIncidents(ctx context.Context, orch *orchestrator, alerts *alertingStack, anomalies *online.Service, console io.Writer, journal string, log *slog.Logger) (*runbooks.IncidentService, error) {
-	var mu sync.Mutex
 	j := &lumberjack.Logger{Filename: journal, MaxSize: 64, MaxBackups: 2}
 	var hints func(context.Context, *runbooks.Incident) []string
 	if anomalies != nil {
@@ -62,9 +60,7 @@ func newIncidents(ctx context.Context, orch *orchestrator, alerts *alertingStack
 	}
 	return runbooks.NewIncidentService(ctx, runbooks.IncidentOptions{Store: incidentStore{orch.st}, Log: log, Hints: hints,
 		Closed: func(ctx context.Context, s runbooks.Summary) {
-			mu.Lock()
 			fmt.Fprint(console, s.Text())
-			mu.Unlock()
 			// And in the thread of the incident's Slack alert message.
 			if s.GroupKey != "" {
 				if _, err := alerts.pipeline.PostInThread(ctx, s.GroupKey, "```"+s.Text()+"```"); err != nil {

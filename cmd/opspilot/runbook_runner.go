@@ -17,7 +17,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/common/model"
 	"github.com/slack-go/slack"
 
 	"opspilot/alerting"
@@ -25,9 +24,7 @@ import (
 	"opspilot/examples/runbooks"
 	"opspilot/orchestrator/control"
 	omodel "opspilot/orchestrator/model"
-	"opspilot/orchestrator/store"
 	rb "opspilot/runbooks"
-	"opspilot/tsdb"
 )
 
 // runbookRunner runs the runbooks stored with `opspilot apply`: the ones
@@ -43,8 +40,7 @@ type runbookRunner struct {
 	log       *slog.Logger
 	ctx       context.Context // the server's: runs stop with it
 
-	mu      sync.Mutex
-	console io.Writer
+	console io.Writer // serialized by serve
 	wg      sync.WaitGroup
 	// logsURL is the log store's base URL, once it runs.
 	logsURL atomic.Pointer[string]
@@ -68,9 +64,7 @@ func newRunbookRunner(ctx context.Context, allowExec bool, orch *orchestrator, q
 // Post implements rb.Notifier: the run's lines on the console and, for a
 // run an incident started, in the thread of its Slack alert message.
 func (r *runbookRunner) Post(ctx context.Context, runID, text string) error {
-	r.mu.Lock()
 	_, err := fmt.Fprintf(r.console, "%s [runbook %s] %s\n", time.Now().UTC().Format("15:04:05.000"), runID, text)
-	r.mu.Unlock()
 	if inc, ok := r.incidents.Tracker().Get(runID); ok && inc.GroupKey != "" {
 		if _, perr := r.alerts.pipeline.PostInThread(ctx, inc.GroupKey, text); perr != nil {
 			r.log.Warn("runbook: posting in the incident's Slack thread failed", "run", runID, "err", perr)
@@ -106,13 +100,9 @@ func (r *runbookRunner) record(run *rb.RunResult, s rb.StepResult) {
 
 // list returns the stored runbooks.
 func (r *runbookRunner) list(ctx context.Context) ([]rb.Runbook, error) {
-	vs, _, err := store.List[rb.Runbook](ctx, r.orch.st, control.KindRunbook)
+	out, err := listValues[rb.Runbook](ctx, r.orch.st, control.KindRunbook)
 	if err != nil {
 		return nil, err
-	}
-	out := make([]rb.Runbook, len(vs))
-	for i, v := range vs {
-		out[i] = v.Value
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
@@ -182,44 +172,21 @@ func (r *runbookRunner) wait() { r.wg.Wait() }
 
 // applyDemoRunbook stores examples/runbooks/billing-errors.yaml.
 func applyDemoRunbook(ctx context.Context, orch *orchestrator) error {
-	objs, err := parseSpecs("examples/runbooks/billing-errors.yaml", runbooks.BillingErrors)
-	if err != nil {
-		return fmt.Errorf("demo: %w", err)
-	}
-	for _, o := range objs {
-		b := o.value.(rb.Runbook)
-		cur, err := store.Get[rb.Runbook](ctx, orch.st, control.KindRunbook, b.Name)
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			_, err = store.Create(ctx, orch.st, control.KindRunbook, b.Name, b)
-		case err == nil:
-			_, err = store.Update(ctx, orch.st, control.KindRunbook, b.Name, b, cur.Version)
-		}
-		if err != nil {
-			return fmt.Errorf("demo: store runbook %s: %w", b.Name, err)
-		}
-	}
-	return nil
+	return applyDemoSpecs[rb.Runbook](ctx, orch, "examples/runbooks/billing-errors.yaml", runbooks.BillingErrors, control.KindRunbook)
 }
 
-// runbookQuerier runs runbook queries on the newest samples.
+// runbookQuerier runs runbook queries on the newest samples, as the
+// autoscaler does.
 type runbookQuerier struct{ l *lateTSDB }
 
 func (q runbookQuerier) Query(ctx context.Context, expr string) ([]rb.Sample, error) {
-	res, err := q.l.Query(tsdb.WithQueryParams(ctx, newestParams), expr, time.Now())
+	ss, err := tsdbQuerier{q.l}.Query(ctx, expr, time.Now())
 	if err != nil {
 		return nil, err
 	}
-	var out []rb.Sample
-	switch v := res.Value.(type) {
-	case model.Vector:
-		for _, s := range v {
-			out = append(out, rb.Sample{Labels: labelMap(s.Metric), Value: float64(s.Value)})
-		}
-	case *model.Scalar:
-		out = append(out, rb.Sample{Labels: map[string]string{}, Value: float64(v.Value)})
-	default:
-		return nil, fmt.Errorf("the query returned a %s, want an instant vector", res.Value.Type())
+	out := make([]rb.Sample, len(ss))
+	for i, s := range ss {
+		out[i] = rb.Sample(s)
 	}
 	return out, nil
 }
@@ -369,16 +336,12 @@ func (noApprover) RequestApproval(_ context.Context, a rb.Approval) (string, err
 // newApprover asks for approvals in Slack when a bot token and an
 // approval channel are configured; its /slack/interactivity route takes
 // the clicks.
-func newApprover(cfg FileConfig, log *slog.Logger) (rb.Approver, *rb.SlackApprover, error) {
-	token, secret, err := cfg.Runbooks.Chat.Credentials()
-	if err != nil {
-		return nil, nil, err
-	}
+func newApprover(cfg FileConfig, creds rb.ChatCredentials, log *slog.Logger) (rb.Approver, *rb.SlackApprover) {
 	sa := &rb.SlackApprover{Channel: cfg.Runbooks.Chat.ApprovalChannel, RBAC: cfg.Runbooks.Chat.RBAC,
-		Verifier: &rb.SlackVerifier{Secret: secret}, Log: log}
-	if token == "" || sa.Channel == "" {
-		return noApprover{}, sa, nil
+		Verifier: &rb.SlackVerifier{Secret: creds.SigningSecret}, Log: log}
+	if creds.BotToken == "" || sa.Channel == "" {
+		return noApprover{}, sa
 	}
-	sa.Client = slack.New(token)
-	return sa, sa, nil
+	sa.Client = slack.New(creds.BotToken)
+	return sa, sa
 }

@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -37,6 +38,9 @@ import (
 // started and stopped in order. It returns when ctx ends or a component
 // fails; out receives the human-readable banner and the ready line.
 func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
+	// Notifications, runbook lines and incident summaries are printed from
+	// several goroutines: one lock for the console, not one per writer.
+	out = &syncWriter{w: out}
 	log := newLogger(cfg.Log)
 	started := time.Now()
 
@@ -140,20 +144,19 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 		}
 		alerts.pipeline.Events().Subscribe(incidents.Observe)
 		routes = append(routes, incidents.Routes()...)
-		approver, slackApprover, err := newApprover(cfg, log.With("component", "approvals"))
+		// The Slack secrets, read once for the bot, approvals and Socket Mode.
+		creds, err := cfg.Runbooks.Chat.Credentials()
 		if err != nil {
 			return err
 		}
+		approver, slackApprover := newApprover(cfg, creds, log.With("component", "approvals"))
 		routes = append(routes, slackApprover.Routes()...)
 		runner = newRunbookRunner(ctx, cfg.Runbooks.AllowExec, orch, lateStore, alerts, incidents, approver, out, log.With("component", "runbooks"))
 		incidents.OnOpened(runner.incidentOpened)
 		defer runner.wait()
-		chat, err := newChatbot(cfg, orch, alerts, incidents, runner, log.With("component", "chatbot"))
-		if err != nil {
-			return err
-		}
+		chat := newChatbot(cfg, creds, orch, alerts, incidents, runner, log.With("component", "chatbot"))
 		routes = append(routes, chat.Routes()...)
-		if socket, err = newSocketMode(cfg, chat.Bot, slackApprover, log.With("component", "chatbot")); err != nil {
+		if socket, err = newSocketMode(creds, chat.Bot, slackApprover, log.With("component", "chatbot")); err != nil {
 			return err
 		}
 	}
@@ -477,6 +480,18 @@ func (l *lateHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	(*h).ServeHTTP(w, r)
 }
 
+// syncWriter serializes writes to the console.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(b []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(b)
+}
+
 // lateTSDB lets the analyzer be built before the TSDB client exists.
 type lateTSDB struct {
 	c atomic.Pointer[tsdb.Client]
@@ -485,6 +500,15 @@ type lateTSDB struct {
 func (l *lateTSDB) set(c *tsdb.Client) { l.c.Store(c) }
 
 var errTSDBStarting = fmt.Errorf("the TSDB is starting")
+
+// Query runs an instant query once the TSDB runs.
+func (l *lateTSDB) Query(ctx context.Context, expr string, at time.Time) (tsdb.Result, error) {
+	c := l.c.Load()
+	if c == nil {
+		return tsdb.Result{}, errTSDBStarting
+	}
+	return c.Query(ctx, expr, at)
+}
 
 func (l *lateTSDB) QueryRange(ctx context.Context, expr string, r tsdb.Range) (tsdb.Result, error) {
 	c := l.c.Load()
