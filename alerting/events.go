@@ -109,14 +109,19 @@ func (l *EventLog) Record(_ context.Context, ev Event) {
 	line = append(line, '\n')
 	l.total.WithLabelValues(ev.Type).Inc()
 	l.mu.Lock()
-	defer func() {
-		listeners := l.listeners
-		l.mu.Unlock()
-		for _, f := range listeners {
-			f(ev)
-		}
-	}()
 	l.push(ev)
+	l.write(line)
+	listeners := l.listeners
+	l.mu.Unlock()
+	// Outside the lock: a listener may read the log.
+	for _, f := range listeners {
+		f(ev)
+	}
+}
+
+// write appends one line to the file (under mu), rotating it first when
+// it would pass maxBytes.
+func (l *EventLog) write(line []byte) {
 	if l.f == nil {
 		l.fails.Inc()
 		return

@@ -404,27 +404,22 @@ func labelMap(ls model.LabelSet) map[string]string {
 // PostInThread replies in the Slack thread of an alert group's message,
 // for each Slack receiver that posted one; it returns how many did.
 func (p *Pipeline) PostInThread(ctx context.Context, groupKey, text string) (int, error) {
-	var n int
-	var errs []error
-	for _, sn := range p.slack {
-		ok, err := sn.PostInThread(ctx, groupKey, text)
-		if ok && err == nil {
-			n++
-		}
-		if err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return n, errors.Join(errs...)
+	return p.eachSlackThread(func(sn *SlackNotifier) (bool, error) { return sn.PostInThread(ctx, groupKey, text) })
 }
 
 // PostGraphInThread uploads a graph of expr to the Slack thread of an
 // alert group's message, for each Slack receiver that posted one.
 func (p *Pipeline) PostGraphInThread(ctx context.Context, groupKey, title, expr string) (int, error) {
+	return p.eachSlackThread(func(sn *SlackNotifier) (bool, error) { return sn.PostGraphInThread(ctx, groupKey, title, expr) })
+}
+
+// eachSlackThread calls post for every Slack receiver and counts those
+// that had the thread and posted in it.
+func (p *Pipeline) eachSlackThread(post func(*SlackNotifier) (bool, error)) (int, error) {
 	var n int
 	var errs []error
 	for _, sn := range p.slack {
-		ok, err := sn.PostGraphInThread(ctx, groupKey, title, expr)
+		ok, err := post(sn)
 		if ok && err == nil {
 			n++
 		}

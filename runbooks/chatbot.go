@@ -227,20 +227,26 @@ func (h *SlackHandlers) events(w http.ResponseWriter, r *http.Request) {
 func (h *SlackHandlers) mention(m *slackevents.AppMentionEvent) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	// "<@UBOT> scale billing 5" → "scale billing 5".
+	req, thread := mentionRequest(m)
+	reply := h.Bot.Handle(ctx, req)
+	if h.Client == nil {
+		return
+	}
+	if _, _, err := h.Client.PostMessageContext(ctx, m.Channel, slack.MsgOptionText(reply, false), slack.MsgOptionTS(thread)); err != nil && h.Log != nil {
+		h.Log.Warn("slack: reply to a mention failed", "err", err)
+	}
+}
+
+// mentionRequest is the command of a mention ("<@UBOT> scale billing 5"
+// → "scale billing 5") and the thread to answer in.
+func mentionRequest(m *slackevents.AppMentionEvent) (ChatRequest, string) {
 	text := m.Text
 	if i := strings.Index(text, ">"); strings.HasPrefix(strings.TrimSpace(text), "<@") && i >= 0 {
 		text = text[i+1:]
-	}
-	reply := h.Bot.Handle(ctx, ChatRequest{UserID: m.User, Text: strings.TrimSpace(text)})
-	if h.Client == nil {
-		return
 	}
 	thread := m.ThreadTimeStamp
 	if thread == "" {
 		thread = m.TimeStamp
 	}
-	if _, _, err := h.Client.PostMessageContext(ctx, m.Channel, slack.MsgOptionText(reply, false), slack.MsgOptionTS(thread)); err != nil && h.Log != nil {
-		h.Log.Warn("slack: reply to a mention failed", "err", err)
-	}
+	return ChatRequest{UserID: m.User, Text: strings.TrimSpace(text)}, thread
 }

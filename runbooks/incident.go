@@ -2,6 +2,7 @@ package runbooks
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -166,7 +167,7 @@ func (t *Tracker) Observe(ev alerting.Event) (Change, bool) {
 		inc.Alerts[ev.Fingerprint] = false
 		inc.Timeline = append(inc.Timeline, entry)
 		ch := Change{State: inc.State}
-		if !slices.Contains(mapValues(inc.Alerts), true) {
+		if !inc.firing() {
 			inc.State, inc.Resolved = IncidentResolved, ev.Time
 			delete(t.open, inc.Key)
 			inc.Timeline = append(inc.Timeline, TimelineEntry{Time: ev.Time, Type: "closed", Who: ev.Who, Message: "every alert cleared; incident resolved"})
@@ -312,10 +313,7 @@ func (inc *Incident) clone() *Incident {
 	c := *inc
 	c.Services, c.Datacenters = slices.Clone(inc.Services), slices.Clone(inc.Datacenters)
 	c.Timeline = slices.Clone(inc.Timeline)
-	c.Alerts = make(map[string]bool, len(inc.Alerts))
-	for k, v := range inc.Alerts {
-		c.Alerts[k] = v
-	}
+	c.Alerts = maps.Clone(inc.Alerts)
 	return &c
 }
 
@@ -357,10 +355,12 @@ func severityRank(s string) int {
 	return 0
 }
 
-func mapValues(m map[string]bool) []bool {
-	out := make([]bool, 0, len(m))
-	for _, v := range m {
-		out = append(out, v)
+// firing reports whether any of the incident's alerts still fires.
+func (inc *Incident) firing() bool {
+	for _, f := range inc.Alerts {
+		if f {
+			return true
+		}
 	}
-	return out
+	return false
 }

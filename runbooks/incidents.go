@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sort"
 	"strconv"
 	"sync"
 	"time"
@@ -215,8 +214,7 @@ func (s *IncidentService) list(w http.ResponseWriter, r *http.Request) {
 		}
 		out = out[:min(n, len(out))]
 	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Started.After(out[j].Started) })
-	api.WriteJSON(w, http.StatusOK, out)
+	api.WriteJSON(w, http.StatusOK, out) // newest first, as List returns them
 }
 
 func (s *IncidentService) show(w http.ResponseWriter, r *http.Request) {

@@ -3,7 +3,6 @@ package runbooks
 import (
 	"context"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/slack-go/slack"
@@ -90,16 +89,8 @@ func (s *SocketMode) Handle(ctx context.Context, ev socketmode.Event, ack func(s
 		if !ok || m.BotID != "" {
 			return
 		}
-		text := m.Text
-		if i := strings.Index(text, ">"); strings.HasPrefix(strings.TrimSpace(text), "<@") && i >= 0 {
-			text = text[i+1:]
-		}
-		out := s.Bot.Handle(ctx, ChatRequest{UserID: m.User, Text: strings.TrimSpace(text)})
-		thread := m.ThreadTimeStamp
-		if thread == "" {
-			thread = m.TimeStamp
-		}
-		reply(ctx, m.Channel, thread, out)
+		req, thread := mentionRequest(m)
+		reply(ctx, m.Channel, thread, s.Bot.Handle(ctx, req))
 	case socketmode.EventTypeInteractive:
 		cb, ok := ev.Data.(slack.InteractionCallback)
 		if !ok || cb.Type != slack.InteractionTypeBlockActions || len(cb.ActionCallback.BlockActions) == 0 {
