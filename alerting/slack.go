@@ -406,7 +406,7 @@ func (n *SlackNotifier) record(ctx context.Context, gk string, alerts []*amalert
 	now := time.Now()
 	for _, a := range alerts {
 		n.o.Recorder.Record(ctx, Event{Time: now, Type: typ, Fingerprint: a.Fingerprint().String(), AlertName: a.Name(),
-			Labels: slackLabelMap(a.Labels), GroupKey: gk, Receiver: n.cfg.Receiver, Who: SlackWho, Message: msg})
+			Labels: labelMap(a.Labels), GroupKey: gk, Receiver: n.cfg.Receiver, Who: SlackWho, Message: msg})
 	}
 }
 
@@ -731,7 +731,7 @@ func slackBuildMessage(cfg SlackConfig, groupKey string, groupLabels model.Label
 	}
 
 	if !m.allResolved {
-		ref := AlertRef{Fingerprint: first.Fingerprint().String(), GroupKey: groupKey, Labels: slackLabelMap(groupLabels)}
+		ref := AlertRef{Fingerprint: first.Fingerprint().String(), GroupKey: groupKey, Labels: labelMap(groupLabels)}
 		if _, ok := ref.Labels["alertname"]; !ok && name != "" {
 			ref.Labels["alertname"] = name
 		}
@@ -877,14 +877,6 @@ func slackDashboardURL(base, annotation string) string {
 		return b.ResolveReference(ref).String()
 	}
 	return base
-}
-
-func slackLabelMap(ls model.LabelSet) map[string]string {
-	out := make(map[string]string, len(ls))
-	for k, v := range ls {
-		out[string(k)] = string(v)
-	}
-	return out
 }
 
 // slackActionValue is a button's value: enough for the interaction handler
