@@ -44,6 +44,9 @@ type EvaluatorConfig struct {
 	// Files are rule files or globs (rules/*.yaml), Prometheus/vmalert
 	// format with MetricsQL expressions.
 	Files []string `yaml:"files"`
+	// DisableBuiltin leaves out opspilot's own platform rules
+	// (DatacenterLost, DatacenterDegraded, DatacenterFailedOver).
+	DisableBuiltin bool `yaml:"disable_builtin"`
 	// Interval is how often a group without its own interval is evaluated
 	// (default 1s).
 	Interval time.Duration `yaml:"interval"`

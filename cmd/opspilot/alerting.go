@@ -34,15 +34,28 @@ func newAlerting(cfg FileConfig, q *lateTSDB, console io.Writer, reg prometheus.
 	if acfg.Pipeline.Dir == "" {
 		acfg.Pipeline.Dir = filepath.Join(cfg.DataDir, "alerting")
 	}
-	if cfg.Demo.Enabled {
-		path := filepath.Join(acfg.Pipeline.Dir, "demo", "billing.rules.yaml")
+	// The embedded rule files are written under the pipeline's directory,
+	// so `rules list` and error messages name a file a person can open.
+	addRules := func(name string, data []byte) error {
+		path := filepath.Join(acfg.Pipeline.Dir, "builtin", name)
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			return nil, err
+			return err
 		}
-		if err := os.WriteFile(path, examplealerts.BillingRules, 0o644); err != nil {
-			return nil, err
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			return err
 		}
 		acfg.Rules.Files = append(acfg.Rules.Files, path)
+		return nil
+	}
+	if !acfg.Rules.DisableBuiltin {
+		if err := addRules("platform.rules.yaml", examplealerts.PlatformRules); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Demo.Enabled {
+		if err := addRules("billing.rules.yaml", examplealerts.BillingRules); err != nil {
+			return nil, err
+		}
 	}
 	scheme := "http"
 	if cfg.Server.TLSCertFile != "" || cfg.Server.AutoTLS {

@@ -90,8 +90,18 @@ func (a chatActions) Scale(ctx context.Context, service string, n int, who, why 
 	return fmt.Sprintf("scaled %s to %d replicas", s.Name, s.Replicas), nil
 }
 
-func (a chatActions) Failover(context.Context, string, string, string, string) (string, error) {
-	return "", errors.New("datacenter failover is not available in this version (it comes with the datacenters and HA work)")
+// Failover takes a datacenter out of service; each service's failover
+// policy (placement.failover) says where its share goes, so a target
+// named in chat must be where the policies send it.
+func (a chatActions) Failover(ctx context.Context, dc, to, who, why string) (string, error) {
+	if to != "" {
+		return "", fmt.Errorf("failover %s to %s: the services' placement.failover policies choose where each service goes; say `failover %s` and check them with `opspilot get services -o yaml`", dc, to, dc)
+	}
+	st, err := a.orch.ctrl.Failover(ctx, dc, who, why)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("datacenter %s failed over (health %s): its services are rebuilt in the other datacenters and its instances stop once replaced; `opspilot failback %s` returns it", dc, st.Health, dc), nil
 }
 
 func (a chatActions) Silence(ctx context.Context, matchers []string, d time.Duration, who, why string) (string, error) {

@@ -449,9 +449,16 @@ func printTable(w io.Writer, kind string, raw []byte, wide bool) error {
 		if err := json.Unmarshal(raw, &ds); err != nil {
 			return err
 		}
-		row("NAME", "NODES (READY/ALL)", "INSTANCES", "CPU (REQ/CAP)", "MEMORY (REQ/CAP)")
+		row("NAME", "HEALTH", "SERVING", "NODES (READY/ALL)", "INSTANCES", "CPU (REQ/CAP)", "MEMORY (REQ/CAP)")
 		for _, d := range ds {
-			row(d.Name, fmt.Sprintf("%d/%d", d.ReadyNodes, d.Nodes), strconv.Itoa(d.Instances),
+			serving := "yes"
+			switch {
+			case d.Status.FailedOver && d.Status.Manual:
+				serving = "no (failed over by " + dash(d.Status.FailoverBy) + ")"
+			case d.Status.FailedOver:
+				serving = "no (failed over)"
+			}
+			row(d.Name, dash(d.Status.Health), serving, fmt.Sprintf("%d/%d", d.ReadyNodes, d.Nodes), strconv.Itoa(d.Instances),
 				d.Allocated.MilliCPU.String()+"/"+d.Capacity.MilliCPU.String(), d.Allocated.MemoryBytes.String()+"/"+d.Capacity.MemoryBytes.String())
 		}
 	case "tenants":

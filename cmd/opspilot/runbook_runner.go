@@ -275,8 +275,10 @@ func (r runbookOrchestrator) RollbackService(ctx context.Context, service, who, 
 	return r.call(ctx, "POST", "/api/v1/services/"+url.PathEscape(service)+"/rollout/undo", who, why, nil)
 }
 
-func (runbookOrchestrator) Failover(context.Context, string, string, string) error {
-	return errors.New("datacenter failover is not available in this version")
+// Failover takes the datacenter out of service, as `opspilot failover`.
+func (r runbookOrchestrator) Failover(ctx context.Context, dc, who, why string) error {
+	_, err := r.o.ctrl.Failover(ctx, dc, who, why)
+	return err
 }
 
 // runbookLogs searches the log store with LogsQL (VictoriaLogs'

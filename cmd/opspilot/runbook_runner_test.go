@@ -19,7 +19,8 @@ import (
 // The runbook steps that change the orchestrator, against the real
 // controller on an embedded etcd: scale, restart (an instance is
 // stopped, the replicas kept), drain (the node cordoned, its instances
-// stopped) and rollout undo (the previous revision back), each recorded as
+// stopped), rollout undo (the previous revision back) and failover (the
+// datacenter out of service by hand), each recorded as
 // an event with the runbook's who and why.
 func TestRunbookStepsAgainstRealOrchestrator(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -111,8 +112,15 @@ func TestRunbookStepsAgainstRealOrchestrator(t *testing.T) {
 	if v, _ := ctrl.ServiceView(ctx, "billing"); v.Env["RELEASE"] == "2" {
 		t.Errorf("rollback kept the new revision: %+v", v.Env)
 	}
-	if err := o.Failover(ctx, "dc1", who, why); err == nil {
-		t.Error("failover should say it is not available")
+	// failover: the datacenter is out of service, by hand, with who and why
+	if err := o.Failover(ctx, "dc9", who, why); err == nil {
+		t.Error("failover of a datacenter without nodes was accepted")
+	}
+	if err := o.Failover(ctx, "dc1", who, why); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := store.Get[omodel.DatacenterStatus](ctx, st, store.KindDatacenter, "dc1"); err != nil || !d.Value.FailedOver || !d.Value.Manual || d.Value.FailoverBy != who || d.Value.FailoverWhy != why {
+		t.Errorf("dc1 after the failover step: %+v (%v)", d.Value, err)
 	}
 
 	// Every change is an event with who and why.
@@ -127,7 +135,7 @@ func TestRunbookStepsAgainstRealOrchestrator(t *testing.T) {
 			seen[e.Value.Reason] = true
 		}
 	}
-	for _, reason := range []string{"Deleted", "Cordon", "RolloutUndo"} {
+	for _, reason := range []string{"Deleted", "Cordon", "RolloutUndo", "DatacenterFailedOver"} {
 		if !seen[reason] {
 			t.Errorf("no %s event by the runbook with its why; events: %+v", reason, evs)
 		}

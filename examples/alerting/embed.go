@@ -1,5 +1,5 @@
-// Package alerting holds example rule files; `opspilot up --demo` loads
-// BillingRules.
+// Package alerting holds rule files: `opspilot up --demo` loads
+// BillingRules, and every server PlatformRules.
 package alerting
 
 import _ "embed"
@@ -9,3 +9,9 @@ import _ "embed"
 //
 //go:embed billing.rules.yaml
 var BillingRules []byte
+
+// PlatformRules is platform.rules.yaml: opspilot's own alerts (datacenter
+// lost, degraded, failed over).
+//
+//go:embed platform.rules.yaml
+var PlatformRules []byte

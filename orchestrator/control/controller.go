@@ -28,11 +28,14 @@ type Config struct {
 	// CrashLoopRestarts is how many restarts of a new, never-ready instance
 	// fail a rollout (it is rolled back).
 	CrashLoopRestarts int `yaml:"crash_loop_restarts"`
+	// Datacenters says when a datacenter is lost and how its services
+	// fail over and back.
+	Datacenters DatacenterConfig `yaml:"datacenters"`
 }
 
 // DefaultConfig returns the documented defaults.
 func DefaultConfig() Config {
-	return Config{NodeTimeout: 3 * time.Second, Resync: time.Second, EventTTL: 7 * 24 * time.Hour, CrashLoopRestarts: 3}
+	return Config{NodeTimeout: 3 * time.Second, Resync: time.Second, EventTTL: 7 * 24 * time.Hour, CrashLoopRestarts: 3, Datacenters: DefaultDatacenterConfig()}
 }
 
 // Validate implements config.Validator.
@@ -50,7 +53,7 @@ func (c Config) Validate() []config.Problem {
 	if c.CrashLoopRestarts < 1 {
 		ps = append(ps, config.Problem{Field: "crash_loop_restarts", Msg: "must be at least 1"})
 	}
-	return ps
+	return append(ps, config.Prefix("datacenters", c.Datacenters.Validate())...)
 }
 
 // Who the controller's own decisions are recorded as.
@@ -92,6 +95,8 @@ type metrics struct {
 	stopped      *prometheus.CounterVec
 	nodesGauge   *prometheus.GaugeVec
 	rollbacks    prometheus.Counter
+	dcHealth     *prometheus.GaugeVec
+	dcFailedOver *prometheus.GaugeVec
 }
 
 // New builds a controller on st. reg may be nil.
@@ -120,9 +125,13 @@ func New(st *store.Store, cfg Config, reg prometheus.Registerer, log *slog.Logge
 		stopped:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "opspilot_orchestrator_instances_stopped_total", Help: "Instances stopped or removed, by reason."}, []string{"reason"}),
 		nodesGauge: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "opspilot_orchestrator_nodes", Help: "Nodes by datacenter and state."}, []string{"datacenter", "state"}),
 		rollbacks:  prometheus.NewCounter(prometheus.CounterOpts{Name: "opspilot_orchestrator_rollbacks_total", Help: "Rollouts rolled back automatically."}),
+		dcHealth: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "opspilot_datacenter_health",
+			Help: "1 for the datacenter's current health (healthy, degraded or lost), 0 for the others."}, []string{"datacenter", "health"}),
+		dcFailedOver: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "opspilot_datacenter_failed_over",
+			Help: "1 while the datacenter is failed over (its services run elsewhere)."}, []string{"datacenter"}),
 	}
 	if reg != nil {
-		for _, col := range []prometheus.Collector{c.m.reconciles, c.m.reconcileDur, c.m.created, c.m.stopped, c.m.nodesGauge, c.m.rollbacks} {
+		for _, col := range []prometheus.Collector{c.m.reconciles, c.m.reconcileDur, c.m.created, c.m.stopped, c.m.nodesGauge, c.m.rollbacks, c.m.dcHealth, c.m.dcFailedOver} {
 			if err := reg.Register(col); err != nil {
 				return nil, err
 			}

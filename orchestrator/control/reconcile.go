@@ -20,10 +20,11 @@ type world struct {
 	instances []store.Versioned[model.Instance]
 	nodes     map[string]store.Versioned[model.Node]
 	tenants   map[string]model.Tenant
+	dcs       map[string]store.Versioned[model.DatacenterStatus]
 }
 
 func (c *Controller) read(ctx context.Context) (*world, error) {
-	w := &world{services: map[string]store.Versioned[model.Service]{}, nodes: map[string]store.Versioned[model.Node]{}, tenants: map[string]model.Tenant{}}
+	w := &world{services: map[string]store.Versioned[model.Service]{}, nodes: map[string]store.Versioned[model.Node]{}, tenants: map[string]model.Tenant{}, dcs: map[string]store.Versioned[model.DatacenterStatus]{}}
 	svcs, _, err := store.List[model.Service](ctx, c.st, store.KindService)
 	if err != nil {
 		return nil, err
@@ -45,6 +46,13 @@ func (c *Controller) read(ctx context.Context) (*world, error) {
 	for _, t := range tenants {
 		w.tenants[t.Value.Name] = t.Value
 	}
+	dcs, _, err := store.List[model.DatacenterStatus](ctx, c.st, store.KindDatacenter)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range dcs {
+		w.dcs[d.Value.Name] = d
+	}
 	// Instances last: anything placed after the services were read is
 	// seen, so a pass never places twice.
 	if w.instances, _, err = store.List[model.Instance](ctx, c.st, store.KindInstance); err != nil {
@@ -61,6 +69,7 @@ func (c *Controller) reconcile(ctx context.Context) error {
 		return err
 	}
 	c.reconcileNodes(ctx, w, now)
+	dcs := c.reconcileDatacenters(ctx, w, now)
 
 	byService := map[string][]model.Instance{}
 	for _, vi := range w.instances {
@@ -111,7 +120,7 @@ func (c *Controller) reconcile(ctx context.Context) error {
 	var revs []Revision
 	for _, name := range sortedKeys(w.services) {
 		svc := w.services[name]
-		req, rev, err := c.reconcileService(ctx, svc, byService[name], now)
+		req, rev, err := c.reconcileService(ctx, svc, byService[name], dcs, now)
 		if err != nil {
 			c.log.Warn("reconcile service", "service", name, "err", err)
 			if msg := err.Error(); c.unschedulable["error:"+name] != msg {
@@ -169,12 +178,17 @@ func (c *Controller) reconcileNodes(ctx context.Context, w *world, now time.Time
 
 // reconcileService decides one service: what to stop now and how many new
 // instances to place (returned as a scheduler request).
-func (c *Controller) reconcileService(ctx context.Context, vs store.Versioned[model.Service], insts []model.Instance, now time.Time) (scheduler.Request, Revision, error) {
+func (c *Controller) reconcileService(ctx context.Context, vs store.Versioned[model.Service], insts []model.Instance, dcs dcState, now time.Time) (scheduler.Request, Revision, error) {
 	svc := vs.Value
 	rev, err := ensureRevision(ctx, c.st, &svc, "", now)
 	if err != nil {
 		return scheduler.Request{}, Revision{}, err
 	}
+	// Failed-over datacenters: their share is placed by the service's
+	// failover policy, and their instances leave once replaced.
+	weights := dcs.weights(svc.Placement)
+	svc.Placement.Datacenters = weights
+	insts = c.evacuate(ctx, &svc, insts, dcs, now)
 	var active, cur, old []model.Instance
 	for _, i := range insts {
 		if i.Desired != model.DesiredRun {
@@ -193,24 +207,32 @@ func (c *Controller) reconcileService(ctx context.Context, vs store.Versioned[mo
 		surge = 1
 	}
 	req := scheduler.Request{Service: svc, Existing: active}
+	deadline := svc.Rollout.ProgressDeadline
+	if deadline == 0 {
+		deadline = model.DefaultProgressDeadline
+	}
 
 	if len(old) == 0 {
 		switch {
 		case len(cur) < desired:
 			req.Count = desired - len(cur)
 		case len(cur) > desired:
-			for _, i := range victims(cur, len(cur)-desired, svc.Placement.Datacenters, desired) {
+			if movingBack(cur, desired, weights, dcs, now, deadline) {
+				break // a failback move: stop the surplus once it is ready
+			}
+			for _, i := range victims(cur, len(cur)-desired, weights, desired) {
 				c.stopAfter(ctx, i, now, drainDelay(&svc), fmt.Sprintf("scaled down to %d", desired))
+			}
+		default:
+			if dc, n := failbackStep(cur, desired, weights, dcs, c.cfg.Datacenters.FailbackStep); n > 0 {
+				req.Count = n
+				req.Service.Placement.Datacenters = map[string]int{dc: 1}
 			}
 		}
 		return req, rev, nil
 	}
 
 	// A rollout is in progress. Has the new version failed?
-	deadline := svc.Rollout.ProgressDeadline
-	if deadline == 0 {
-		deadline = model.DefaultProgressDeadline
-	}
 	for _, i := range cur {
 		if i.State == model.StateReady || !i.ReadySince.IsZero() {
 			continue

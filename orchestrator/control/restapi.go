@@ -61,6 +61,8 @@ type DatacenterView struct {
 	Instances  int             `json:"instances"`
 	Capacity   model.Resources `json:"capacity"`
 	Allocated  model.Resources `json:"allocated"`
+	// Status is the control plane's health verdict and failover state.
+	Status model.DatacenterStatus `json:"status"`
 }
 
 // ApplyResult is the answer to PUT.
@@ -86,6 +88,8 @@ func (c *Controller) Routes() []api.Route {
 	R, W, A := api.RoleRead, api.RoleWrite, api.RoleAdmin
 	return append([]api.Route{
 		{Pattern: "GET /api/v1/datacenters", Name: "datacenters", Role: R, Handler: http.HandlerFunc(r.datacenters)},
+		{Pattern: "POST /api/v1/datacenters/{name}/failover", Name: "datacenter_failover", Role: A, Handler: r.failover(true)},
+		{Pattern: "POST /api/v1/datacenters/{name}/failback", Name: "datacenter_failover", Role: A, Handler: r.failover(false)},
 		{Pattern: "GET /api/v1/nodes", Name: "nodes", Role: R, Handler: http.HandlerFunc(r.nodes)},
 		{Pattern: "GET /api/v1/nodes/{name}", Name: "node", Role: R, Handler: http.HandlerFunc(r.node)},
 		{Pattern: "POST /api/v1/nodes/{name}/cordon", Name: "node_cordon", Role: W, Handler: r.cordon(true)},
@@ -613,11 +617,54 @@ func (r *restAPI) datacenters(w http.ResponseWriter, req *http.Request) {
 		d.Capacity = d.Capacity.Add(n.Capacity)
 		d.Allocated = d.Allocated.Add(n.Allocated)
 	}
+	statuses, _, err := store.List[model.DatacenterStatus](req.Context(), r.c.st, store.KindDatacenter)
+	if err != nil {
+		storeErr(w, err, "datacenters")
+		return
+	}
+	for _, s := range statuses {
+		if d := byName[s.Value.Name]; d != nil {
+			d.Status = s.Value
+		}
+	}
 	out := []DatacenterView{}
 	for _, name := range sortedKeys(byName) {
-		out = append(out, *byName[name])
+		d := byName[name]
+		if d.Status.Name == "" {
+			d.Status = model.DatacenterStatus{Name: name, Health: model.DatacenterHealthy}
+		}
+		out = append(out, *d)
 	}
 	writeJSONBody(w, http.StatusOK, out)
+}
+
+// failover serves POST /api/v1/datacenters/NAME/failover and …/failback.
+func (r *restAPI) failover(out bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		name := req.PathValue("name")
+		who := api.CallerFrom(req.Context()).Name
+		if who == "" {
+			who = "anonymous"
+		}
+		do := r.c.Failback
+		if out {
+			do = r.c.Failover
+		}
+		st, err := do(req.Context(), name, who, api.Reason(req))
+		switch {
+		case errors.Is(err, ErrDatacenterLost):
+			writeErr(w, http.StatusConflict, err.Error())
+			return
+		case errors.Is(err, store.ErrNotFound):
+			writeErr(w, http.StatusNotFound, err.Error())
+			return
+		}
+		if err != nil {
+			storeErr(w, err, "datacenter "+name)
+			return
+		}
+		writeJSONBody(w, http.StatusOK, st)
+	})
 }
 
 func (r *restAPI) cordon(on bool) http.Handler {

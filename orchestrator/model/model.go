@@ -293,6 +293,13 @@ type Placement struct {
 	Strategy string `yaml:"strategy,omitempty" json:"strategy,omitempty"`
 	// AntiAffinity allows at most one instance of the service per node.
 	AntiAffinity bool `yaml:"anti_affinity,omitempty" json:"anti_affinity,omitempty"`
+	// Failover lists, in priority order, the datacenters that take over
+	// the share of a datacenter that is lost or failed over: the first
+	// one still in service gets it all (a disaster-recovery datacenter
+	// may have weight 0 in Datacenters and still be named here). Empty:
+	// the share goes to the service's other datacenters by their weights,
+	// or, when it has none left, to every datacenter in service.
+	Failover []string `yaml:"failover,omitempty" json:"failover,omitempty"`
 }
 
 // Instance states.

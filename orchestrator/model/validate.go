@@ -289,6 +289,13 @@ func (p *Placement) Validate() []config.Problem {
 	for i, part := range p.Partitions {
 		ps = checkName(ps, "partitions["+strconv.Itoa(i)+"]", part)
 	}
+	for i, dc := range p.Failover {
+		at := "failover[" + strconv.Itoa(i) + "]"
+		ps = checkName(ps, at, dc)
+		if slices.Contains(p.Failover[:i], dc) {
+			ps = append(ps, config.Problem{Field: at, Msg: fmt.Sprintf("datacenter %q is listed twice; list each failover datacenter once, in priority order", dc)})
+		}
+	}
 	ps = checkLabels(ps, "node_labels", p.NodeLabels)
 	switch p.Strategy {
 	case "", StrategySpread, StrategyBinpack:
