@@ -75,6 +75,8 @@ type Controller struct {
 
 	revMu sync.Mutex
 	revs  revisionCache
+	// analyzer judges gray-release steps (guarded by revMu).
+	analyzer RolloutAnalyzer
 
 	gwMu     sync.Mutex
 	gateways map[string]gatewayEntry

@@ -1,6 +1,9 @@
 package control
 
 import (
+	"context"
+	"math"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -202,4 +205,166 @@ func TestPlannedFailoverToDisasterRecovery(t *testing.T) {
 		sp := cl.spread("billing")
 		return sp["A"] == 2 && sp["B"] == 2 && sp["C"] == 0 && cl.service("billing").Status.ReadyReplicas == 4
 	})
+}
+
+// scriptedAnalyzer answers Compare with what the test sets (named so: it
+// stands in for the TSDB, whose analysis is tested in cmd/opspilot).
+type scriptedAnalyzer struct {
+	mu    sync.Mutex
+	cmp   Comparison
+	calls []string
+}
+
+func (s *scriptedAnalyzer) Compare(_ context.Context, service, newV, oldV string, _ time.Duration) (Comparison, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls = append(s.calls, service+" "+newV+" vs "+oldV)
+	return s.cmp, nil
+}
+
+func (s *scriptedAnalyzer) set(c Comparison) { s.mu.Lock(); s.cmp = c; s.mu.Unlock() }
+
+// grayConfig keeps nodes from being lost on a loaded machine: a lost
+// datacenter would fail over in the middle of the release.
+func grayConfig() Config {
+	cfg := fastConfig()
+	cfg.NodeTimeout = 3 * time.Second
+	return cfg
+}
+
+// logEvents logs the events, to explain a failure.
+func (cl *cluster) logEvents() {
+	var evs []Event
+	cl.do("GET", "/api/v1/events?limit=500", nil, &evs)
+	for _, e := range evs {
+		cl.t.Log(e.Reason, e.Message)
+	}
+}
+
+func grayService() model.Service {
+	s := demoService(4)
+	s.Placement.Datacenters = map[string]int{"A": 1, "B": 1}
+	s.Rollout.Steps = []model.RolloutStep{{Datacenter: "B", Percent: 50}, {Datacenter: "B", Percent: 100}}
+	s.Rollout.Analysis = model.RolloutAnalysis{Window: 300 * time.Millisecond, MinRequests: 10}
+	return s
+}
+
+// newVersionBy counts the service's instances desired to run on version
+// v, per datacenter.
+func (cl *cluster) newVersionBy(service, v string) map[string]int {
+	out := map[string]int{}
+	for _, i := range cl.instances(service) {
+		if i.Desired == model.DesiredRun && i.Version == v {
+			out[i.Datacenter]++
+		}
+	}
+	return out
+}
+
+// TestGrayReleaseStepsThroughDatacenters: B 50%, held and judged, B 100%,
+// judged, then A as a plain rolling update; A never runs the new version
+// before B's steps pass.
+func TestGrayReleaseStepsThroughDatacenters(t *testing.T) {
+	cl := newCluster(t, grayConfig())
+	an := &scriptedAnalyzer{cmp: Comparison{NewRequests: 50, OldRequests: 500, NewErrorRatio: 0.001, OldErrorRatio: 0.001, NewP95: 0.01, OldP95: 0.01}}
+	cl.c.SetRolloutAnalyzer(an)
+	for _, n := range []struct{ name, dc string }{{"a1", "A"}, {"b1", "B"}} {
+		defer cl.startAgent(n.name, n.dc, t.TempDir(), &scripted{})()
+	}
+	s := grayService()
+	cl.do("PUT", "/api/v1/services/billing", s, nil)
+	cl.waitFor(5*time.Second, "4 ready", func() bool { return cl.service("billing").Status.ReadyReplicas == 4 })
+
+	s.Env = map[string]string{"RELEASE": "2"}
+	cl.do("PUT", "/api/v1/services/billing", s, nil)
+	newV := cl.service("billing").Status.Version
+	sawHalfB := false
+	cl.waitFor(15*time.Second, "all 4 on the new version", func() bool {
+		by := cl.newVersionBy("billing", newV)
+		if by["A"] > 0 && by["B"] < 2 {
+			t.Fatalf("A runs the new version before B's steps passed: %v", by)
+		}
+		if by["B"] == 1 && by["A"] == 0 {
+			sawHalfB = true
+		}
+		st := cl.service("billing").Status
+		return by["A"] == 2 && by["B"] == 2 && st.ReadyReplicas == 4 && st.Replicas == 4
+	})
+	if !sawHalfB {
+		t.Error("never saw the 50% step (1 of B's 2 instances on the new version)")
+	}
+	an.mu.Lock()
+	calls := len(an.calls)
+	an.mu.Unlock()
+	if calls != 2 {
+		cl.logEvents()
+		t.Errorf("analysis ran %d times, want once per step (2)", calls)
+	}
+	for _, reason := range []string{"GrayReleaseStarted", "GrayStepHeld", "GrayStepPassed"} {
+		if !cl.hasEvent(reason, "billing") {
+			t.Errorf("no %s event", reason)
+		}
+	}
+}
+
+// TestGrayReleaseFailedAnalysisRollsBack: the new version's error ratio
+// is 5 points above the old one's at the first step, so the release rolls
+// back and every instance ends on the old version.
+func TestGrayReleaseFailedAnalysisRollsBack(t *testing.T) {
+	cl := newCluster(t, grayConfig())
+	an := &scriptedAnalyzer{}
+	cl.c.SetRolloutAnalyzer(an)
+	for _, n := range []struct{ name, dc string }{{"a1", "A"}, {"b1", "B"}} {
+		defer cl.startAgent(n.name, n.dc, t.TempDir(), &scripted{})()
+	}
+	s := grayService()
+	cl.do("PUT", "/api/v1/services/billing", s, nil)
+	cl.waitFor(5*time.Second, "4 ready", func() bool { return cl.service("billing").Status.ReadyReplicas == 4 })
+	oldV := cl.service("billing").Status.Version
+
+	// Too little traffic first: the step is held, not judged.
+	an.set(Comparison{NewRequests: 3, OldRequests: 100})
+	s.Env = map[string]string{"RELEASE": "bad"}
+	cl.do("PUT", "/api/v1/services/billing", s, nil)
+	cl.waitFor(5*time.Second, "an inconclusive window", func() bool { return cl.hasEvent("GrayStepInconclusive", "billing") })
+	an.set(Comparison{NewRequests: 100, OldRequests: 1000, NewErrorRatio: 0.06, OldErrorRatio: 0.01, NewP95: 0.01, OldP95: 0.01})
+	defer func() {
+		if t.Failed() {
+			cl.logEvents()
+		}
+	}()
+	cl.waitFor(10*time.Second, "rolled back to the old version everywhere", func() bool {
+		st := cl.service("billing").Status
+		by := cl.newVersionBy("billing", oldV)
+		return st.Version == oldV && by["A"] == 2 && by["B"] == 2 && st.Replicas == 4 && st.ReadyReplicas == 4
+	})
+	var evs []Event
+	cl.do("GET", "/api/v1/events?limit=500", nil, &evs)
+	found := false
+	for _, e := range evs {
+		if e.Reason == "RolloutFailed" && strings.Contains(e.Message, "error ratio is 5.00 points above") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no RolloutFailed event naming the error ratio; events: %+v", evs)
+	}
+}
+
+func TestJudge(t *testing.T) {
+	a := model.RolloutAnalysis{}
+	for _, c := range []struct {
+		cmp  Comparison
+		want string
+	}{
+		{Comparison{NewRequests: 5}, verdictHold},
+		{Comparison{NewRequests: 100, NewErrorRatio: 0.015, OldErrorRatio: 0.01, NewP95: 0.1, OldP95: 0.1}, verdictPass},
+		{Comparison{NewRequests: 100, NewErrorRatio: 0.03, OldErrorRatio: 0.01, NewP95: 0.1, OldP95: 0.1}, verdictFail},
+		{Comparison{NewRequests: 100, NewP95: 0.2, OldP95: 0.1}, verdictFail},
+		{Comparison{NewRequests: 100, NewP95: math.NaN(), OldP95: 0.1}, verdictPass},
+	} {
+		if got, why := judge(c.cmp, a); got != c.want {
+			t.Errorf("%+v: %s (%s), want %s", c.cmp, got, why, c.want)
+		}
+	}
 }

@@ -251,6 +251,13 @@ func (c *Controller) reconcileService(ctx context.Context, vs store.Versioned[mo
 		}
 	}
 
+	if len(svc.Rollout.Steps) > 0 {
+		done, err := c.grayRollout(ctx, &svc, rev, cur, old, weights, dcs, &req, now)
+		if err != nil || !done {
+			return req, rev, err
+		}
+	}
+
 	readyCur, readyOld := countReady(cur), countReady(old)
 	maxTotal := desired + surge
 	minReady := max(desired-unavailable, 0)

@@ -143,6 +143,68 @@ type RolloutStrategy struct {
 	// before the rollout is rolled back; zero means
 	// DefaultProgressDeadline.
 	ProgressDeadline time.Duration `yaml:"progress_deadline,omitempty" json:"progress_deadline,omitempty"`
+	// Steps make the rollout a gray release: the new version goes first to
+	// Percent of the first step's datacenter, then each later step's, and
+	// each step is held for Analysis.Window while the new version's error
+	// ratio and latency are compared with the old version's. A failed
+	// analysis rolls back. After the last step the rest (datacenters no
+	// step names included) is replaced as a plain rolling update.
+	Steps []RolloutStep `yaml:"steps,omitempty" json:"steps,omitempty"`
+	// Analysis is how each step is judged.
+	Analysis RolloutAnalysis `yaml:"analysis,omitempty" json:"analysis,omitzero"`
+}
+
+// RolloutStep is one stage of a gray release: the share of a datacenter's
+// instances that run the new version.
+type RolloutStep struct {
+	Datacenter string `yaml:"datacenter" json:"datacenter"`
+	// Percent of the datacenter's instances (rounded up, at least one).
+	Percent int `yaml:"percent" json:"percent"`
+}
+
+// RolloutAnalysis compares the new version with the old one over a window
+// of live traffic, from the gateway's per-version metrics.
+type RolloutAnalysis struct {
+	// Window is how long each step is held and measured; zero means
+	// DefaultAnalysisWindow.
+	Window time.Duration `yaml:"window,omitempty" json:"window,omitempty"`
+	// MaxErrorRatioIncrease fails the step when the new version's error
+	// ratio (5xx answers / all) exceeds the old one's by more than this;
+	// zero means DefaultMaxErrorRatioIncrease.
+	MaxErrorRatioIncrease float64 `yaml:"max_error_ratio_increase,omitempty" json:"max_error_ratio_increase,omitempty"`
+	// MaxLatencyRatio fails the step when the new version's p95 latency is
+	// more than this multiple of the old one's; zero means
+	// DefaultMaxLatencyRatio.
+	MaxLatencyRatio float64 `yaml:"max_latency_ratio,omitempty" json:"max_latency_ratio,omitempty"`
+	// MinRequests is how many requests the new version must have answered
+	// in the window for a verdict; with fewer the step is held longer.
+	// Zero means DefaultAnalysisMinRequests.
+	MinRequests int `yaml:"min_requests,omitempty" json:"min_requests,omitempty"`
+}
+
+// Defaults of RolloutAnalysis.
+const (
+	DefaultAnalysisWindow        = 30 * time.Second
+	DefaultMaxErrorRatioIncrease = 0.01
+	DefaultMaxLatencyRatio       = 1.5
+	DefaultAnalysisMinRequests   = 20
+)
+
+// WithDefaults returns a with zero fields set to their defaults.
+func (a RolloutAnalysis) WithDefaults() RolloutAnalysis {
+	if a.Window == 0 {
+		a.Window = DefaultAnalysisWindow
+	}
+	if a.MaxErrorRatioIncrease == 0 {
+		a.MaxErrorRatioIncrease = DefaultMaxErrorRatioIncrease
+	}
+	if a.MaxLatencyRatio == 0 {
+		a.MaxLatencyRatio = DefaultMaxLatencyRatio
+	}
+	if a.MinRequests == 0 {
+		a.MinRequests = DefaultAnalysisMinRequests
+	}
+	return a
 }
 
 // ConfigMount puts a config library's files into each instance, under Path

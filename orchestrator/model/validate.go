@@ -113,6 +113,24 @@ func (s *Service) Validate() []config.Problem {
 	if r.ProgressDeadline < 0 {
 		ps = append(ps, config.Problem{Field: "rollout.progress_deadline", Msg: "must not be negative"})
 	}
+	for i, st := range r.Steps {
+		at := "rollout.steps[" + strconv.Itoa(i) + "]"
+		ps = checkName(ps, at+".datacenter", st.Datacenter)
+		if st.Percent < 1 || st.Percent > 100 {
+			ps = append(ps, config.Problem{Field: at + ".percent", Msg: fmt.Sprintf("%d is not between 1 and 100 (the share of the datacenter's instances on the new version)", st.Percent)})
+		}
+		for _, prev := range r.Steps[:i] {
+			if prev.Datacenter == st.Datacenter && prev.Percent >= st.Percent {
+				ps = append(ps, config.Problem{Field: at + ".percent", Msg: fmt.Sprintf("datacenter %s is already at %d%% in an earlier step; a later step must raise it", st.Datacenter, prev.Percent)})
+			}
+		}
+		if w, ok := s.Placement.Datacenters[st.Datacenter]; ok && w == 0 {
+			ps = append(ps, config.Problem{Field: at + ".datacenter", Msg: fmt.Sprintf("the service has weight 0 in datacenter %s, so no instance runs there to release to", st.Datacenter)})
+		}
+	}
+	if a := r.Analysis; a.Window < 0 || a.MaxErrorRatioIncrease < 0 || a.MaxLatencyRatio < 0 || a.MinRequests < 0 {
+		ps = append(ps, config.Problem{Field: "rollout.analysis", Msg: "window, max_error_ratio_increase, max_latency_ratio and min_requests must not be negative (zero means the default)"})
+	}
 	if s.StopGrace < 0 {
 		ps = append(ps, config.Problem{Field: "stop_grace", Msg: "must not be negative"})
 	}
