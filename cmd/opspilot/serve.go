@@ -107,6 +107,8 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 	// The analyzer restores its checkpoint now; it queries and writes
 	// through the TSDB client once that exists.
 	lateStore := &lateTSDB{}
+	// Gray-release steps are judged on the gateway's per-version metrics.
+	orch.ctrl.SetRolloutAnalyzer(rolloutAnalyzer{q: tsdbQuerier{lateStore}, now: time.Now})
 	var anomalies *online.Service
 	if cfg.Analyzer.Enabled {
 		acfg := cfg.Analyzer
