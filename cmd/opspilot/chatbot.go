@@ -69,6 +69,14 @@ func (a chatActions) Status(ctx context.Context, service string) (string, error)
 		sort.Strings(dcs)
 		out += " (" + strings.Join(dcs, ", ") + ")"
 	}
+	if steps := v.Rollout.Steps; len(steps) > 0 && s.Rollout != "complete" {
+		if g, err := store.Get[control.GrayStatus](ctx, a.orch.st, control.KindGray, control.GrayKey(service, s.Version)); err == nil && g.Value.Step < len(steps) {
+			out += fmt.Sprintf("; gray release step %d/%d: %d%% of datacenter %s", g.Value.Step+1, len(steps), steps[g.Value.Step].Percent, steps[g.Value.Step].Datacenter)
+			if n := len(g.Value.Verdicts); n > 0 {
+				out += " (last verdict: " + g.Value.Verdicts[n-1] + ")"
+			}
+		}
+	}
 	var firing []string
 	for _, al := range a.alerts.pipeline.Alerts(ctx) {
 		if al.Labels["service"] == service && al.State != "resolved" {

@@ -774,12 +774,27 @@ func newRolloutCmd() *cobra.Command {
 func rolloutStatus(ctx context.Context, c *apiClient, service string, wait bool, out, errOut io.Writer) error {
 	var bar *progressbar.ProgressBar
 	deadline := time.Now().Add(c.flags.timeout)
+	verdicts := 0
 	for {
 		var ro control.RolloutView
 		if err := c.do(ctx, "GET", "/api/v1/services/"+url.PathEscape(service)+"/rollout", nil, &ro); err != nil {
 			return err
 		}
 		st := ro.Status
+		// A gray release: each judged step as it comes, and where it is.
+		if g := ro.Gray; g != nil {
+			for ; verdicts < len(g.Verdicts); verdicts++ {
+				fmt.Fprintf(out, "gray release %s\n", g.Verdicts[verdicts])
+			}
+			if !wait && g.Step < len(ro.Steps) && st.Rollout != "complete" {
+				step := ro.Steps[g.Step]
+				held := "replacing instances"
+				if !g.HeldSince.IsZero() {
+					held = "analysing since " + g.HeldSince.Local().Format(time.TimeOnly)
+				}
+				fmt.Fprintf(out, "gray release step %d/%d: %d%% of datacenter %s on version %s, %s\n", g.Step+1, len(ro.Steps), step.Percent, step.Datacenter, g.Version, held)
+			}
+		}
 		done := st.UpdatedReplicas
 		if done > st.ReadyReplicas {
 			done = st.ReadyReplicas

@@ -263,3 +263,6 @@ func describeSteps(steps []model.RolloutStep) string {
 	}
 	return strings.Join(parts, ", then ") + ", then the rest"
 }
+
+// GrayKey is the name a gray release's status is stored under.
+func GrayKey(service, version string) string { return revisionKey(service, version) }

@@ -429,6 +429,10 @@ type RolloutView struct {
 	Status  ServiceStatus `json:"status"`
 	Desired int           `json:"desired"`
 	History []Revision    `json:"history"`
+	// Steps is the service's gray-release plan and Gray the progress of
+	// the release to the current version (or of the one that rolled back).
+	Steps []model.RolloutStep `json:"steps,omitempty"`
+	Gray  *GrayStatus         `json:"gray,omitempty"`
 }
 
 func (r *restAPI) rollout(w http.ResponseWriter, req *http.Request) {
@@ -449,7 +453,16 @@ func (r *restAPI) rollout(w http.ResponseWriter, req *http.Request) {
 	if len(revs) > 0 && revs[len(revs)-1].Failed != "" && v.Status.Version != revs[len(revs)-1].Version {
 		v.Status.Rollout = "rolled back: " + revs[len(revs)-1].Failed
 	}
-	writeJSONBody(w, http.StatusOK, RolloutView{Service: name, Status: v.Status, Desired: v.Replicas, History: revs})
+	view := RolloutView{Service: name, Status: v.Status, Desired: v.Replicas, History: revs, Steps: v.Rollout.Steps}
+	if g, err := store.Get[GrayStatus](req.Context(), r.c.st, KindGray, revisionKey(name, v.Status.Version)); err == nil {
+		view.Gray = &g.Value
+	} else if len(revs) > 0 && revs[len(revs)-1].Failed != "" {
+		// A failed gray release: its verdicts say why it rolled back.
+		if g, err := store.Get[GrayStatus](req.Context(), r.c.st, KindGray, revisionKey(name, revs[len(revs)-1].Version)); err == nil {
+			view.Gray = &g.Value
+		}
+	}
+	writeJSONBody(w, http.StatusOK, view)
 }
 
 // UndoRequest is the body of POST /api/v1/services/NAME/rollout/undo; a
