@@ -1,11 +1,15 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"net/url"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"opspilot/orchestrator/control"
 	"opspilot/orchestrator/model"
 )
 
@@ -47,4 +51,34 @@ func datacenterCmd(verb, short, example, done string) *cobra.Command {
 	f.register(cmd)
 	f.registerReason(cmd)
 	return cmd
+}
+
+// datacenterSignals marks datacenters degraded whose instances answer too
+// many requests with 5xx through the gateways (their per-datacenter
+// request counters in the TSDB), every 5 s until ctx ends.
+func datacenterSignals(ctx context.Context, ctrl *control.Controller, q instantQuerier, threshold float64, log *slog.Logger) {
+	if threshold <= 0 {
+		return
+	}
+	expr := fmt.Sprintf(`sum by (datacenter) (rate(opspilot_gateway_requests_total{code=~"5..",datacenter!=""}[30s]))
+  / sum by (datacenter) (rate(opspilot_gateway_requests_total{datacenter!=""}[30s])) > %g`, threshold)
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		ss, err := q.Query(ctx, expr, time.Now())
+		if err != nil {
+			log.Debug("datacenter error ratios", "err", err)
+			continue // no TSDB yet, or an outage: keep the last verdict
+		}
+		sig := map[string]string{}
+		for _, s := range ss {
+			sig[s.Labels["datacenter"]] = fmt.Sprintf("%.1f%% of the requests its instances answered in the last 30s failed (over %.1f%%)", 100*s.Value, 100*threshold)
+		}
+		ctrl.SetDatacenterSignals(sig)
+	}
 }

@@ -251,6 +251,11 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 	{
 		cctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error { return orch.ctrl.Run(cctx) }, func(error) { cancel() })
+		g.Add(func() error {
+			datacenterSignals(cctx, orch.ctrl, tsdbQuerier{lateStore}, cfg.Orchestrator.Datacenters.DegradedErrorRatio, log.With("component", "datacenters"))
+			<-cctx.Done() // the check may be off; the group ends with the server
+			return nil
+		}, func(error) { cancel() })
 	}
 	// `opspilot up` runs one agent for this machine, and the log store.
 	var (

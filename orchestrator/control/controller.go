@@ -78,6 +78,9 @@ type Controller struct {
 	// analyzer judges gray-release steps (guarded by revMu).
 	analyzer RolloutAnalyzer
 
+	sigMu   sync.Mutex
+	signals map[string]string // datacenter → why it is degraded
+
 	gwMu     sync.Mutex
 	gateways map[string]gatewayEntry
 

@@ -34,6 +34,10 @@ type DatacenterConfig struct {
 	// time; the next move waits until they are ready and the surplus
 	// elsewhere is stopped.
 	FailbackStep int `yaml:"failback_step"`
+	// DegradedErrorRatio marks a datacenter degraded while more than this
+	// share of the requests its instances answer through the gateways are
+	// 5xx (over the last 30s, checked every 5s); 0 turns the check off.
+	DegradedErrorRatio float64 `yaml:"degraded_error_ratio"`
 }
 
 // Failback modes.
@@ -44,7 +48,7 @@ const (
 
 // DefaultDatacenterConfig returns the documented defaults.
 func DefaultDatacenterConfig() DatacenterConfig {
-	return DatacenterConfig{LostFraction: 0.8, Failback: FailbackAuto, FailbackDelay: 10 * time.Second, FailbackStep: 1}
+	return DatacenterConfig{LostFraction: 0.8, Failback: FailbackAuto, FailbackDelay: 10 * time.Second, FailbackStep: 1, DegradedErrorRatio: 0.05}
 }
 
 // Validate implements config.Validator.
@@ -58,6 +62,9 @@ func (c DatacenterConfig) Validate() []config.Problem {
 	}
 	if c.FailbackDelay < 0 {
 		ps = append(ps, config.Problem{Field: "failback_delay", Msg: "must not be negative"})
+	}
+	if c.DegradedErrorRatio < 0 || c.DegradedErrorRatio > 1 {
+		ps = append(ps, config.Problem{Field: "degraded_error_ratio", Msg: fmt.Sprintf("%v is not in [0, 1]; 0 turns the check off", c.DegradedErrorRatio)})
 	}
 	if c.FailbackStep < 1 {
 		ps = append(ps, config.Problem{Field: "failback_step", Msg: "must be at least 1"})
@@ -119,9 +126,12 @@ func (c *Controller) reconcileDatacenters(ctx context.Context, w *world, now tim
 		before := st
 		st.Name = dc
 		health := dcHealth(lost[dc], total[dc], cfg.LostFraction)
+		reason := fmt.Sprintf("%d of %d nodes sent no heartbeat for %s", lost[dc], total[dc], c.cfg.NodeTimeout)
+		if sig := c.signal(dc); health == model.DatacenterHealthy && sig != "" {
+			health, reason = model.DatacenterDegraded, sig
+		}
 		if health != st.Health {
-			st.Health, st.HealthSince = health, now
-			st.HealthReason = fmt.Sprintf("%d of %d nodes sent no heartbeat for %s", lost[dc], total[dc], c.cfg.NodeTimeout)
+			st.Health, st.HealthSince, st.HealthReason = health, now, reason
 		}
 		switch {
 		case health == model.DatacenterLost && !st.FailedOver:
@@ -331,4 +341,22 @@ func (c *Controller) hasNodesIn(ctx context.Context, dc string) (bool, error) {
 		return false, err
 	}
 	return slices.ContainsFunc(nodes, func(n store.Versioned[model.Node]) bool { return n.Value.Datacenter == dc }), nil
+}
+
+// SetDatacenterSignals reports datacenters that other evidence finds
+// unwell (the error ratio of the requests they answer, from the TSDB):
+// reason per datacenter, replacing the previous report. A healthy
+// datacenter with a signal is degraded; a signal never fails a datacenter
+// over, heartbeats decide that.
+func (c *Controller) SetDatacenterSignals(signals map[string]string) {
+	c.sigMu.Lock()
+	c.signals = maps.Clone(signals)
+	c.sigMu.Unlock()
+	c.Poke()
+}
+
+func (c *Controller) signal(dc string) string {
+	c.sigMu.Lock()
+	defer c.sigMu.Unlock()
+	return c.signals[dc]
 }

@@ -368,3 +368,26 @@ func TestJudge(t *testing.T) {
 		}
 	}
 }
+
+// TestDatacenterDegradedBySignal: a datacenter whose requests fail (the
+// error-ratio signal) is degraded with that reason, not failed over, and
+// healthy again when the signal clears.
+func TestDatacenterDegradedBySignal(t *testing.T) {
+	cl := newCluster(t, fastConfig())
+	defer cl.startAgent("a1", "A", t.TempDir(), &scripted{})()
+	defer cl.startAgent("b1", "B", t.TempDir(), &scripted{})()
+	cl.waitFor(5*time.Second, "B listed healthy", func() bool { return cl.datacenter("B").Health == model.DatacenterHealthy })
+	cl.c.SetDatacenterSignals(map[string]string{"B": "12.0% of the requests failed"})
+	cl.waitFor(5*time.Second, "B degraded", func() bool { return cl.datacenter("B").Health == model.DatacenterDegraded })
+	if st := cl.datacenter("B"); st.FailedOver || st.HealthReason != "12.0% of the requests failed" {
+		t.Errorf("B %+v: want degraded with the signal's reason, not failed over", st)
+	}
+	if a := cl.datacenter("A"); a.Health != model.DatacenterHealthy {
+		t.Errorf("A %+v, want healthy", a)
+	}
+	cl.c.SetDatacenterSignals(nil)
+	cl.waitFor(5*time.Second, "B healthy again", func() bool { return cl.datacenter("B").Health == model.DatacenterHealthy })
+	if !cl.hasEvent("DatacenterDegraded", "B") {
+		t.Error("no DatacenterDegraded event")
+	}
+}
