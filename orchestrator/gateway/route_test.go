@@ -75,19 +75,19 @@ func TestPick(t *testing.T) {
 		}
 		return bs
 	}
-	if pick(nil, nil) != nil {
+	if pick(nil, nil, 0) != nil {
 		t.Error("pick of nothing must be nil")
 	}
 	one := mk(0)
-	if pick(one, one[0]) != nil {
+	if pick(one, one, 0) != nil {
 		t.Error("pick skipping the only backend must be nil")
 	}
 	two := mk(5, 0)
 	for range 100 {
-		if b := pick(two, two[1]); b != two[0] {
+		if b := pick(two, two[1:], 0); b != two[0] {
 			t.Fatalf("pick skipping b = %s, want a", b.ep.Instance)
 		}
-		if b := pick(two, nil); b != two[1] {
+		if b := pick(two, nil, 0); b != two[1] {
 			t.Fatalf("pick between loads 5 and 0 = %s, want the idle b", b.ep.Instance)
 		}
 	}
@@ -96,7 +96,7 @@ func TestPick(t *testing.T) {
 	three := mk(9, 1, 2)
 	counts := map[string]int{}
 	for range 3000 {
-		counts[pick(three, nil).ep.Instance]++
+		counts[pick(three, nil, 0).ep.Instance]++
 	}
 	if counts["a"] != 0 || counts["b"] < 1500 {
 		t.Errorf("picks %v: want a never, b (least loaded) about two thirds", counts)
