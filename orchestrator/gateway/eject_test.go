@@ -51,6 +51,9 @@ func TestEjectionWindow(t *testing.T) {
 		if picked() {
 			t.Fatal("an ejected backend was picked while others are available")
 		}
+		if a.connectFailed(time.Now(), after, window) {
+			t.Fatal("a failure while ejected (an attempt started before) counted as a new ejection")
+		}
 		if got := pick(bs, bs[1:], time.Now().UnixNano()); got != a {
 			t.Fatalf("with the others tried, pick = %v, want the ejected a (better than nothing)", got)
 		}

@@ -39,14 +39,17 @@ func (b *backend) ejected(now int64) bool { return b.ejectedUntil.Load() > now }
 // connectFailed records a failed connection attempt at now and reports
 // whether it ejected the backend (until now+d): after `after` failures in
 // a row, and again on the first failure after an ejection ended, since
-// nothing succeeded in between. after < 1 never ejects.
+// nothing succeeded in between. A failure while ejected (an attempt that
+// started before) extends the ejection without counting as a new one.
+// after < 1 never ejects.
 func (b *backend) connectFailed(now time.Time, after int, d time.Duration) bool {
 	n := b.connectFailures.Add(1)
 	if after < 1 || int(n) < after {
 		return false
 	}
+	was := b.ejected(now.UnixNano())
 	b.ejectedUntil.Store(now.Add(d).UnixNano())
-	return true
+	return !was
 }
 
 // answered records that the backend responded: it is healthy again.
