@@ -16,8 +16,9 @@
 // httputil.ReverseProxy over one shared Transport. When the connection
 // could not be made (refused, unreachable, or not within DialTimeout,
 // 300ms by default: a dark host drops packets and would hang) a request
-// is retried on up to DialRetries other endpoints, any method: the
-// instance never saw it. Idempotent requests (GET, HEAD, OPTIONS, PUT,
+// is retried on up to DialRetries other endpoints, any method (the
+// instance never saw it), preferring another datacenter than the failed
+// connects'. Idempotent requests (GET, HEAD, OPTIONS, PUT,
 // DELETE, or an Idempotency-Key header) are also retried once after a
 // reset connection or a 502/503; bodies up to Config.MaxRetryBody are
 // buffered so they can be sent again. Passive ejection: an endpoint whose

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,12 +37,14 @@ type Config struct {
 	// is gone and drops packets, better retried elsewhere at once.
 	DialTimeout time.Duration
 	// DialRetries is how many other endpoints a request tries after
-	// connecting failed (refused, unreachable, timed out); default 2, -1
+	// connecting failed (refused, unreachable, timed out); default 3, -1
 	// for none. Any method is retried: the instance never saw the request.
+	// A retry prefers another datacenter than the failed connects': when a
+	// datacenter's network fails, the first retry already leaves it.
 	DialRetries int
 	// EjectAfter is how many connect failures in a row take an endpoint
 	// out of rotation for EjectFor, before the control plane removes it
-	// (a cut datacenter takes the node timeout to be noticed); default 3,
+	// (a cut datacenter takes the node timeout to be noticed); default 2,
 	// -1 never ejects. When an ejection ends the endpoint gets requests
 	// again; one more failure ejects it again, a response restores it.
 	// When every endpoint of a service is ejected they are tried anyway.
@@ -66,8 +69,8 @@ type Config struct {
 // Defaults of Config.
 const (
 	DefaultDialTimeout             = 300 * time.Millisecond
-	DefaultDialRetries             = 2
-	DefaultEjectAfter              = 3
+	DefaultDialRetries             = 3
+	DefaultEjectAfter              = 2
 	DefaultEjectFor                = 5 * time.Second
 	DefaultResponseHeaderTimeout   = 30 * time.Second
 	DefaultMaxRetryBody            = 1 << 20
@@ -357,7 +360,8 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 func (g *Gateway) roundTrip(req *http.Request) (*http.Response, error) {
 	st := stateFrom(req.Context())
 	var triedBuf [4]*backend
-	tried := triedBuf[:0]
+	var avoidBuf [2]string
+	tried, avoid := triedBuf[:0], avoidBuf[:0]
 	b := pick(g.table().services[st.route.service], nil, time.Now().UnixNano())
 	if b == nil { // the last endpoint went away since ServeHTTP looked
 		return nil, errNoEndpoint
@@ -375,13 +379,16 @@ func (g *Gateway) roundTrip(req *http.Request) (*http.Response, error) {
 				return res, err
 			}
 			dialRetries++
+			if b.ep.Datacenter != "" && !slices.Contains(avoid, b.ep.Datacenter) {
+				avoid = append(avoid, b.ep.Datacenter)
+			}
 		} else {
 			if sentRetries >= 1 {
 				return res, err
 			}
 			sentRetries++
 		}
-		next := pick(g.table().services[st.route.service], tried, time.Now().UnixNano())
+		next := pick(g.table().services[st.route.service], tried, time.Now().UnixNano(), avoid...)
 		if next == nil {
 			return res, err
 		}

@@ -199,20 +199,21 @@ func firstSegment(escPath string) (seg, rest string, ok bool) {
 // pick chooses a backend by the power of two choices: two at random, the
 // one with fewer outstanding requests wins. It balances like least-loaded
 // without herding every gateway onto the same idle instance. Backends in
-// tried (those a retry moves away from) are excluded, and so are ejected
-// ones (at now, Unix nanoseconds) unless every remaining one is ejected:
-// then trying one beats answering 503. nil when none is left.
-func pick(bs, tried []*backend, now int64) *backend {
+// tried (those a retry moves away from) are excluded. Ejected ones (at
+// now, Unix nanoseconds) and those in a datacenter in avoid (where a
+// connect just failed: its network may be down) are excluded too unless
+// nothing else is left: then trying one beats answering 503. nil when
+// none is left.
+func pick(bs, tried []*backend, now int64, avoid ...string) *backend {
 	var buf [16]*backend // candidates, on the stack for most services
 	cand := buf[:0]
-	for _, b := range bs {
-		if !slices.Contains(tried, b) && !b.ejected(now) {
-			cand = append(cand, b)
-		}
-	}
-	if len(cand) == 0 {
+	for pass := 0; pass < 3 && len(cand) == 0; pass++ {
 		for _, b := range bs {
-			if !slices.Contains(tried, b) {
+			switch {
+			case slices.Contains(tried, b):
+			case pass < 2 && b.ejected(now):
+			case pass < 1 && slices.Contains(avoid, b.ep.Datacenter):
+			default:
 				cand = append(cand, b)
 			}
 		}

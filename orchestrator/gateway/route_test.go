@@ -91,6 +91,17 @@ func TestPick(t *testing.T) {
 			t.Fatalf("pick between loads 5 and 0 = %s, want the idle b", b.ep.Instance)
 		}
 	}
+	// A datacenter to avoid is left out while another is available.
+	dcs := mk(0, 0, 0)
+	dcs[0].ep.Datacenter, dcs[1].ep.Datacenter, dcs[2].ep.Datacenter = "A", "A", "B"
+	for range 100 {
+		if b := pick(dcs, dcs[:1], 0, "A"); b != dcs[2] {
+			t.Fatalf("pick avoiding A = %s, want B's c", b.ep.Instance)
+		}
+		if b := pick(dcs, dcs[2:], 0, "B"); b == nil || b == dcs[2] {
+			t.Fatalf("pick avoiding B with B tried = %v, want one of A", b)
+		}
+	}
 	// The most loaded of three is chosen only if it is drawn twice, which
 	// p2c never does: it must never win.
 	three := mk(9, 1, 2)
