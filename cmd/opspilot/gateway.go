@@ -147,6 +147,7 @@ Its own metrics are at /-/metrics; it registers with the server so that
 	cmd.Flags().IntVar(&gcfg.DialRetries, "dial-retries", gateway.DefaultDialRetries, "other instances a request tries after a failed connect (-1: none)")
 	cmd.Flags().IntVar(&gcfg.EjectAfter, "eject-after", gateway.DefaultEjectAfter, "failed connects in a row that take an instance out of rotation (-1: never)")
 	cmd.Flags().DurationVar(&gcfg.EjectFor, "eject-for", gateway.DefaultEjectFor, "how long an ejected instance gets no requests")
+	cmd.Flags().DurationVar(&gcfg.StallAfter, "stall-after", gateway.DefaultStallAfter, "pass over an instance that has requests outstanding but answered nothing for this long (negative: off)")
 	cmd.Flags().DurationVar(&gcfg.ResponseHeaderTimeout, "response-header-timeout", gateway.DefaultResponseHeaderTimeout, "longest wait for an instance's response headers once a request was sent (504 after it)")
 	return cmd
 }

@@ -25,7 +25,10 @@
 // connects failed EjectAfter times in a row gets no requests for EjectFor
 // (unless all of a service's endpoints are ejected), so a datacenter whose
 // network failed stops costing dial timeouts long before the control
-// plane declares its nodes lost. A request already sent to an instance
+// plane declares its nodes lost. Requests written onto kept-alive
+// connections to a dark host fail no connect; they just hang, so an
+// endpoint with requests outstanding that answered nothing for StallAfter
+// is passed over too while others can take the load. A request already sent to an instance
 // that then went dark is not retried (it may have been processed); it
 // waits for ResponseHeaderTimeout, generous by default. An endpoint that leaves the set gets no new
 // requests while its in-flight ones finish, which with the server's drain

@@ -31,7 +31,7 @@ func TestEjectionWindow(t *testing.T) {
 		a := bs[0]
 		picked := func() (aPicked bool) {
 			for range 200 {
-				if pick(bs, nil, time.Now().UnixNano()) == a {
+				if pick(bs, nil, time.Now().UnixNano(), 0) == a {
 					return true
 				}
 			}
@@ -54,7 +54,7 @@ func TestEjectionWindow(t *testing.T) {
 		if a.connectFailed(time.Now(), after, window) {
 			t.Fatal("a failure while ejected (an attempt started before) counted as a new ejection")
 		}
-		if got := pick(bs, bs[1:], time.Now().UnixNano()); got != a {
+		if got := pick(bs, bs[1:], time.Now().UnixNano(), 0); got != a {
 			t.Fatalf("with the others tried, pick = %v, want the ejected a (better than nothing)", got)
 		}
 
@@ -71,7 +71,7 @@ func TestEjectionWindow(t *testing.T) {
 			t.Fatal("a failure right after an ejection did not eject again")
 		}
 		time.Sleep(window)
-		a.answered()
+		a.answered(time.Now().UnixNano())
 		for i := 1; i < after; i++ {
 			if a.connectFailed(time.Now(), after, window) {
 				t.Fatal("a response did not reset the failure count")
@@ -81,11 +81,58 @@ func TestEjectionWindow(t *testing.T) {
 		for _, b := range bs {
 			b.ejectedUntil.Store(time.Now().Add(time.Hour).UnixNano())
 		}
-		if pick(bs, nil, time.Now().UnixNano()) == nil {
+		if pick(bs, nil, time.Now().UnixNano(), 0) == nil {
 			t.Fatal("every backend ejected: pick returned none instead of trying one")
 		}
 		if never := (&backend{}); never.connectFailed(time.Now(), -1, window) {
 			t.Fatal("EjectAfter -1 ejected")
+		}
+	})
+}
+
+// TestStallWindow: a backend with requests outstanding that answers
+// nothing for StallAfter is passed over while others are available; an
+// answer or going idle ends it.
+func TestStallWindow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const after = int64(300 * time.Millisecond)
+		now := func() int64 { return time.Now().UnixNano() }
+		bs := []*backend{{ep: model.Endpoint{Instance: "a"}}, {ep: model.Endpoint{Instance: "b"}}}
+		a := bs[0]
+		if a.stalled(now(), after) {
+			t.Fatal("an idle backend is stalled")
+		}
+		time.Sleep(time.Second) // idle for long: not held against it
+		a.begin(now())
+		time.Sleep(300 * time.Millisecond)
+		if a.stalled(now(), after) {
+			t.Fatal("stalled at StallAfter, want only beyond it")
+		}
+		time.Sleep(time.Millisecond)
+		if !a.stalled(now(), after) {
+			t.Fatal("not stalled after StallAfter without an answer")
+		}
+		bs[1].outstanding.Store(50) // far busier, but answering
+		bs[1].answered(now())
+		for range 100 {
+			if pick(bs, nil, now(), after) == a {
+				t.Fatal("a stalled backend was picked while another is available")
+			}
+		}
+		if pick(bs, bs[1:], now(), after) != a {
+			t.Fatal("the stalled backend is not tried when nothing else is left")
+		}
+		if a.stalled(now(), -1) {
+			t.Fatal("stalled with the check off")
+		}
+		a.answered(now())
+		if a.stalled(now(), after) {
+			t.Fatal("stalled right after an answer")
+		}
+		time.Sleep(time.Second)
+		a.release()
+		if a.stalled(now(), after) {
+			t.Fatal("an idle backend is stalled")
 		}
 	})
 }

@@ -51,6 +51,15 @@ type Config struct {
 	EjectAfter int
 	// EjectFor is how long an ejection lasts; default 5s.
 	EjectFor time.Duration
+	// StallAfter keeps new requests away from an endpoint that has
+	// requests outstanding but has answered nothing for this long (while
+	// others are available); default 300ms, negative turns it off. A host whose network
+	// went dark under kept-alive connections fails no connect: requests
+	// written onto those connections just hang, and without this the
+	// balancer would keep feeding it whenever its outstanding count looks
+	// no worse than the others'. An idle endpoint is never stalled, so a
+	// slow one still gets requests when it has none.
+	StallAfter time.Duration
 	// ResponseHeaderTimeout bounds the wait for an endpoint's response
 	// headers once the request was sent (504 after it); default 30s. It is
 	// the longest a legitimate request may take to start answering, so it
@@ -72,6 +81,7 @@ const (
 	DefaultDialRetries             = 3
 	DefaultEjectAfter              = 2
 	DefaultEjectFor                = 5 * time.Second
+	DefaultStallAfter              = 300 * time.Millisecond
 	DefaultResponseHeaderTimeout   = 30 * time.Second
 	DefaultMaxRetryBody            = 1 << 20
 	DefaultMaxIdleConnsPerEndpoint = 64
@@ -89,6 +99,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.EjectFor == 0 {
 		c.EjectFor = DefaultEjectFor
+	}
+	if c.StallAfter == 0 {
+		c.StallAfter = DefaultStallAfter
 	}
 	if c.ResponseHeaderTimeout == 0 {
 		c.ResponseHeaderTimeout = DefaultResponseHeaderTimeout
@@ -362,7 +375,7 @@ func (g *Gateway) roundTrip(req *http.Request) (*http.Response, error) {
 	var triedBuf [4]*backend
 	var avoidBuf [2]string
 	tried, avoid := triedBuf[:0], avoidBuf[:0]
-	b := pick(g.table().services[st.route.service], nil, time.Now().UnixNano())
+	b := pick(g.table().services[st.route.service], nil, time.Now().UnixNano(), int64(g.cfg.StallAfter))
 	if b == nil { // the last endpoint went away since ServeHTTP looked
 		return nil, errNoEndpoint
 	}
@@ -388,7 +401,7 @@ func (g *Gateway) roundTrip(req *http.Request) (*http.Response, error) {
 			}
 			sentRetries++
 		}
-		next := pick(g.table().services[st.route.service], tried, time.Now().UnixNano(), avoid...)
+		next := pick(g.table().services[st.route.service], tried, time.Now().UnixNano(), int64(g.cfg.StallAfter), avoid...)
 		if next == nil {
 			return res, err
 		}
@@ -407,7 +420,7 @@ func (g *Gateway) roundTrip(req *http.Request) (*http.Response, error) {
 func (g *Gateway) observe(service string, b *backend, err error) {
 	switch {
 	case err == nil:
-		b.answered()
+		b.answered(time.Now().UnixNano())
 	case notSent(err):
 		g.m.connectFailures.WithLabelValues(service, b.ep.Datacenter).Inc()
 		if b.connectFailed(time.Now(), g.cfg.EjectAfter, g.cfg.EjectFor) {
@@ -433,7 +446,7 @@ func (g *Gateway) attempt(req *http.Request, st *proxyState, b *backend) (*http.
 		out.ContentLength = int64(len(body))
 	}
 	st.backend = b
-	b.outstanding.Add(1)
+	b.begin(time.Now().UnixNano())
 	res, err := g.transport.RoundTrip(out)
 	if err != nil {
 		b.release()

@@ -30,6 +30,24 @@ type backend struct {
 	// ejectedUntil (Unix nanoseconds) keeps the backend out of picks
 	// after EjectAfter connect failures in a row; 0 when it never was.
 	ejectedUntil atomic.Int64
+	// progress (Unix nanoseconds) is when the backend last answered, or
+	// became busy after being idle; see stalled.
+	progress atomic.Int64
+}
+
+// begin counts a request starting on the backend at now.
+func (b *backend) begin(now int64) {
+	if b.outstanding.Add(1) == 1 {
+		b.progress.Store(now) // busy from idle: the wait starts now
+	}
+}
+
+// stalled reports whether the backend has requests outstanding but has
+// not answered anything for longer than after (nanoseconds): the sign of
+// a host whose network went dark under kept-alive connections, where no
+// connect fails to tell. after <= 0 never stalls.
+func (b *backend) stalled(now, after int64) bool {
+	return after > 0 && b.outstanding.Load() > 0 && now-b.progress.Load() > after
 }
 
 // ejected reports whether the backend is out of rotation at now (Unix
@@ -52,8 +70,9 @@ func (b *backend) connectFailed(now time.Time, after int, d time.Duration) bool 
 	return !was
 }
 
-// answered records that the backend responded: it is healthy again.
-func (b *backend) answered() {
+// answered records that the backend responded at now: it is healthy.
+func (b *backend) answered(now int64) {
+	b.progress.Store(now)
 	if b.connectFailures.Load() != 0 {
 		b.connectFailures.Store(0)
 	}
@@ -199,19 +218,19 @@ func firstSegment(escPath string) (seg, rest string, ok bool) {
 // pick chooses a backend by the power of two choices: two at random, the
 // one with fewer outstanding requests wins. It balances like least-loaded
 // without herding every gateway onto the same idle instance. Backends in
-// tried (those a retry moves away from) are excluded. Ejected ones (at
-// now, Unix nanoseconds) and those in a datacenter in avoid (where a
-// connect just failed: its network may be down) are excluded too unless
-// nothing else is left: then trying one beats answering 503. nil when
-// none is left.
-func pick(bs, tried []*backend, now int64, avoid ...string) *backend {
+// tried (those a retry moves away from) are excluded. Ejected and stalled
+// ones (at now, Unix nanoseconds; stallAfter in nanoseconds) and those in
+// a datacenter in avoid (where a connect just failed: its network may be
+// down) are excluded too unless nothing else is left: then trying one
+// beats answering 503. nil when none is left.
+func pick(bs, tried []*backend, now, stallAfter int64, avoid ...string) *backend {
 	var buf [16]*backend // candidates, on the stack for most services
 	cand := buf[:0]
 	for pass := 0; pass < 3 && len(cand) == 0; pass++ {
 		for _, b := range bs {
 			switch {
 			case slices.Contains(tried, b):
-			case pass < 2 && b.ejected(now):
+			case pass < 2 && (b.ejected(now) || b.stalled(now, stallAfter)):
 			case pass < 1 && slices.Contains(avoid, b.ep.Datacenter):
 			default:
 				cand = append(cand, b)
