@@ -69,11 +69,14 @@ const maxHosts = 253
 type Network struct {
 	cfg    Config
 	ipPath string
-	id     string // run id: the prefix of every name
-	sw     string // the switch namespace, holding the bridge
-	link   string // the root namespace's interface on the bridge
-	subnet netip.Prefix
-	gw     netip.Addr
+	// nsenter, when found, runs commands with only the network namespace
+	// switched; else `ip netns exec` is used.
+	nsenter string
+	id      string // run id: the prefix of every name
+	sw      string // the switch namespace, holding the bridge
+	link    string // the root namespace's interface on the bridge
+	subnet  netip.Prefix
+	gw      netip.Addr
 
 	mu     sync.Mutex
 	hosts  []*Host
@@ -157,6 +160,7 @@ func New(ctx context.Context, cfg Config) (*Network, error) {
 
 func create(ctx context.Context, cfg Config, ipPath, id string) (*Network, error) {
 	n := &Network{cfg: cfg, ipPath: ipPath, id: id, sw: id + "-sw", link: id + "gw"}
+	n.nsenter, _ = exec.LookPath("nsenter")
 	// Choosing a subnet and putting it on the bridge is one step under a
 	// lock shared by every process, so two runs never take the same /24.
 	unlock, err := lockFile(ctx, "/run/opspilot-netns.lock")
@@ -361,8 +365,12 @@ func (n *Network) exists(ctx context.Context, kind, name string) bool {
 }
 
 // Command returns a command that runs name with args inside the host's
-// namespace (`ip netns exec`, which execs it: the command's PID is the
-// started process's, so signals reach it directly).
+// network namespace. Like a process on a separate machine it has its own
+// interfaces, addresses and ports; unlike one it shares the file system,
+// /sys and the cgroup tree (util-linux's nsenter switches the network
+// namespace only; without nsenter, `ip netns exec` also remounts /sys, and
+// cgroups mounted below it are not visible). Both exec the command: its
+// PID is the started process's, so signals reach it directly.
 func (h *Host) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
 	argv := h.Argv(name, args...)
 	return exec.CommandContext(ctx, argv[0], argv[1:]...)
@@ -371,6 +379,9 @@ func (h *Host) Command(ctx context.Context, name string, args ...string) *exec.C
 // Argv is the command line that runs name with args inside the host's
 // namespace, for process starters that take a binary and its arguments.
 func (h *Host) Argv(name string, args ...string) []string {
+	if h.net.nsenter != "" {
+		return append([]string{h.net.nsenter, "--net=/run/netns/" + h.Namespace, "--", name}, args...)
+	}
 	return append([]string{h.net.ipPath, "netns", "exec", h.Namespace, name}, args...)
 }
 
