@@ -269,3 +269,39 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		}
 	}
 }
+
+// TestSlowEndpointsStillServe: endpoints whose every request takes longer
+// than StallAfter are only passed over, never failed: all requests
+// succeed (no ejection, no timeout).
+func TestSlowEndpointsStillServe(t *testing.T) {
+	slow := func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(400 * time.Millisecond)
+		w.WriteHeader(http.StatusOK)
+	}
+	bs := []*testBackend{newBackend(t, "s1", slow), newBackend(t, "s2", slow)}
+	g, srv, _ := startGateway(t, NewStaticSource(setOf(map[string][]*testBackend{"billing": bs})), Config{StallAfter: 100 * time.Millisecond})
+	c := newClient()
+	const n = 12
+	errs := make(chan string, n)
+	for range n {
+		go func() {
+			res := send(c, http.MethodPost, srv.URL+"/billing/pay", "", `{"amount":1}`, nil)
+			if res.err != nil || res.status != 200 {
+				errs <- res.body + " " + strconv.Itoa(res.status)
+				return
+			}
+			errs <- ""
+		}()
+	}
+	for range n {
+		if e := <-errs; e != "" {
+			t.Errorf("a request to slow endpoints failed: %s", e)
+		}
+	}
+	if got := bs[0].hits.Load() + bs[1].hits.Load(); got != n {
+		t.Errorf("endpoints saw %d requests, want %d (one each, no retries)", got, n)
+	}
+	if got := testutil.ToFloat64(g.m.ejections.WithLabelValues("billing", "dc1")); got != 0 {
+		t.Errorf("%v ejections of slow but healthy endpoints", got)
+	}
+}
