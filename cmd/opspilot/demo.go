@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"opspilot/api"
+	"opspilot/orchestrator/gateway"
 	"opspilot/orchestrator/model"
 
 	"github.com/spf13/cobra"
@@ -84,5 +85,5 @@ func startDemo(ctx context.Context, cfg FileConfig, orch *orchestrator, srv *api
 			return nil, err
 		}
 	}
-	return newGatewayServer(cfg.Demo.GatewayAddr, srv.URL(), "", &http.Client{}, "billing", reg, log.With("component", "gateway"))
+	return newGatewayServer(cfg.Demo.GatewayAddr, srv.URL(), "", &http.Client{}, gateway.Config{DefaultService: "billing"}, reg, log.With("component", "gateway"))
 }

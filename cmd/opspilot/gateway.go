@@ -37,12 +37,12 @@ type gatewayServer struct {
 // newGatewayServer binds addr and builds a gateway that follows the
 // server's endpoints. /-/metrics and /-/healthz are the gateway's own;
 // every other path is proxied.
-func newGatewayServer(addr, server, token string, client *http.Client, defaultService string, reg *prometheus.Registry, log *slog.Logger) (*gatewayServer, error) {
+func newGatewayServer(addr, server, token string, client *http.Client, cfg gateway.Config, reg *prometheus.Registry, log *slog.Logger) (*gatewayServer, error) {
 	w, err := gateway.NewWatcher(gateway.WatcherConfig{Server: server, Token: token}, client, reg, log)
 	if err != nil {
 		return nil, err
 	}
-	gw, err := gateway.New(w, gateway.Config{DefaultService: defaultService}, reg, log)
+	gw, err := gateway.New(w, cfg, reg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -87,6 +87,7 @@ func newGatewayCmd() *cobra.Command {
 		f                        clientFlags
 		listen, name, dc, defSvc string
 		advertise                string
+		gcfg                     gateway.Config
 	)
 	cmd := &cobra.Command{
 		Use:   "gateway",
@@ -96,8 +97,12 @@ proxies requests to them: by host (billing.example.com → service billing), by
 first path segment (/billing/pay → service billing, path /pay), or to the
 only service. It balances by fewest outstanding requests (power of two
 choices), stops sending to an instance as soon as it leaves the endpoints
-(before it is stopped), and retries a request once on another instance when
-it never reached the first or is idempotent and got 502/503.
+(before it is stopped), and retries a request on another instance when it
+never reached the first (up to --dial-retries; a connect that takes longer
+than --dial-timeout counts) or, once, when it is idempotent and got 502/503.
+An instance whose connects failed --eject-after times in a row gets no
+requests for --eject-for: a datacenter whose network failed stops costing
+time before the control plane notices.
 
 Its own metrics are at /-/metrics; it registers with the server so that
 ` + "`opspilot loadgen`" + ` finds it.`,
@@ -114,7 +119,8 @@ Its own metrics are at /-/metrics; it registers with the server so that
 			log := newLogger(LogConfig{Level: "info", Format: "text"})
 			reg := prometheus.NewRegistry()
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-			g, err := newGatewayServer(listen, c.flags.server, c.flags.token, c.http, defSvc, reg, log)
+			gcfg.DefaultService = defSvc
+			g, err := newGatewayServer(listen, c.flags.server, c.flags.token, c.http, gcfg, reg, log)
 			if err != nil {
 				return err
 			}
@@ -137,6 +143,12 @@ Its own metrics are at /-/metrics; it registers with the server so that
 	cmd.Flags().StringVar(&name, "name", "", "gateway name (default the hostname)")
 	cmd.Flags().StringVar(&dc, "datacenter", "", "datacenter this gateway runs in")
 	cmd.Flags().StringVar(&defSvc, "default-service", "", "service for requests that name none")
+	cmd.Flags().DurationVar(&gcfg.DialTimeout, "dial-timeout", gateway.DefaultDialTimeout, "give up connecting to an instance after this long and try another")
+	cmd.Flags().IntVar(&gcfg.DialRetries, "dial-retries", gateway.DefaultDialRetries, "other instances a request tries after a failed connect (-1: none)")
+	cmd.Flags().IntVar(&gcfg.EjectAfter, "eject-after", gateway.DefaultEjectAfter, "failed connects in a row that take an instance out of rotation (-1: never)")
+	cmd.Flags().DurationVar(&gcfg.EjectFor, "eject-for", gateway.DefaultEjectFor, "how long an ejected instance gets no requests")
+	cmd.Flags().DurationVar(&gcfg.StallAfter, "stall-after", gateway.DefaultStallAfter, "pass over an instance that has requests outstanding but answered nothing for this long (negative: off)")
+	cmd.Flags().DurationVar(&gcfg.ResponseHeaderTimeout, "response-header-timeout", gateway.DefaultResponseHeaderTimeout, "longest wait for an instance's response headers once a request was sent (504 after it)")
 	return cmd
 }
 

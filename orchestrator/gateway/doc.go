@@ -13,12 +13,24 @@
 // else by the first path segment (/billing/pay goes to billing as /pay),
 // else to Config.DefaultService or the only service. It picks an endpoint
 // by the power of two choices on outstanding requests and proxies with
-// httputil.ReverseProxy over one shared Transport. A request is retried
-// once on another endpoint when the connection could not be made (any
-// method: the instance never saw it), or, for idempotent requests (GET,
-// HEAD, OPTIONS, PUT, DELETE, or an Idempotency-Key header), after a reset
-// connection or a 502/503; bodies up to Config.MaxRetryBody are buffered
-// so they can be sent again. An endpoint that leaves the set gets no new
+// httputil.ReverseProxy over one shared Transport. When the connection
+// could not be made (refused, unreachable, or not within DialTimeout,
+// 300ms by default: a dark host drops packets and would hang) a request
+// is retried on up to DialRetries other endpoints, any method (the
+// instance never saw it), preferring another datacenter than the failed
+// connects'. Idempotent requests (GET, HEAD, OPTIONS, PUT,
+// DELETE, or an Idempotency-Key header) are also retried once after a
+// reset connection or a 502/503; bodies up to Config.MaxRetryBody are
+// buffered so they can be sent again. Passive ejection: an endpoint whose
+// connects failed EjectAfter times in a row gets no requests for EjectFor
+// (unless all of a service's endpoints are ejected), so a datacenter whose
+// network failed stops costing dial timeouts long before the control
+// plane declares its nodes lost. Requests written onto kept-alive
+// connections to a dark host fail no connect; they just hang, so an
+// endpoint with requests outstanding that answered nothing for StallAfter
+// is passed over too while others can take the load. A request already sent to an instance
+// that then went dark is not retried (it may have been processed); it
+// waits for ResponseHeaderTimeout, generous by default. An endpoint that leaves the set gets no new
 // requests while its in-flight ones finish, which with the server's drain
 // delay makes scale-down lossless. The gateway answers 404 (JSON) for an
 // unknown service and 503 for a service without a ready instance, and names
@@ -30,7 +42,8 @@
 // Self-metrics (on the Registerer given to New and NewWatcher):
 // opspilot_gateway_requests_total, _request_duration_seconds,
 // _retries_total, _errors_total, _endpoints, _inflight_requests,
-// _watch_errors_total, _endpoints_revision, _endpoints_stale.
+// _connect_failures_total, _ejections_total, _watch_errors_total,
+// _endpoints_revision, _endpoints_stale.
 //
 // Dependencies: the standard library, client_golang, cenkalti/backoff and
 // opspilot/orchestrator/model. It talks to the server only over HTTP and

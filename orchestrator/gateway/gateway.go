@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,11 +31,40 @@ type Config struct {
 	// path. Empty: such requests go to the only service when exactly one
 	// exists, else they get 404.
 	DefaultService string
-	// DialTimeout bounds connecting to an endpoint; default 1s. Endpoints
-	// are near: a slow connect means a dead host, better retried elsewhere.
+	// DialTimeout bounds connecting to an endpoint; default 300ms.
+	// Endpoints are near (a connect takes well under a millisecond in a
+	// datacenter): a connect that takes longer means a host or network that
+	// is gone and drops packets, better retried elsewhere at once.
 	DialTimeout time.Duration
+	// DialRetries is how many other endpoints a request tries after
+	// connecting failed (refused, unreachable, timed out); default 3, -1
+	// for none. Any method is retried: the instance never saw the request.
+	// A retry prefers another datacenter than the failed connects': when a
+	// datacenter's network fails, the first retry already leaves it.
+	DialRetries int
+	// EjectAfter is how many connect failures in a row take an endpoint
+	// out of rotation for EjectFor, before the control plane removes it
+	// (a cut datacenter takes the node timeout to be noticed); default 2,
+	// -1 never ejects. When an ejection ends the endpoint gets requests
+	// again; one more failure ejects it again, a response restores it.
+	// When every endpoint of a service is ejected they are tried anyway.
+	EjectAfter int
+	// EjectFor is how long an ejection lasts; default 5s.
+	EjectFor time.Duration
+	// StallAfter keeps new requests away from an endpoint that has
+	// requests outstanding but has answered nothing for this long (while
+	// others are available); default 300ms, negative turns it off. A host whose network
+	// went dark under kept-alive connections fails no connect: requests
+	// written onto those connections just hang, and without this the
+	// balancer would keep feeding it whenever its outstanding count looks
+	// no worse than the others'. An idle endpoint is never stalled, so a
+	// slow one still gets requests when it has none.
+	StallAfter time.Duration
 	// ResponseHeaderTimeout bounds the wait for an endpoint's response
-	// headers (504 after it); default 30s.
+	// headers once the request was sent (504 after it); default 30s. It is
+	// the longest a legitimate request may take to start answering, so it
+	// stays generous: a request sent to an instance whose network went
+	// dark is not retried (it may have been processed) and waits this long.
 	ResponseHeaderTimeout time.Duration
 	// MaxRetryBody is the largest request body buffered so the request can
 	// be retried on another endpoint; default 1 MiB. Larger bodies are
@@ -47,7 +77,11 @@ type Config struct {
 
 // Defaults of Config.
 const (
-	DefaultDialTimeout             = time.Second
+	DefaultDialTimeout             = 300 * time.Millisecond
+	DefaultDialRetries             = 3
+	DefaultEjectAfter              = 2
+	DefaultEjectFor                = 5 * time.Second
+	DefaultStallAfter              = 300 * time.Millisecond
 	DefaultResponseHeaderTimeout   = 30 * time.Second
 	DefaultMaxRetryBody            = 1 << 20
 	DefaultMaxIdleConnsPerEndpoint = 64
@@ -56,6 +90,18 @@ const (
 func (c Config) withDefaults() Config {
 	if c.DialTimeout == 0 {
 		c.DialTimeout = DefaultDialTimeout
+	}
+	if c.DialRetries == 0 {
+		c.DialRetries = DefaultDialRetries
+	}
+	if c.EjectAfter == 0 {
+		c.EjectAfter = DefaultEjectAfter
+	}
+	if c.EjectFor == 0 {
+		c.EjectFor = DefaultEjectFor
+	}
+	if c.StallAfter == 0 {
+		c.StallAfter = DefaultStallAfter
 	}
 	if c.ResponseHeaderTimeout == 0 {
 		c.ResponseHeaderTimeout = DefaultResponseHeaderTimeout
@@ -71,8 +117,16 @@ func (c Config) withDefaults() Config {
 
 func (c Config) validate() error {
 	switch {
-	case c.DialTimeout < 0, c.ResponseHeaderTimeout < 0:
-		return errors.New("gateway: timeouts must not be negative")
+	case c.DialTimeout < 0:
+		return fmt.Errorf("gateway: dial timeout %s must not be negative (e.g. 300ms)", c.DialTimeout)
+	case c.ResponseHeaderTimeout < 0:
+		return fmt.Errorf("gateway: response header timeout %s must not be negative (e.g. 30s)", c.ResponseHeaderTimeout)
+	case c.DialRetries < -1:
+		return fmt.Errorf("gateway: dial retries %d must be -1 (none) or more", c.DialRetries)
+	case c.EjectAfter < -1:
+		return fmt.Errorf("gateway: eject after %d must be -1 (never eject) or a number of connect failures in a row", c.EjectAfter)
+	case c.EjectFor < 0:
+		return fmt.Errorf("gateway: eject for %s must not be negative (e.g. 5s)", c.EjectFor)
 	case c.MaxRetryBody < 0:
 		return errors.New("gateway: max retry body must not be negative")
 	case c.MaxIdleConnsPerEndpoint < 0:
@@ -314,29 +368,68 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 }
 
 // roundTrip sends the request to one endpoint and, when retryDecision
-// allows, once more to another.
+// allows, to others: up to DialRetries more after failed connects, and
+// once after a failure the instance may have seen.
 func (g *Gateway) roundTrip(req *http.Request) (*http.Response, error) {
 	st := stateFrom(req.Context())
-	first := pick(g.table().services[st.route.service], nil)
-	if first == nil { // the last endpoint went away since ServeHTTP looked
+	var triedBuf [4]*backend
+	var avoidBuf [2]string
+	tried, avoid := triedBuf[:0], avoidBuf[:0]
+	b := pick(g.table().services[st.route.service], nil, time.Now().UnixNano(), int64(g.cfg.StallAfter))
+	if b == nil { // the last endpoint went away since ServeHTTP looked
 		return nil, errNoEndpoint
 	}
-	res, err := g.attempt(req, st, first)
-	retry := retryDecision(req.Method, req.Header, st.replayable, res, err)
-	if !retry || req.Context().Err() != nil {
-		return res, err
+	dialRetries, sentRetries := 0, 0
+	for {
+		res, err := g.attempt(req, st, b)
+		g.observe(st.route.service, b, err)
+		tried = append(tried, b)
+		if !retryDecision(req.Method, req.Header, st.replayable, res, err) || req.Context().Err() != nil {
+			return res, err
+		}
+		if err != nil && notSent(err) {
+			if dialRetries >= g.cfg.DialRetries {
+				return res, err
+			}
+			dialRetries++
+			if b.ep.Datacenter != "" && !slices.Contains(avoid, b.ep.Datacenter) {
+				avoid = append(avoid, b.ep.Datacenter)
+			}
+		} else {
+			if sentRetries >= 1 {
+				return res, err
+			}
+			sentRetries++
+		}
+		next := pick(g.table().services[st.route.service], tried, time.Now().UnixNano(), int64(g.cfg.StallAfter), avoid...)
+		if next == nil {
+			return res, err
+		}
+		if res != nil {
+			drainClose(res.Body)
+		}
+		g.m.retries.WithLabelValues(st.route.service).Inc()
+		g.log.Debug("retrying on another endpoint", "service", st.route.service, "method", req.Method,
+			"from", b.ep.Instance, "to", next.ep.Instance, "cause", failureText(res, err))
+		b = next
 	}
-	second := pick(g.table().services[st.route.service], first)
-	if second == nil {
-		return res, err
+}
+
+// observe feeds an attempt's outcome to passive ejection: failed connects
+// in a row eject the endpoint, a response restores it.
+func (g *Gateway) observe(service string, b *backend, err error) {
+	switch {
+	case err == nil:
+		b.answered(time.Now().UnixNano())
+	case notSent(err):
+		g.m.connectFailures.WithLabelValues(service, b.ep.Datacenter).Inc()
+		if b.connectFailed(time.Now(), g.cfg.EjectAfter, g.cfg.EjectFor) {
+			g.m.ejections.WithLabelValues(service, b.ep.Datacenter).Inc()
+			g.log.Warn("endpoint ejected after failed connects", "service", service, "instance", b.ep.Instance,
+				"address", b.ep.Address, "datacenter", b.ep.Datacenter, "failures", b.connectFailures.Load(),
+				"for", g.cfg.EjectFor, "err", err)
+		}
 	}
-	if res != nil {
-		drainClose(res.Body)
-	}
-	g.m.retries.WithLabelValues(st.route.service).Inc()
-	g.log.Debug("retrying on another endpoint", "service", st.route.service, "method", req.Method,
-		"from", first.ep.Instance, "to", second.ep.Instance, "cause", failureText(res, err))
-	return g.attempt(req, st, second)
 }
 
 var errNoEndpoint = errors.New("no ready endpoint left")
@@ -353,7 +446,7 @@ func (g *Gateway) attempt(req *http.Request, st *proxyState, b *backend) (*http.
 		out.ContentLength = int64(len(body))
 	}
 	st.backend = b
-	b.outstanding.Add(1)
+	b.begin(time.Now().UnixNano())
 	res, err := g.transport.RoundTrip(out)
 	if err != nil {
 		b.release()

@@ -17,6 +17,9 @@ type metrics struct {
 	inflight  *prometheus.GaugeVec     // service
 	calls     *prometheus.CounterVec   // caller, service
 
+	connectFailures *prometheus.CounterVec // service, datacenter
+	ejections       *prometheus.CounterVec // service, datacenter
+
 	// endpointSeries are the label pairs endpoints holds; guarded by the
 	// gateway's table lock.
 	endpointSeries map[struct{ service, datacenter string }]bool
@@ -53,9 +56,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "opspilot_gateway_calls_total",
 			Help: "Requests from one service to another: those whose " + CallerHeader + " header names a service the gateway knows (the observed call graph for root-cause hints).",
 		}, []string{"caller", "service"}),
+		connectFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "opspilot_gateway_connect_failures_total",
+			Help: "Connections to an endpoint that could not be made (refused, unreachable, timed out), by service and the endpoint's datacenter.",
+		}, []string{"service", "datacenter"}),
+		ejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "opspilot_gateway_ejections_total",
+			Help: "Endpoints taken out of rotation after failed connects in a row, by service and datacenter.",
+		}, []string{"service", "datacenter"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.requests, m.duration, m.retries, m.errors, m.endpoints, m.inflight, m.calls} {
+		for _, c := range []prometheus.Collector{m.requests, m.duration, m.retries, m.errors, m.endpoints, m.inflight, m.calls, m.connectFailures, m.ejections} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("gateway: register metrics: %w", err)
 			}

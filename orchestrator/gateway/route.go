@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"opspilot/orchestrator/model"
 )
@@ -23,6 +24,58 @@ type backend struct {
 	// called when its last outstanding request ends.
 	removed atomic.Bool
 	drained func()
+	// connectFailures counts connection attempts that failed in a row
+	// (refused, unreachable, timed out); a response resets it.
+	connectFailures atomic.Int32
+	// ejectedUntil (Unix nanoseconds) keeps the backend out of picks
+	// after EjectAfter connect failures in a row; 0 when it never was.
+	ejectedUntil atomic.Int64
+	// progress (Unix nanoseconds) is when the backend last answered, or
+	// became busy after being idle; see stalled.
+	progress atomic.Int64
+}
+
+// begin counts a request starting on the backend at now.
+func (b *backend) begin(now int64) {
+	if b.outstanding.Add(1) == 1 {
+		b.progress.Store(now) // busy from idle: the wait starts now
+	}
+}
+
+// stalled reports whether the backend has requests outstanding but has
+// not answered anything for longer than after (nanoseconds): the sign of
+// a host whose network went dark under kept-alive connections, where no
+// connect fails to tell. after <= 0 never stalls.
+func (b *backend) stalled(now, after int64) bool {
+	return after > 0 && b.outstanding.Load() > 0 && now-b.progress.Load() > after
+}
+
+// ejected reports whether the backend is out of rotation at now (Unix
+// nanoseconds).
+func (b *backend) ejected(now int64) bool { return b.ejectedUntil.Load() > now }
+
+// connectFailed records a failed connection attempt at now and reports
+// whether it ejected the backend (until now+d): after `after` failures in
+// a row, and again on the first failure after an ejection ended, since
+// nothing succeeded in between. A failure while ejected (an attempt that
+// started before) extends the ejection without counting as a new one.
+// after < 1 never ejects.
+func (b *backend) connectFailed(now time.Time, after int, d time.Duration) bool {
+	n := b.connectFailures.Add(1)
+	if after < 1 || int(n) < after {
+		return false
+	}
+	was := b.ejected(now.UnixNano())
+	b.ejectedUntil.Store(now.Add(d).UnixNano())
+	return !was
+}
+
+// answered records that the backend responded at now: it is healthy.
+func (b *backend) answered(now int64) {
+	b.progress.Store(now)
+	if b.connectFailures.Load() != 0 {
+		b.connectFailures.Store(0)
+	}
 }
 
 func (b *backend) release() {
@@ -164,48 +217,40 @@ func firstSegment(escPath string) (seg, rest string, ok bool) {
 
 // pick chooses a backend by the power of two choices: two at random, the
 // one with fewer outstanding requests wins. It balances like least-loaded
-// without herding every gateway onto the same idle instance. skip is
-// excluded (the backend a retry moves away from); nil when none is left.
-func pick(bs []*backend, skip *backend) *backend {
-	n := len(bs)
-	if skip != nil && slices.Contains(bs, skip) {
-		n--
-	}
-	switch n {
-	case 0:
-		return nil
-	case 1:
+// without herding every gateway onto the same idle instance. Backends in
+// tried (those a retry moves away from) are excluded. Ejected and stalled
+// ones (at now, Unix nanoseconds; stallAfter in nanoseconds) and those in
+// a datacenter in avoid (where a connect just failed: its network may be
+// down) are excluded too unless nothing else is left: then trying one
+// beats answering 503. nil when none is left.
+func pick(bs, tried []*backend, now, stallAfter int64, avoid ...string) *backend {
+	var buf [16]*backend // candidates, on the stack for most services
+	cand := buf[:0]
+	for pass := 0; pass < 3 && len(cand) == 0; pass++ {
 		for _, b := range bs {
-			if b != skip {
-				return b
+			switch {
+			case slices.Contains(tried, b):
+			case pass < 2 && (b.ejected(now) || b.stalled(now, stallAfter)):
+			case pass < 1 && slices.Contains(avoid, b.ep.Datacenter):
+			default:
+				cand = append(cand, b)
 			}
 		}
 	}
-	i := rand.IntN(n)
-	j := rand.IntN(n - 1)
+	switch len(cand) {
+	case 0:
+		return nil
+	case 1:
+		return cand[0]
+	}
+	i := rand.IntN(len(cand))
+	j := rand.IntN(len(cand) - 1)
 	if j >= i {
 		j++
 	}
-	a, b := nth(bs, skip, i), nth(bs, skip, j)
+	a, b := cand[i], cand[j]
 	if b.outstanding.Load() < a.outstanding.Load() {
 		return b
 	}
 	return a
-}
-
-// nth is bs[i] as if skip were not in bs.
-func nth(bs []*backend, skip *backend, i int) *backend {
-	if skip == nil {
-		return bs[i]
-	}
-	for _, b := range bs {
-		if b == skip {
-			continue
-		}
-		if i == 0 {
-			return b
-		}
-		i--
-	}
-	return nil
 }

@@ -75,20 +75,31 @@ func TestPick(t *testing.T) {
 		}
 		return bs
 	}
-	if pick(nil, nil) != nil {
+	if pick(nil, nil, 0, 0) != nil {
 		t.Error("pick of nothing must be nil")
 	}
 	one := mk(0)
-	if pick(one, one[0]) != nil {
+	if pick(one, one, 0, 0) != nil {
 		t.Error("pick skipping the only backend must be nil")
 	}
 	two := mk(5, 0)
 	for range 100 {
-		if b := pick(two, two[1]); b != two[0] {
+		if b := pick(two, two[1:], 0, 0); b != two[0] {
 			t.Fatalf("pick skipping b = %s, want a", b.ep.Instance)
 		}
-		if b := pick(two, nil); b != two[1] {
+		if b := pick(two, nil, 0, 0); b != two[1] {
 			t.Fatalf("pick between loads 5 and 0 = %s, want the idle b", b.ep.Instance)
+		}
+	}
+	// A datacenter to avoid is left out while another is available.
+	dcs := mk(0, 0, 0)
+	dcs[0].ep.Datacenter, dcs[1].ep.Datacenter, dcs[2].ep.Datacenter = "A", "A", "B"
+	for range 100 {
+		if b := pick(dcs, dcs[:1], 0, 0, "A"); b != dcs[2] {
+			t.Fatalf("pick avoiding A = %s, want B's c", b.ep.Instance)
+		}
+		if b := pick(dcs, dcs[2:], 0, 0, "B"); b == nil || b == dcs[2] {
+			t.Fatalf("pick avoiding B with B tried = %v, want one of A", b)
 		}
 	}
 	// The most loaded of three is chosen only if it is drawn twice, which
@@ -96,7 +107,7 @@ func TestPick(t *testing.T) {
 	three := mk(9, 1, 2)
 	counts := map[string]int{}
 	for range 3000 {
-		counts[pick(three, nil).ep.Instance]++
+		counts[pick(three, nil, 0, 0).ep.Instance]++
 	}
 	if counts["a"] != 0 || counts["b"] < 1500 {
 		t.Errorf("picks %v: want a never, b (least loaded) about two thirds", counts)
