@@ -40,7 +40,7 @@
 // can find it.
 //
 // Self-metrics (on the Registerer given to New and NewWatcher):
-// opspilot_gateway_requests_total, _request_duration_seconds,
+// opspilot_gateway_requests_total, _request_duration_seconds (by service, datacenter and version),
 // _retries_total, _errors_total, _endpoints, _inflight_requests,
 // _connect_failures_total, _ejections_total, _watch_errors_total,
 // _endpoints_revision, _endpoints_stale.

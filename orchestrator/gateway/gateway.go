@@ -315,16 +315,16 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	inflight.Inc()
 	defer func() { // deferred: ReverseProxy aborts with a panic when the client goes away mid-body
 		inflight.Dec()
-		dc := ""
+		dc, version := "", ""
 		if st.backend != nil {
-			dc = st.backend.ep.Datacenter
+			dc, version = st.backend.ep.Datacenter, st.backend.ep.Version
 		}
 		code := rec.code
 		if code == 0 {
 			code = http.StatusOK
 		}
-		g.m.requests.WithLabelValues(rt.service, dc, strconv.Itoa(code)).Inc()
-		g.m.duration.WithLabelValues(rt.service, dc).Observe(time.Since(start).Seconds())
+		g.m.requests.WithLabelValues(rt.service, dc, version, strconv.Itoa(code)).Inc()
+		g.m.duration.WithLabelValues(rt.service, dc, version).Observe(time.Since(start).Seconds())
 	}()
 	g.proxy.ServeHTTP(rec, r)
 }
@@ -564,8 +564,8 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 // reject answers a request the gateway could not route.
 func (g *Gateway) reject(w http.ResponseWriter, start time.Time, service string, status int, reason, msg string) {
 	g.m.errors.WithLabelValues(service, reason).Inc()
-	g.m.requests.WithLabelValues(service, "", strconv.Itoa(status)).Inc()
-	g.m.duration.WithLabelValues(service, "").Observe(time.Since(start).Seconds())
+	g.m.requests.WithLabelValues(service, "", "", strconv.Itoa(status)).Inc()
+	g.m.duration.WithLabelValues(service, "", "").Observe(time.Since(start).Seconds())
 	writeError(w, status, errorBody{Error: msg, Reason: reason, Service: service})
 }
 

@@ -341,7 +341,7 @@ func TestRetryOnlyOnce(t *testing.T) {
 	if total != 2*n {
 		t.Errorf("endpoints saw %d attempts for %d requests, want exactly 2 each", total, n)
 	}
-	if got := testutil.ToFloat64(g.m.requests.WithLabelValues("billing", "dc1", "503")); got != n {
+	if got := testutil.ToFloat64(g.m.requests.WithLabelValues("billing", "dc1", "", "503")); got != n {
 		t.Errorf("requests_total{code=503} = %v, want %d", got, n)
 	}
 }
@@ -359,8 +359,8 @@ func TestMetrics(t *testing.T) {
 	src.Set(setOf(map[string][]*testBackend{"billing": {b1, b2}, "search": {b1}}))
 	send(c, http.MethodGet, srv.URL+"/nope/x", "", "", nil) // two services now: 404
 
-	ok := testutil.ToFloat64(g.m.requests.WithLabelValues("billing", "dc1", "200")) +
-		testutil.ToFloat64(g.m.requests.WithLabelValues("billing", "dc2", "200"))
+	ok := testutil.ToFloat64(g.m.requests.WithLabelValues("billing", "dc1", "", "200")) +
+		testutil.ToFloat64(g.m.requests.WithLabelValues("billing", "dc2", "", "200"))
 	if ok != 11 {
 		t.Errorf("requests_total{billing,200} = %v, want 11", ok)
 	}

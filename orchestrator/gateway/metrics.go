@@ -29,13 +29,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "opspilot_gateway_requests_total",
-			Help: "Requests answered by the gateway, by service, answering endpoint's datacenter and HTTP status (499: the client went away).",
-		}, []string{"service", "datacenter", "code"}),
+			Help: "Requests answered by the gateway, by service, answering endpoint's datacenter and version, and HTTP status (499: the client went away).",
+		}, []string{"service", "datacenter", "version", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "opspilot_gateway_request_duration_seconds",
 			Help:    "Time from receiving a request to finishing its response, retries included.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
-		}, []string{"service", "datacenter"}),
+		}, []string{"service", "datacenter", "version"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "opspilot_gateway_retries_total",
 			Help: "Requests sent a second time to another endpoint after a connection failure or a 502/503.",
