@@ -351,8 +351,8 @@ func recommend(kind, name string, r ResourceForecast, end time.Time, o CapacityO
 			what, 100*r.Utilisation, res, formatAmount(r.Current, r.Unit), formatAmount(r.Capacity, r.Unit), limitPct, formatAmount(max(r.Needed, roundUpCapacity(r.Current/o.Threshold-r.Capacity, r.Unit)), r.Unit))
 	case !r.ExhaustAt.IsZero():
 		rec.By = r.ExhaustAt
-		rec.Text = fmt.Sprintf("%s needs %s by %s at current growth (%s a day; usage reaches the %s planning limit of %s then",
-			what, moreAmount(r.Needed, r.Unit), r.ExhaustAt.Format(time.DateOnly), signed(formatAmount(r.GrowthPerDay, r.Unit)), limitPct, formatAmount(r.Capacity, r.Unit))
+		rec.Text = fmt.Sprintf("%s needs %s by %s at current growth (%s a day; usage reaches %s, the %s planning limit of %s, then",
+			what, moreAmount(r.Needed, r.Unit), r.ExhaustAt.Format(time.DateOnly), signed(formatAmount(r.GrowthPerDay, r.Unit)), formatAmount(r.Limit, r.Unit), limitPct, formatAmount(r.Capacity, r.Unit))
 		if !r.ExhaustAtPessimistic.IsZero() && r.ExhaustAtPessimistic.Before(r.ExhaustAt) {
 			rec.Text += fmt.Sprintf(", at the earliest %s", r.ExhaustAtPessimistic.Format(time.DateOnly))
 		}
@@ -363,6 +363,9 @@ func recommend(kind, name string, r ResourceForecast, end time.Time, o CapacityO
 			what, res, limitPct, r.ExhaustAtPessimistic.Format(time.DateOnly), roundDays(o.Horizon))
 	default:
 		return nil
+	}
+	if r.Confidence == "low" {
+		rec.Text += " Low confidence: " + r.Reason + "."
 	}
 	return rec
 }
