@@ -351,10 +351,10 @@ func recommend(kind, name string, r ResourceForecast, end time.Time, o CapacityO
 			what, 100*r.Utilisation, res, formatAmount(r.Current, r.Unit), formatAmount(r.Capacity, r.Unit), limitPct, formatAmount(max(r.Needed, roundUpCapacity(r.Current/o.Threshold-r.Capacity, r.Unit)), r.Unit))
 	case !r.ExhaustAt.IsZero():
 		rec.By = r.ExhaustAt
-		rec.Text = fmt.Sprintf("%s needs %s by %s at current growth (%s a day; usage reaches %s, the %s planning limit of %s, then",
+		rec.Text = fmt.Sprintf("%s needs %s by %s at current growth (%s a day; usage reaches %s, %s of %s, on that date",
 			what, moreAmount(r.Needed, r.Unit), r.ExhaustAt.Format(time.DateOnly), signed(formatAmount(r.GrowthPerDay, r.Unit)), formatAmount(r.Limit, r.Unit), limitPct, formatAmount(r.Capacity, r.Unit))
-		if !r.ExhaustAtPessimistic.IsZero() && r.ExhaustAtPessimistic.Before(r.ExhaustAt) {
-			rec.Text += fmt.Sprintf(", at the earliest %s", r.ExhaustAtPessimistic.Format(time.DateOnly))
+		if p := r.ExhaustAtPessimistic; !p.IsZero() && p.Format(time.DateOnly) < r.ExhaustAt.Format(time.DateOnly) {
+			rec.Text += fmt.Sprintf(", at the earliest %s", p.Format(time.DateOnly))
 		}
 		rec.Text += ")."
 	case !r.ExhaustAtPessimistic.IsZero():
