@@ -206,4 +206,3 @@ func TestCapacityOptionsValidate(t *testing.T) {
 		t.Errorf("zero options: %v", err)
 	}
 }
-

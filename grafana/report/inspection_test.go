@@ -66,7 +66,8 @@ func TestInspectionFindsDownNodeFullDiskRestartsAndExpiringCert(t *testing.T) {
 			start, last, time.Minute, f)
 	}
 	restarts("crashy-steady", func(time.Time) float64 { return 2 }) // restarted before the window
-	restarts("crashy-loop", func(tt time.Time) float64 { // 4 restarts in the last 2 hours
+	// 4 restarts in the last 2 hours.
+	restarts("crashy-loop", func(tt time.Time) float64 {
 		if d := now.Sub(tt); d < 2*time.Hour {
 			return float64(4 - int(d/(30*time.Minute)))
 		}
