@@ -127,6 +127,7 @@ func (r *CapacityReport) Text() string {
 			var parts []string
 			for _, res := range s.Resources {
 				if res.Err != "" {
+					parts = append(parts, res.Resource+" no forecast")
 					continue
 				}
 				parts = append(parts, fmt.Sprintf("%s %.0f%% (peak %.0f%%)", res.Resource, 100*res.Utilisation, 100*finiteOr(res.PeakUtilisation, 0)))
