@@ -289,7 +289,11 @@ func restartsCheck(ctx context.Context, q Querier, cp ControlPlane, o Inspection
 			if i.LastExit != "" {
 				detail += ", last exit: " + i.LastExit
 			}
-			c.Findings = append(c.Findings, Finding{Severity: SeverityCritical, Datacenter: i.Datacenter,
+			sev := SeverityWarning // restarting now
+			if i.State == opmodel.StateFailed || i.Restarts >= 5 {
+				sev = SeverityCritical
+			}
+			c.Findings = append(c.Findings, Finding{Severity: sev, Datacenter: i.Datacenter,
 				Subject: fmt.Sprintf("%s (service %s, node %s)", i.ID, i.Service, i.Node), Detail: detail})
 		}
 	}
