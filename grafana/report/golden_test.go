@@ -41,8 +41,8 @@ func TestTextSummariesGolden(t *testing.T) {
 		PeakUtilisation: 7.5 / 8, Confidence: "high", AlreadyExhausted: true, Needed: 1 << 30}
 	full.Recommendation = recommend("service", "billing", full, end, o)
 	rep := &CapacityReport{Start: end.Add(-30 * 24 * time.Hour), End: end, Horizon: o.Horizon, Threshold: o.Threshold,
-		Datacenters: []Section{{Kind: "datacenter", Name: "B", Resources: []ResourceForecast{grow, flat}}},
-		Services:    []Section{{Kind: "service", Name: "billing", Resources: []ResourceForecast{{Resource: "cpu", Err: "no data"}, full}}},
+		Datacenters:     []Section{{Kind: "datacenter", Name: "B", Resources: []ResourceForecast{grow, flat}}},
+		Services:        []Section{{Kind: "service", Name: "billing", Resources: []ResourceForecast{{Resource: "cpu", Err: "no data"}, full}}},
 		Recommendations: []Recommendation{*full.Recommendation, *grow.Recommendation},
 		Notes:           []string{"no node groups: nodes have no partition (node.partition)"}}
 	golden(t, "capacity.txt", rep.Text())
