@@ -204,7 +204,7 @@ func BuildCapacity(ctx context.Context, q Querier, cp ControlPlane, opts Capacit
 		rep.Notes = append(rep.Notes, fmt.Sprintf("no host or container metrics in the last %s: run an agent (opspilot up), or write history (opspilot demo backfill)", rangeStr))
 	}
 	if len(groups) == 0 && cp != nil {
-		rep.Notes = append(rep.Notes, "no node groups: nodes have no partition (node.partition)")
+		rep.Notes = append(rep.Notes, "no node groups: nodes have no partition or labels (node.partition, node.labels)")
 	}
 
 	total := 2*(len(dcs)+len(groups)) + 3*len(svcs)
@@ -452,16 +452,20 @@ func (g nodeGroup) regexp() string {
 	return strings.Join(qs, "|")
 }
 
-// nodeGroups groups nodes by datacenter and partition; nodes without a
-// partition are in their datacenter's section only.
+// nodeGroups groups nodes by datacenter and partition ("A/db") and by
+// datacenter and node label ("A/zone=z1"); nodes with neither are in
+// their datacenter's section only.
 func nodeGroups(nodes []Node) []nodeGroup {
 	by := map[string][]string{}
 	for _, n := range nodes {
-		if n.Partition == "" {
-			continue
+		if n.Partition != "" {
+			k := n.Datacenter + "/" + n.Partition
+			by[k] = append(by[k], n.Name)
 		}
-		k := n.Datacenter + "/" + n.Partition
-		by[k] = append(by[k], n.Name)
+		for lk, lv := range n.Labels {
+			k := n.Datacenter + "/" + lk + "=" + lv
+			by[k] = append(by[k], n.Name)
+		}
 	}
 	out := make([]nodeGroup, 0, len(by))
 	for k, ns := range by {

@@ -206,3 +206,25 @@ func TestCapacityOptionsValidate(t *testing.T) {
 		t.Errorf("zero options: %v", err)
 	}
 }
+
+func TestNodeGroupsByPartitionAndLabel(t *testing.T) {
+	mk := func(name, dc, part string, labels map[string]string) Node {
+		var n Node
+		n.Name, n.Datacenter, n.Partition, n.Labels = name, dc, part, labels
+		return n
+	}
+	got := nodeGroups([]Node{
+		mk("a1", "A", "db", map[string]string{"zone": "z1"}),
+		mk("a2", "A", "db", nil),
+		mk("a3", "A", "", map[string]string{"zone": "z1"}),
+		mk("b1", "B", "", nil),
+	})
+	var s []string
+	for _, g := range got {
+		s = append(s, g.name+":"+strings.Join(g.nodes, ",")+":"+g.regexp())
+	}
+	want := "A/db:a1,a2:a1|a2 A/zone=z1:a1,a3:a1|a3"
+	if strings.Join(s, " ") != want {
+		t.Errorf("groups %v, want %s", s, want)
+	}
+}

@@ -44,7 +44,7 @@ func TestTextSummariesGolden(t *testing.T) {
 		Datacenters:     []Section{{Kind: "datacenter", Name: "B", Resources: []ResourceForecast{grow, flat}}},
 		Services:        []Section{{Kind: "service", Name: "billing", Resources: []ResourceForecast{{Resource: "cpu", Err: "no data"}, full}}},
 		Recommendations: []Recommendation{*full.Recommendation, *grow.Recommendation},
-		Notes:           []string{"no node groups: nodes have no partition (node.partition)"}}
+		Notes:           []string{"no node groups: nodes have no partition or labels (node.partition, node.labels)"}}
 	golden(t, "capacity.txt", rep.Text())
 
 	insp := &InspectionReport{Start: end.Add(-24 * time.Hour), End: end, Checks: []Check{
