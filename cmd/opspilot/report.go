@@ -251,8 +251,10 @@ func startReports(ctx context.Context, g *run.Group, cfg FileConfig, routes []ap
 	}
 	cp := &report.APIClient{BaseURL: "http://in-process", HTTP: &http.Client{Transport: handlerTransport{mux}}}
 	certs := []string{filepath.Join(cfg.DataDir, "pki", "ca.crt"), filepath.Join(cfg.DataDir, "pki", "server.crt")}
-	if cfg.Server.TLSCertFile != "" {
-		certs = append(certs, cfg.Server.TLSCertFile)
+	for _, f := range []string{cfg.Server.TLSCertFile, cfg.TSDB.Remote.TLS.CAFile, cfg.TSDB.Remote.TLS.CertFile} {
+		if f != "" {
+			certs = append(certs, f)
+		}
 	}
 	s := &report.Scheduler{Dir: dir, Keep: rc.Keep, Timeout: rc.Timeout, Poster: poster, Log: log.With("component", "reports")}
 	s.Jobs = append(s.Jobs, report.Job{Kind: "capacity", Schedule: rc.Capacity.Schedule, Build: func(ctx context.Context, now time.Time) (report.Built, error) {
