@@ -13,6 +13,7 @@ import (
 	"opspilot/autoscaler"
 	"opspilot/collector"
 	"opspilot/config"
+	"opspilot/grafana/report"
 	"opspilot/orchestrator/control"
 	"opspilot/orchestrator/model"
 	"opspilot/runbooks"
@@ -46,6 +47,8 @@ type FileConfig struct {
 	Alerting alerting.Config `yaml:"alerting"`
 	// Runbooks configures the chat-bot (and, later, runbooks).
 	Runbooks runbooks.Config `yaml:"runbooks"`
+	// Reports schedules the capacity and inspection reports.
+	Reports report.Config `yaml:"reports"`
 
 	// Demo is set by `opspilot up --demo`; not a file setting.
 	Demo DemoConfig `yaml:"-"`
@@ -140,6 +143,7 @@ func defaultFileConfig() FileConfig {
 		Analyzer:       online.DefaultConfig(),
 		Autoscaler:     autoscaler.DefaultLoopConfig(),
 		Alerting:       alerting.DefaultConfig(),
+		Reports:        report.DefaultConfig(),
 	}
 }
 
@@ -166,6 +170,7 @@ func (c FileConfig) Validate() []config.Problem {
 	ps = append(ps, config.Prefix("autoscaler", c.Autoscaler.Validate())...)
 	ps = append(ps, config.Prefix("alerting", c.Alerting.Validate())...)
 	ps = append(ps, config.Prefix("runbooks", c.Runbooks.Validate())...)
+	ps = append(ps, config.Prefix("reports", c.Reports.Validate())...)
 	switch c.Orchestrator.Store.Mode {
 	case "embedded":
 	case "external":

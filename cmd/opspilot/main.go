@@ -67,6 +67,7 @@ Start everything on one machine with:  opspilot up`,
 		newAlertsCmd(),
 		newSilenceCmd(),
 		newIncidentCmd(),
+		newReportCmd(),
 		newConfigCmd(),
 		newVersionCmd(),
 	)

@@ -240,6 +240,9 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 		ictx, icancel := context.WithCancel(ctx)
 		g.Add(func() error { return incidents.Run(ictx) }, func(error) { icancel() })
 	}
+	if err := startReports(ctx, &g, cfg, routes, client, out, log); err != nil {
+		return err
+	}
 	if socket != nil {
 		sctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error { return socket.Run(sctx) }, func(error) { cancel() })
