@@ -7,12 +7,15 @@
 // restarts and crashes, the data-directory lock, API-token auth, and the
 // CLI's output.
 //
-// The tests import only opspilot/test/testbin (which builds opspilot and the
-// tools pinned in go.mod), the standard library and
-// github.com/prometheus/common/model. They never import opspilot's own
-// packages: everything goes through the binary.
+// Everything a test checks goes through the binary (its API, CLI and
+// processes). Besides opspilot/test/testbin (which builds opspilot and the
+// tools pinned in go.mod), the tests import opspilot's API types only to
+// decode answers (orchestrator/model, alerting, …) and internal/netns,
+// which puts the datacenter tests' agents on hosts of their own in network
+// namespaces (those tests skip, saying why, where namespaces cannot be
+// made).
 //
-// Run them with `go test ./test/e2e/`; the package takes well under a
-// minute; like any package it runs at most -parallel (default GOMAXPROCS)
-// tests at a time, so only a few servers run at once.
+// Run them with `go test ./test/e2e/`; like any package it runs at most
+// -parallel (default GOMAXPROCS) tests at a time, so only a few servers
+// run at once.
 package e2e
