@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"time"
 
@@ -23,8 +24,12 @@ const SelfInstance = "backfill"
 type Config struct {
 	// Days of history, ending at End.
 	Days int
-	// Step between samples of every series.
+	// Step between samples of every series, older than every tier.
 	Step time.Duration
+	// Tiers are finer steps for the newest part of the history, so that
+	// dashboards over the last hours (whose rate windows Grafana sizes
+	// from the time range: 40 s over 6 h) have samples in every window.
+	Tiers []Tier
 	// End is the newest sample's time (default: now).
 	End time.Time
 	// Seed makes the noise and the incidents; the same seed and End give
@@ -34,10 +39,22 @@ type Config struct {
 	ChunkSteps int
 }
 
-// DefaultConfig is 30 days at a 5-minute step: about 6 million samples,
-// written in about half a minute to the embedded TSDB.
+// A Tier samples the last Within of the history every Step.
+type Tier struct {
+	Within time.Duration
+	Step   time.Duration
+}
+
+// DefaultConfig is 30 days at a 5-minute step, the last 3 days every
+// minute and the last 6 hours every 15 s: about 8 million samples,
+// written in well under a minute to the embedded TSDB.
 func DefaultConfig() Config {
-	return Config{Days: 30, Step: 5 * time.Minute, Seed: 1, ChunkSteps: 288}
+	return Config{
+		Days: 30, Step: 5 * time.Minute,
+		Tiers:      []Tier{{Within: 6 * time.Hour, Step: 15 * time.Second}, {Within: 72 * time.Hour, Step: time.Minute}},
+		Seed:       1,
+		ChunkSteps: 720,
+	}
 }
 
 // Validate reports what is wrong with c, saying how to fix it.
@@ -47,7 +64,15 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("days %d: use 1 to 400 (the TSDB keeps tsdb.embedded.retention, 30d by default)", c.Days))
 	}
 	if c.Step < 10*time.Second || c.Step > time.Hour {
-		errs = append(errs, fmt.Errorf("step %s: use 10s to 1h (5m keeps 30 days at about 6 million samples)", c.Step))
+		errs = append(errs, fmt.Errorf("step %s: use 10s to 1h (5m keeps 30 days at a few million samples)", c.Step))
+	}
+	for i, t := range c.Tiers {
+		if t.Step < time.Second || t.Step > c.Step {
+			errs = append(errs, fmt.Errorf("tiers[%d].step %s: use 1s up to the step (%s)", i, t.Step, c.Step))
+		}
+		if i > 0 && (t.Within <= c.Tiers[i-1].Within || t.Step < c.Tiers[i-1].Step) {
+			errs = append(errs, fmt.Errorf("tiers[%d]: order the tiers newest first: within and step growing", i))
+		}
 	}
 	if c.ChunkSteps < 1 {
 		errs = append(errs, fmt.Errorf("chunk steps %d: must be at least 1", c.ChunkSteps))
@@ -55,15 +80,34 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Steps is how many samples each always-present series gets.
-func (c Config) Steps() int {
-	return int(time.Duration(c.Days) * 24 * time.Hour / c.Step)
+// Times are the sample times, oldest first: End, and back from it by the
+// step of the tier each time falls in, while inside Days (strictly, so a
+// history as long as the TSDB's retention is not cut at its first sample).
+func (c Config) Times() []time.Time {
+	oldest := c.End.Add(-time.Duration(c.Days) * 24 * time.Hour)
+	var out []time.Time
+	for t := c.End; t.After(oldest); {
+		out = append(out, t)
+		step := c.Step
+		for _, tier := range c.Tiers {
+			if c.End.Sub(t) < tier.Within {
+				step = tier.Step
+				break
+			}
+		}
+		t = t.Add(-step)
+	}
+	slices.Reverse(out)
+	return out
 }
 
-// Start is the oldest sample's time: one step inside Days, so a history as
-// long as the TSDB's retention is not cut at its first sample.
+// Start is the oldest sample's time.
 func (c Config) Start() time.Time {
-	return c.End.Add(-time.Duration(c.Steps()-1) * c.Step)
+	ts := c.Times()
+	if len(ts) == 0 {
+		return c.End
+	}
+	return ts[0]
 }
 
 // Incident is one stretch of trouble in the history.
@@ -136,6 +180,8 @@ type service struct {
 // world holds the fleet and the series being built.
 type world struct {
 	cfg       Config
+	start     time.Time     // the oldest sample's time
+	dt        time.Duration // time since the previous step
 	r         *rand.Rand
 	dcs       []*datacenter
 	services  []*service
@@ -251,10 +297,11 @@ func (w *world) noise(sd float64) float64 {
 	return math.Max(0, 1+w.r.NormFloat64()*sd)
 }
 
-// step generates every series' sample at t.
-func (w *world) step(t time.Time) {
+// step generates every series' sample at t, dt after the previous one.
+func (w *world) step(t time.Time, dt time.Duration) {
+	w.dt = dt
 	ts := t.UnixMilli()
-	sec := w.cfg.Step.Seconds()
+	sec := w.dt.Seconds()
 	self := []string{"job", "opspilot", "instance", SelfInstance}
 	for _, dc := range w.dcs {
 		for _, n := range dc.nodes {
@@ -357,7 +404,7 @@ func (w *world) step(t time.Time) {
 }
 
 func (w *world) autoscaler(ts int64, s *service, current, desired int, rps float64, self []string) {
-	sec := w.cfg.Step.Seconds()
+	sec := w.dt.Seconds()
 	l := append([]string{"service", s.name}, self...)
 	w.emit(ts, float64(current), "opspilot_autoscaler_current_replicas", l...)
 	w.emit(ts, float64(desired), "opspilot_autoscaler_desired_replicas", l...)
@@ -411,7 +458,7 @@ func (w *world) anomalies(ts int64, s *service, t time.Time, rps, expectedRPS, e
 }
 
 func (w *world) host(ts int64, n *node, t time.Time) {
-	sec := w.cfg.Step.Seconds()
+	sec := w.dt.Seconds()
 	l := []string{"datacenter", n.dc, "node", n.name}
 	busy := math.Min(0.03+n.cpu/float64(n.cpus), 0.97) * w.noise(0.05)
 	busy = math.Min(busy, 0.97)
@@ -463,7 +510,7 @@ func (w *world) alerts(ts int64, t time.Time, firing []Incident, self []string) 
 		if in.Service != "billing" {
 			continue
 		}
-		was, is := in.active(t.Add(-w.cfg.Step)), in.active(t)
+		was, is := in.active(t.Add(-w.dt)), in.active(t)
 		if is && !was {
 			fired++
 		}
@@ -479,7 +526,7 @@ func (w *world) alerts(ts int64, t time.Time, firing []Incident, self []string) 
 		w.emit(ts, 1, "ALERTS", "alertname", "BillingErrorRatioHigh", "alertstate", "firing", "service", "billing", "severity", "critical")
 		w.emit(ts, active, "ALERTS_FOR_STATE", "alertname", "BillingErrorRatioHigh", "service", "billing", "severity", "critical")
 		state := "firing"
-		if t.Sub(in.Start) < w.cfg.Step {
+		if t.Sub(in.Start) < w.dt {
 			state = "pending"
 		}
 		w.emit(ts, 1, "ALERTS", "alertname", "BillingAnomaly", "alertstate", state, "service", "billing", "severity", "warning")
@@ -495,8 +542,8 @@ func (w *world) alerts(ts int64, t time.Time, firing []Incident, self []string) 
 }
 
 func (w *world) selfMetrics(ts int64, reqs float64, self []string) {
-	sec := w.cfg.Step.Seconds()
-	start := float64(w.cfg.Start().Unix())
+	sec := w.dt.Seconds()
+	start := float64(w.start.Unix())
 	w.emit(ts, 1, "up", self...)
 	w.emit(ts, start, "opspilot_start_time_seconds", self...)
 	w.emit(ts, (140<<20)*w.noise(0.05)+reqs/sec*2e4, "process_resident_memory_bytes", self...)

@@ -84,8 +84,8 @@ func TestHistoryShape(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Days, cfg.End = 8, testEnd
 	c, st := run(t, cfg)
-	if st.Steps != 8*288 {
-		t.Fatalf("steps = %d, want %d", st.Steps, 8*288)
+	if want := len(cfg.Times()); st.Steps != want {
+		t.Fatalf("steps = %d, want %d", st.Steps, want)
 	}
 	if len(st.Incidents) == 0 {
 		t.Fatal("an 8-day history has no incident")
@@ -120,18 +120,48 @@ func TestHistoryShape(t *testing.T) {
 	if last != testEnd.UnixMilli() {
 		t.Errorf("last sample at %s, want the end %s", time.UnixMilli(last), testEnd)
 	}
-	if got := time.UnixMilli(last).Sub(time.UnixMilli(first)); got != 8*24*time.Hour-cfg.Step {
-		t.Errorf("history spans %s, want 8 days less one step", got)
+	if oldest := testEnd.Add(-8 * 24 * time.Hour); !time.UnixMilli(first).After(oldest) || time.UnixMilli(first).After(oldest.Add(cfg.Step)) {
+		t.Errorf("first sample at %s, want within one step after %s", time.UnixMilli(first), oldest)
 	}
 	if alerts == 0 {
 		t.Error("no ALERTS samples although the history has incidents")
 	}
 }
 
+// The newest hours are sampled finer, so Grafana's short rate windows
+// over them find samples.
+func TestTimesTiers(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.End = testEnd
+	ts := cfg.Times()
+	gaps := map[time.Duration]int{}
+	for i := 1; i < len(ts); i++ {
+		gap := ts[i].Sub(ts[i-1])
+		age := testEnd.Sub(ts[i])
+		want := 5 * time.Minute
+		switch {
+		case age < 6*time.Hour:
+			want = 15 * time.Second
+		case age < 72*time.Hour:
+			want = time.Minute
+		}
+		if gap != want {
+			t.Fatalf("sample at %s (age %s) follows the previous by %s, want %s", ts[i], age, gap, want)
+		}
+		gaps[gap]++
+	}
+	if ts[len(ts)-1] != testEnd {
+		t.Errorf("newest sample at %s, want the end %s", ts[len(ts)-1], testEnd)
+	}
+	if gaps[15*time.Second] != 6*60*4 || gaps[time.Minute] != 66*60 {
+		t.Errorf("steps by gap = %v", gaps)
+	}
+}
+
 // The traffic follows the day: afternoons busier than nights.
 func TestDailyWave(t *testing.T) {
 	cfg := DefaultConfig()
-	cfg.Days, cfg.End, cfg.Step = 2, testEnd, time.Hour
+	cfg.Days, cfg.End = 2, testEnd
 	w := newWorld(cfg)
 	day := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC) // a Wednesday
 	if peak, night := w.wave(day.Add(16*time.Hour)), w.wave(day.Add(4*time.Hour)); peak < 2*night {
@@ -150,6 +180,10 @@ func TestConfigValidate(t *testing.T) {
 		{func(c *Config) { c.Days = 0 }, "days 0"},
 		{func(c *Config) { c.Step = time.Second }, "step 1s"},
 		{func(c *Config) { c.ChunkSteps = 0 }, "chunk steps"},
+		{func(c *Config) { c.Tiers = []Tier{{Within: time.Hour, Step: time.Hour}} }, "tiers[0].step 1h"},
+		{func(c *Config) {
+			c.Tiers = []Tier{{Within: time.Hour, Step: time.Minute}, {Within: time.Minute, Step: time.Minute}}
+		}, "newest first"},
 	} {
 		cfg := DefaultConfig()
 		c.mut(&cfg)

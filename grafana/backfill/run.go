@@ -36,6 +36,7 @@ type Stats struct {
 // The returned slice is reused by the next call.
 type Generator struct {
 	w     *world
+	times []time.Time
 	next  int
 	total int
 	out   []tsdb.TimeSeries
@@ -51,7 +52,10 @@ func NewGenerator(cfg Config) (*Generator, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("backfill: %w", err)
 	}
-	return &Generator{w: newWorld(cfg), total: cfg.Steps()}, nil
+	times := cfg.Times()
+	w := newWorld(cfg)
+	w.start = times[0]
+	return &Generator{w: w, times: times, total: len(times)}, nil
 }
 
 // Config is the generator's configuration, End filled in.
@@ -68,10 +72,14 @@ func (g *Generator) Chunk() []tsdb.TimeSeries {
 	for _, s := range g.w.series {
 		s.Samples = s.Samples[:0]
 	}
-	start := g.w.cfg.Start()
 	end := min(g.next+g.w.cfg.ChunkSteps, g.total)
 	for ; g.next < end; g.next++ {
-		g.w.step(start.Add(time.Duration(g.next) * g.w.cfg.Step))
+		t := g.times[g.next]
+		dt := g.w.cfg.Step
+		if g.next > 0 {
+			dt = t.Sub(g.times[g.next-1])
+		}
+		g.w.step(t, dt)
 	}
 	g.out = g.out[:0]
 	for _, s := range g.w.series {
@@ -93,7 +101,7 @@ func Run(ctx context.Context, cfg Config, w Writer, progress func(Progress)) (St
 		return Stats{}, err
 	}
 	cfg = g.Config()
-	st := Stats{Start: cfg.Start(), End: cfg.End, Steps: g.total, Incidents: g.Incidents()}
+	st := Stats{Start: g.times[0], End: cfg.End, Steps: g.total, Incidents: g.Incidents()}
 	for {
 		if err := ctx.Err(); err != nil {
 			return st, err
