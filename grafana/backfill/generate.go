@@ -126,25 +126,27 @@ func (in Incident) active(t time.Time) bool {
 	return !t.Before(in.Start) && t.Before(in.Start.Add(in.Duration))
 }
 
-// Incidents are the incidents of the history c describes: one every 5 to 9
-// days back from about a day before End (never in the last 12 hours, so the
-// history does not leave an alert firing), mostly on billing.
+// Incidents are the incidents of the history c describes, mostly on
+// billing: the newest ended 1 to 3 hours before End (so the dashboards'
+// default 6 hours show one, and no alert is left firing), the others every
+// 4 to 8 days back.
 func (c Config) Incidents() []Incident {
 	r := rand.New(rand.NewPCG(c.Seed, 0x1c1de47))
 	services := []string{"billing", "checkout", "billing", "catalog"}
 	var out []Incident
 	start := c.Start()
-	at := c.End.Add(-24*time.Hour - time.Duration(r.IntN(12))*time.Hour)
+	dur := time.Duration(30+r.IntN(60)) * time.Minute
+	at := c.End.Add(-time.Hour - time.Duration(r.IntN(120))*time.Minute - dur)
 	for i := 0; !at.Before(start); i++ {
-		in := Incident{
+		out = append(out, Incident{
 			Service:    services[i%len(services)],
-			Start:      at.Truncate(c.Step),
-			Duration:   time.Duration(30+r.IntN(60)) * time.Minute,
+			Start:      at,
+			Duration:   dur,
 			Surge:      2.5 + r.Float64()*2,
 			ErrorRatio: 0.03 + r.Float64()*0.12,
-		}
-		out = append(out, in)
-		at = at.Add(-time.Duration(5*24+r.IntN(4*24)) * time.Hour)
+		})
+		dur = time.Duration(30+r.IntN(60)) * time.Minute
+		at = at.Add(-time.Duration(4*24+r.IntN(4*24)) * time.Hour)
 	}
 	return out
 }

@@ -91,9 +91,12 @@ func TestHistoryShape(t *testing.T) {
 		t.Fatal("an 8-day history has no incident")
 	}
 	for _, in := range st.Incidents {
-		if in.Start.After(testEnd.Add(-12 * time.Hour)) {
-			t.Errorf("incident at %s is within 12 h of the end %s: it would leave alerts firing", in.Start, testEnd)
+		if in.Start.Add(in.Duration).After(testEnd.Add(-time.Hour)) {
+			t.Errorf("incident %s+%s ends within an hour of the end %s: it would leave alerts firing", in.Start, in.Duration, testEnd)
 		}
+	}
+	if newest := st.Incidents[0]; newest.Start.Before(testEnd.Add(-6 * time.Hour)) {
+		t.Errorf("the newest incident starts at %s, more than 6 h before the end: the dashboards' default range shows none", newest.Start)
 	}
 	var first, last int64 = math.MaxInt64, 0
 	alerts := 0
