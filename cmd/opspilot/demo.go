@@ -38,6 +38,7 @@ set.`,
 			return nil
 		},
 	})
+	cmd.AddCommand(newBackfillCmd())
 	return cmd
 }
 

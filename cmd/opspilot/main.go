@@ -65,6 +65,7 @@ Start everything on one machine with:  opspilot up`,
 		newAlertsCmd(),
 		newSilenceCmd(),
 		newIncidentCmd(),
+		newGrafanaCmd(),
 		newConfigCmd(),
 		newVersionCmd(),
 	)
