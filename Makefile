@@ -53,7 +53,7 @@ FUZZ_TARGETS := ./config:FuzzParse ./config:FuzzParseDocuments ./cmd/opspilot:Fu
 	./analyzer/rootcause:FuzzCorrelateRank ./analyzer/loganomaly:FuzzDrain ./analyzer/loganomaly:FuzzErrorWord \
 	./analyzer/loganomaly:FuzzParseFlatRow ./autoscaler:FuzzPolicyYAML ./alerting:FuzzParseRuleFile \
 	./alerting:FuzzSlackInteraction ./alerting:FuzzSlackActionValue ./alerting:FuzzSilenceAPI ./runbooks:FuzzParseCommand \
-	./runbooks:FuzzRunbookYAML ./runbooks:FuzzSlackCommandRequest
+	./runbooks:FuzzRunbookYAML ./runbooks:FuzzSlackCommandRequest ./grafana:FuzzExportOptions
 fuzz:
 	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
 		echo "fuzz $$pkg $$fn"; $(GO) test $$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) || exit 1; done

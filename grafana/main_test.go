@@ -35,7 +35,7 @@ func TestMain(m *testing.M) {
 	}
 	code := func() int {
 		defer os.RemoveAll(dir)
-		if testing.Short() {
+		if testing.Short() || fuzzing() {
 			return m.Run()
 		}
 		startErr = startStore(dir)
@@ -45,6 +45,12 @@ func TestMain(m *testing.M) {
 		return m.Run()
 	}()
 	os.Exit(code)
+}
+
+// fuzzing reports a fuzz run (or one of its workers), which needs no store.
+func fuzzing() bool {
+	f, w := flag.Lookup("test.fuzz"), flag.Lookup("test.fuzzworker")
+	return f != nil && f.Value.String() != "" || w != nil && w.Value.String() == "true"
 }
 
 func startStore(dir string) error {
@@ -77,8 +83,8 @@ func startStore(dir string) error {
 // backfilled returns the client of the store holding the demo history.
 func backfilled(t *testing.T) *tsdb.Client {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("-short: no embedded TSDB")
+	if testing.Short() || fuzzing() {
+		t.Skip("-short or fuzzing: no embedded TSDB started")
 	}
 	if startErr != nil {
 		t.Fatal(startErr)
