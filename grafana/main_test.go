@@ -91,3 +91,23 @@ func backfilled(t *testing.T) *tsdb.Client {
 	}
 	return client
 }
+
+// BenchmarkBackfill30Days is `opspilot demo backfill --days 30` into the
+// embedded TSDB, in process (the CLI adds the HTTP hop):
+// go test ./grafana -run '^$' -bench Backfill30 -benchtime 1x
+func BenchmarkBackfill30Days(b *testing.B) {
+	if store == nil {
+		b.Skip("no embedded TSDB (-short or fuzzing)")
+	}
+	for b.Loop() {
+		cfg := backfill.DefaultConfig()
+		cfg.End = time.Now()
+		cfg.Seed = 7
+		st, err := backfill.Run(context.Background(), cfg, client, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(st.Samples), "samples")
+		b.ReportMetric(float64(st.Samples)/st.Took.Seconds(), "samples/s")
+	}
+}
