@@ -137,7 +137,7 @@ func clusterDashboard() *dashboard.DashboardBuilder {
 		WithPanel(graph("Service memory", "Working set of each service's instances.", "bytes", 12,
 			query(`sum by (service) (container_memory_working_set_bytes{`+dc+`,service!=""})`, "{{service}}"))).
 		WithRow(row("Events")).
-		WithPanel(graph("Instance churn", "Instances the orchestrator placed, and stopped by reason (crash, node lost, scale down, rollout…).", "none", 12,
+		WithPanel(graph("Instance churn", "Instances the orchestrator placed, and removed by reason (stop: asked to stop, stopped: the stop confirmed, node_lost, stop_unconfirmed).", "none", 12,
 			query(`sum(increase(opspilot_orchestrator_instances_created_total[$__rate_interval]))`, "created"),
 			query(`sum by (reason) (increase(opspilot_orchestrator_instances_stopped_total[$__rate_interval]))`, "stopped: {{reason}}"))).
 		WithPanel(graph("Nodes by state", "Nodes the orchestrator knows, by datacenter and state (ready, lost, cordoned).", "none", 12,

@@ -400,7 +400,9 @@ func (w *world) step(t time.Time, dt time.Duration) {
 		w.emit(ts, float64(len(dc.nodes)), "opspilot_orchestrator_nodes", "datacenter", dc.name, "state", "ready", "job", "opspilot", "instance", SelfInstance)
 	}
 	w.count(ts, created, "opspilot_orchestrator_instances_created_total", self...)
+	// Scale-downs: asked to stop, and confirmed by the agents.
 	w.count(ts, stopped, "opspilot_orchestrator_instances_stopped_total", append(self, "reason", "stop")...)
+	w.count(ts, stopped, "opspilot_orchestrator_instances_stopped_total", append(self, "reason", "stopped")...)
 	w.alerts(ts, t, firing, self)
 	w.selfMetrics(ts, totalReqs, self)
 }

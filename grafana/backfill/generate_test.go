@@ -54,7 +54,7 @@ func run(t *testing.T, cfg Config) (*collect, Stats) {
 
 func TestSameSeedSameHistory(t *testing.T) {
 	cfg := DefaultConfig()
-	cfg.Days, cfg.End = 3, testEnd
+	cfg.Days, cfg.End, cfg.Tiers = 3, testEnd, nil
 	digest := func(c *collect) uint64 {
 		h := fnv.New64a()
 		for _, k := range c.order {
@@ -82,7 +82,7 @@ func formatFloat(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) 
 
 func TestHistoryShape(t *testing.T) {
 	cfg := DefaultConfig()
-	cfg.Days, cfg.End = 8, testEnd
+	cfg.Days, cfg.End, cfg.Tiers = 8, testEnd, nil // TestTimesTiers covers the tiers
 	c, st := run(t, cfg)
 	if want := len(cfg.Times()); st.Steps != want {
 		t.Fatalf("steps = %d, want %d", st.Steps, want)
