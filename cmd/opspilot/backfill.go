@@ -39,8 +39,8 @@ last 3 days and every 15 s over the last 6 hours. The same --seed gives the
 same history. Samples older than the TSDB's retention (tsdb.embedded.retention,
 30 days by default) are dropped by the store. To remove the history:
 
-  curl -X POST -H "Authorization: Bearer $TOKEN" \
-    'SERVER/prometheus/api/v1/admin/tsdb/delete_series?match[]={backfill="demo"}'`,
+  curl -X POST -H "Authorization: Bearer $TOKEN" --data-urlencode 'match[]={backfill="demo"}' \
+    SERVER/prometheus/api/v1/admin/tsdb/delete_series`,
 		Example: `  opspilot demo backfill
   opspilot demo backfill --days 7 --seed 42
   OPSPILOT_TOKEN=... opspilot demo backfill --server https://opspilot.internal:9440 --ca-file ca.crt`,
