@@ -60,7 +60,7 @@ atomically; the output is the same for the same options.`,
 	export.Flags().StringVar(&server, "server", "", "opspilot's URL as Grafana reaches it (default: from -c, else $OPSPILOT_SERVER, else http://127.0.0.1:9440)")
 	export.Flags().StringVarP(&configFile, "config", "c", "", "opspilot.yaml whose server.http_addr gives the URL")
 	export.Flags().StringVar(&dashboardsPath, "dashboards-path", "", "the dashboards directory as Grafana sees it (default: DIR/dashboards, absolute)")
-	export.Flags().StringVar(&tokenEnv, "token-env", "", "name of an environment variable of Grafana's holding an API token with the read role (needed for `opspilot server`)")
+	export.Flags().StringVar(&tokenEnv, "token-env", "", "name of an environment variable of Grafana's holding an API token with the read role (needed for opspilot server)")
 	_ = export.MarkFlagDirname("dashboards-path")
 	_ = export.MarkFlagFilename("config", "yaml", "yml")
 	cmd.AddCommand(export)
