@@ -55,7 +55,8 @@ FUZZ_TARGETS := ./config:FuzzParse ./config:FuzzParseDocuments ./cmd/opspilot:Fu
 	./analyzer/loganomaly:FuzzParseFlatRow ./autoscaler:FuzzPolicyYAML ./alerting:FuzzParseRuleFile \
 	./alerting:FuzzSlackInteraction ./alerting:FuzzSlackActionValue ./alerting:FuzzSilenceAPI ./runbooks:FuzzParseCommand \
 	./runbooks:FuzzRunbookYAML ./runbooks:FuzzSlackCommandRequest \
-	./grafana/report:FuzzParseTimeOfDay ./grafana/report:FuzzScheduleValidate ./grafana/report:FuzzParseCertificates
+	./grafana/report:FuzzParseTimeOfDay ./grafana/report:FuzzScheduleValidate ./grafana/report:FuzzParseCertificates \
+	./grafana:FuzzExportOptions
 fuzz:
 	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
 		echo "fuzz $$pkg $$fn"; $(GO) test $$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) || exit 1; done

@@ -1,10 +1,19 @@
-// Package grafana generates the cluster, host and service dashboards as
-// code (grafana-foundation-sdk) and the provisioning files that point
-// Grafana at opspilot's Prometheus API (/prometheus), plus capacity trend
-// and daily inspection reports.
+// Package grafana generates opspilot's Grafana dashboards as code
+// (grafana-foundation-sdk): cluster overview, host, service (KPIs with the
+// analyzer's anomaly band), autoscaler, incidents and alerts, and
+// opspilot's own health; and the provisioning files that point Grafana at
+// opspilot's Prometheus API (SERVER/prometheus): a datasource with the uid
+// every panel reads, and a file provider for the dashboards. Export writes
+// both (`opspilot grafana export DIR`).
 //
-// Dashboard generation is pure (golden-file tested); reports may import
-// opspilot/tsdb to read data. It must not import controllers.
+// Every query uses only metric names and labels the running system writes;
+// the tests run each panel's queries against the embedded TSDB after a
+// grafana/backfill history. Generation is pure and deterministic (sorted,
+// indented JSON; stable uids and panel ids) and golden-file tested.
 //
-// Filled by the Grafana issue; this file reserves the package.
+// Subpackages: backfill (the seeded demo history, `opspilot demo
+// backfill`), report (capacity trend and daily inspection reports).
+//
+// Dependencies: the foundation SDK, the YAML and renameio libraries, the
+// standard library. It must not import controllers, clients or the server.
 package grafana

@@ -39,6 +39,7 @@ set.`,
 			return nil
 		},
 	})
+	cmd.AddCommand(newBackfillCmd())
 	return cmd
 }
 

@@ -68,6 +68,7 @@ Start everything on one machine with:  opspilot up`,
 		newSilenceCmd(),
 		newIncidentCmd(),
 		newReportCmd(),
+		newGrafanaCmd(),
 		newConfigCmd(),
 		newVersionCmd(),
 	)
