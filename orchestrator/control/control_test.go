@@ -449,7 +449,11 @@ func TestRestartCreatesNoDuplicates(t *testing.T) {
 	// ran), each reconciling many times, concurrently with the first.
 	var wg sync.WaitGroup
 	for range 2 {
-		c2, err := New(cl.st, fastConfig(), nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		// n1 heartbeats to the first controller only: the others must not
+		// find it lost while they run (a slow machine takes seconds here).
+		cfg := fastConfig()
+		cfg.NodeTimeout = time.Minute
+		c2, err := New(cl.st, cfg, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 		if err != nil {
 			t.Fatal(err)
 		}
