@@ -38,7 +38,8 @@ type runbookRunner struct {
 	engine    *rb.Engine
 	incidents *rb.IncidentService
 	log       *slog.Logger
-	ctx       context.Context // the server's: runs stop with it
+	ctx       context.Context // the server's, or stop's: runs end with it
+	cancel    context.CancelFunc
 
 	console io.Writer // serialized by serve
 	wg      sync.WaitGroup
@@ -47,7 +48,8 @@ type runbookRunner struct {
 }
 
 func newRunbookRunner(ctx context.Context, allowExec bool, orch *orchestrator, q *lateTSDB, alerts *alertingStack, incidents *rb.IncidentService, approver rb.Approver, console io.Writer, log *slog.Logger) *runbookRunner {
-	r := &runbookRunner{orch: orch, alerts: alerts, incidents: incidents, log: log, ctx: ctx, console: console}
+	r := &runbookRunner{orch: orch, alerts: alerts, incidents: incidents, log: log, console: console}
+	r.ctx, r.cancel = context.WithCancel(ctx)
 	r.engine = rb.NewEngine(rb.EngineOptions{
 		Querier:      runbookQuerier{q},
 		Orchestrator: newRunbookOrchestrator(orch),
@@ -167,8 +169,9 @@ func (r *runbookRunner) names(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
-// wait waits for running runbooks (at shutdown).
-func (r *runbookRunner) wait() { r.wg.Wait() }
+// stop ends running runbooks (a wait step returns at once) and waits for
+// them, at shutdown: however the server stops, it does not hang on a run.
+func (r *runbookRunner) stop() { r.cancel(); r.wg.Wait() }
 
 // applyDemoRunbook stores examples/runbooks/billing-errors.yaml.
 func applyDemoRunbook(ctx context.Context, orch *orchestrator) error {

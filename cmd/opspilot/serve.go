@@ -155,7 +155,7 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 		routes = append(routes, slackApprover.Routes()...)
 		runner = newRunbookRunner(ctx, cfg.Runbooks.AllowExec, orch, lateStore, alerts, incidents, approver, out, log.With("component", "runbooks"))
 		incidents.OnOpened(runner.incidentOpened)
-		defer runner.wait()
+		defer runner.stop()
 		chat := newChatbot(cfg, creds, orch, alerts, incidents, runner, log.With("component", "chatbot"))
 		routes = append(routes, chat.Routes()...)
 		if socket, err = newSocketMode(creds, chat.Bot, slackApprover, log.With("component", "chatbot")); err != nil {
