@@ -156,6 +156,11 @@ type datacenter struct {
 	name  string
 	share float64 // of each service's instances
 	nodes []*node
+	// batch is the share of each node's CPU that work outside the
+	// services takes (batch jobs, other tenants) 30 days before the end,
+	// and batchGrowth how much it adds a day: capacity planners see dc-b
+	// heading for its limit.
+	batch, batchGrowth float64
 }
 
 type node struct {
@@ -166,6 +171,7 @@ type node struct {
 	load     [3]float64 // 1, 5, 15 minute averages
 	// per step, summed from the instances placed on the node
 	cpu, mem, rps float64
+	batch         func(t time.Time) float64
 }
 
 type service struct {
@@ -198,13 +204,18 @@ type world struct {
 func newWorld(cfg Config) *world {
 	w := &world{cfg: cfg, r: rand.New(rand.NewPCG(cfg.Seed, 0xba5e)), index: map[string]int{}}
 	for _, d := range []struct {
-		name, short string
-		share       float64
-	}{{"dc-a", "a", 0.6}, {"dc-b", "b", 0.4}} {
-		dc := &datacenter{name: d.name, share: d.share}
+		name, short        string
+		share              float64
+		batch, batchGrowth float64
+	}{{"dc-a", "a", 0.6, 0.12, 0.002}, {"dc-b", "b", 0.4, 0.25, 0.01}} {
+		dc := &datacenter{name: d.name, share: d.share, batch: d.batch, batchGrowth: d.batchGrowth}
+		batch := func(t time.Time) float64 {
+			days := 30 - w.cfg.End.Sub(t).Hours()/24
+			return dc.batch + dc.batchGrowth*days
+		}
 		for i := 1; i <= 3; i++ {
 			dc.nodes = append(dc.nodes, &node{dc: d.name, name: "node-" + d.short + strconv.Itoa(i), cpus: 8,
-				memTotal: 32 << 30, fsSize: [2]float64{100 << 30, 500 << 30}})
+				memTotal: 32 << 30, fsSize: [2]float64{100 << 30, 500 << 30}, batch: batch})
 		}
 		w.dcs = append(w.dcs, dc)
 	}
@@ -375,6 +386,11 @@ func (w *world) step(t time.Time, dt time.Duration) {
 				mem := (s.memBase + perInstance*s.memReq) * w.noise(0.02)
 				w.count(ts, cpu*sec, "container_cpu_usage_seconds_total", labels...)
 				w.emit(ts, mem, "container_memory_working_set_bytes", labels...)
+				// Limits, as the collector reads them from the cgroup: one
+				// two cores and 1 GiB per instance.
+				w.emit(ts, 200000, "container_spec_cpu_quota", labels...)
+				w.emit(ts, 100000, "container_spec_cpu_period", labels...)
+				w.emit(ts, 1<<30, "container_spec_memory_limit_bytes", labels...)
 				if s.name == "billing" {
 					job := append([]string{"job", "billing"}, labels...)
 					for _, op := range []struct {
@@ -464,7 +480,7 @@ func (w *world) anomalies(ts int64, s *service, t time.Time, rps, expectedRPS, e
 func (w *world) host(ts int64, n *node, t time.Time) {
 	sec := w.dt.Seconds()
 	l := []string{"datacenter", n.dc, "node", n.name}
-	busy := math.Min(0.03+n.cpu/float64(n.cpus), 0.97) * w.noise(0.05)
+	busy := math.Min(0.03+n.batch(t)*(0.8+0.2*w.wave(t))+n.cpu/float64(n.cpus), 0.97) * w.noise(0.05)
 	busy = math.Min(busy, 0.97)
 	for c := range n.cpus {
 		cpu := strconv.Itoa(c)
