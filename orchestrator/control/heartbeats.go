@@ -66,13 +66,13 @@ func (t *nodeTracker) beatAt(node string, at time.Time) (wasLost bool) {
 	return t.lost[node]
 }
 
-// RunView keeps the in-memory view of instances and nodes (agents'
-// assignments, endpoints) current until ctx ends. A control-plane replica
-// runs it whether or not it leads; Run, the leader's loop, then leaves
-// the view to it. Call it before Run.
-func (c *Controller) RunView(ctx context.Context) error {
+// SharedView hands the in-memory view of instances and nodes (agents'
+// assignments, endpoints) to the returned function, which keeps it
+// current until its context ends. A control-plane replica runs it whether
+// or not it leads; Run, the leader's loop, then leaves the view to it.
+func (c *Controller) SharedView() func(context.Context) error {
 	c.viewShared.Store(true)
-	return c.view.run(ctx, c.st, c.Poke)
+	return func(ctx context.Context) error { return c.view.run(ctx, c.st, c.Poke) }
 }
 
 // RunHeartbeatRelay shares heartbeats between control-plane replicas

@@ -36,7 +36,7 @@ func TestHeartbeatRelayReachesTheLeader(t *testing.T) {
 	for _, f := range []func(context.Context) error{
 		func(ctx context.Context) error { return leader.RunHeartbeatRelay(ctx, "cp-a", 50*time.Millisecond) },
 		func(ctx context.Context) error { return follower.RunHeartbeatRelay(ctx, "cp-b", 50*time.Millisecond) },
-		follower.RunView,
+		follower.SharedView(),
 	} {
 		go func() { _ = f(ctx); done <- struct{}{} }()
 	}
@@ -67,6 +67,6 @@ func TestHeartbeatRelayReachesTheLeader(t *testing.T) {
 		t.Errorf("a relayed older heartbeat moved n1 back to %v", seen(leader, "n1"))
 	}
 	if !follower.viewShared.Load() {
-		t.Error("RunView did not take the view over from Run")
+		t.Error("SharedView did not take the view over from Run")
 	}
 }

@@ -111,6 +111,13 @@ func (c Config) withDefaults() (Config, error) {
 	return c, nil
 }
 
+// Validate checks the configuration as Open would, without starting
+// anything.
+func (c Config) Validate() error {
+	_, err := c.withDefaults()
+	return err
+}
+
 // Store is the orchestrator's state in etcd. It is safe for concurrent use.
 type Store struct {
 	client *clientv3.Client
