@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -246,7 +247,10 @@ func (c FileConfig) Validate() []config.Problem {
 	}
 	switch c.Orchestrator.Store.Mode {
 	case "embedded":
-		if err := c.storeConfig().Validate(); err != nil {
+		var ce *store.ConfigError
+		if err := c.storeConfig().Validate(); errors.As(err, &ce) {
+			ps = append(ps, config.Problem{Field: "orchestrator.store." + ce.Field, Msg: ce.Msg})
+		} else if err != nil {
 			ps = append(ps, config.Problem{Field: "orchestrator.store", Msg: strings.TrimPrefix(err.Error(), "store: ")})
 		}
 	case "external":

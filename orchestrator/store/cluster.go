@@ -72,48 +72,51 @@ func (c *Config) checkMember() error {
 		c.Name = DefaultMemberName
 	}
 	if !memberNameRE.MatchString(c.Name) {
-		return fmt.Errorf("store: member name %q: use letters, digits, '.', '_' and '-'", c.Name)
+		return configErr("name", fmt.Sprintf("member name %q: use letters, digits, '.', '_' and '-'", c.Name))
 	}
 	switch c.ClusterState {
 	case "":
 		c.ClusterState = ClusterStateNew
 	case ClusterStateNew, ClusterStateExisting:
 	default:
-		return fmt.Errorf("store: cluster state %q: use %q or %q", c.ClusterState, ClusterStateNew, ClusterStateExisting)
+		return configErr("cluster_state", fmt.Sprintf("cluster state %q: use %q or %q", c.ClusterState, ClusterStateNew, ClusterStateExisting))
 	}
-	for _, u := range []string{c.ClientURL, c.PeerURL, c.AdvertiseClientURL, c.AdvertisePeerURL} {
-		if u == "" {
+	for _, u := range []struct{ field, url string }{
+		{"client_url", c.ClientURL}, {"peer_url", c.PeerURL},
+		{"advertise_client_url", c.AdvertiseClientURL}, {"advertise_peer_url", c.AdvertisePeerURL},
+	} {
+		if u.url == "" {
 			continue
 		}
-		if _, err := parseListenURL(u); err != nil {
-			return err
+		if _, err := parseListenURL(u.url); err != nil {
+			return configErr(u.field, strings.TrimPrefix(err.Error(), "store: "))
 		}
 	}
 	members := 1
 	if c.InitialCluster != "" {
 		m, err := ParseInitialCluster(c.InitialCluster)
 		if err != nil {
-			return fmt.Errorf("store: initial cluster: %w", err)
+			return configErr("initial_cluster", err.Error())
 		}
 		members = len(m)
 		c.InitialCluster = initialClusterString(m)
 		mine, ok := m[c.Name]
 		if !ok {
 			names := slices.Sorted(maps.Keys(m))
-			return fmt.Errorf("store: the initial cluster lists %s but not this member %q; add %s=PEER_URL or set the member name", strings.Join(names, ", "), c.Name, c.Name)
+			return configErr("initial_cluster", fmt.Sprintf("the initial cluster lists %s but not this member %q; add %s=PEER_URL or set the member name", strings.Join(names, ", "), c.Name, c.Name))
 		}
 		if c.PeerURL == "" || c.ClientURL == "" {
-			return fmt.Errorf("store: member %q of a cluster needs an explicit client URL and peer URL (the other members dial them)", c.Name)
+			return configErr("peer_url", fmt.Sprintf("member %q of a cluster needs an explicit client URL and peer URL (the other members dial them)", c.Name))
 		}
 		advertised := c.AdvertisePeerURL
 		if advertised == "" {
 			advertised = c.PeerURL
 		}
 		if strings.TrimRight(mine, "/") != strings.TrimRight(advertised, "/") {
-			return fmt.Errorf("store: the initial cluster gives member %q the peer URL %s, but it advertises %s; make them equal", c.Name, mine, advertised)
+			return configErr("initial_cluster", fmt.Sprintf("the initial cluster gives member %q the peer URL %s, but it advertises %s; make them equal", c.Name, mine, advertised))
 		}
 	} else if c.ClusterState == ClusterStateExisting {
-		return fmt.Errorf("store: cluster state %q needs the initial cluster (the running members and this one)", ClusterStateExisting)
+		return configErr("cluster_state", fmt.Sprintf("cluster state %q needs the initial cluster (the running members and this one)", ClusterStateExisting))
 	}
 	if c.HeartbeatInterval <= 0 {
 		c.HeartbeatInterval = 100 * time.Millisecond
@@ -126,7 +129,7 @@ func (c *Config) checkMember() error {
 		c.ElectionTimeout = 10 * c.HeartbeatInterval
 	}
 	if c.ElectionTimeout < 5*c.HeartbeatInterval {
-		return fmt.Errorf("store: election timeout %s must be at least 5 heartbeat intervals (%s)", c.ElectionTimeout, 5*c.HeartbeatInterval)
+		return configErr("election_timeout", fmt.Sprintf("election timeout %s must be at least 5 heartbeat intervals (%s)", c.ElectionTimeout, 5*c.HeartbeatInterval))
 	}
 	return nil
 }
@@ -139,3 +142,13 @@ func initialClusterString(m map[string]string) string {
 	}
 	return strings.Join(parts, ",")
 }
+
+// ConfigError is a bad member setting; Field is its opspilot.yaml key
+// under orchestrator.store.
+type ConfigError struct {
+	Field, Msg string
+}
+
+func (e *ConfigError) Error() string { return "store: " + e.Field + ": " + e.Msg }
+
+func configErr(field, msg string) error { return &ConfigError{Field: field, Msg: msg} }

@@ -183,5 +183,3 @@ func FuzzParseInitialCluster(f *testing.F) {
 		}
 	})
 }
-
-

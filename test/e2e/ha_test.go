@@ -289,6 +289,12 @@ func TestHAControlPlaneSurvivesLeaderKill(t *testing.T) {
 	if active, _ := c.running(survivors[0]); active != 4 {
 		t.Errorf("%d instances meant to run after scaling to 4: %+v", active, c.instances(survivors[0]))
 	}
+	// The agents moved to a follower when their replica died; the new
+	// leader saw their heartbeats through the relay and lost no node.
+	var evs []map[string]any
+	if c.get(survivors[0], "/api/v1/events?reason=NodeLost", &evs) && len(evs) > 0 {
+		t.Errorf("nodes were declared lost across the hand-over: %v", evs)
+	}
 
 	// The killed replica starts again and rejoins as a follower.
 	cfg, err := os.ReadFile(leaderR.cfg)
