@@ -417,24 +417,20 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 		restartable := alerts == nil // the alerting evaluator runs once per process
 		fatal := make(chan error, 1)
 		g.Add(func() error {
-			err := elector.Run(lctx, func(ctx context.Context) error {
+			return elector.Run(lctx, func(ctx context.Context) error {
 				err := runAll(ctx, leaderLoops)
 				if errors.Is(context.Cause(ctx), leader.ErrLost) && !restartable {
-					fatal <- errors.New("leadership lost: the alerting evaluator cannot restart in this process; exiting so that a supervisor restarts this replica as a follower")
+					select {
+					case fatal <- errors.New("leadership lost: the alerting evaluator cannot restart in this process; exiting so that a supervisor restarts this replica as a follower"):
+					default:
+					}
 				}
 				return err
 			})
-			select {
-			case err := <-fatal:
-				return err
-			default:
-			}
-			return err
 		}, func(error) { cancel() })
 		g.Add(func() error {
 			select {
 			case err := <-fatal:
-				fatal <- err
 				return err
 			case <-lctx.Done():
 				return nil
