@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -50,10 +51,26 @@ type Config struct {
 type ServerConfig struct {
 	// URL of the opspilot server, e.g. https://opspilot.example:9440.
 	URL string `yaml:"url"`
+	// URLs are further control-plane replicas: the node agent fails over
+	// between URL and these on connection errors. Samples are shipped to
+	// URL.
+	URLs []string `yaml:"urls"`
 	// TokenFile holds an API token with role write.
 	TokenFile string `yaml:"token_file"`
 	// CAFile verifies the server's TLS certificate.
 	CAFile string `yaml:"ca_file"`
+}
+
+// Servers is URL then URLs, without repeats and trailing slashes.
+func (c ServerConfig) Servers() []string {
+	var out []string
+	for _, u := range append([]string{c.URL}, c.URLs...) {
+		u = strings.TrimRight(strings.TrimSpace(u), "/")
+		if u != "" && !slices.Contains(out, u) {
+			out = append(out, u)
+		}
+	}
+	return out
 }
 
 // QueueConfig is the disk queue between collectors and the TSDB.

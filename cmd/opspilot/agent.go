@@ -75,6 +75,11 @@ $OPSPILOT_TOKEN).`,
 					*o.to = *o.from
 				}
 			}
+			// --server takes a comma list of control-plane replicas.
+			if first, rest, ok := strings.Cut(a.Server.URL, ","); ok {
+				a.Server.URL = strings.TrimSpace(first)
+				a.Server.URLs = append(strings.Split(rest, ","), a.Server.URLs...)
+			}
 			if a.Server.URL == "" {
 				return errors.New("agent.server.url: where should the agent ship? pass --server https://HOST:9440")
 			}
@@ -103,7 +108,7 @@ $OPSPILOT_TOKEN).`,
 		},
 	}
 	f.register(cmd, "./opspilot-agent-data", "127.0.0.1:9441")
-	cmd.Flags().StringVar(&server, "server", "", "opspilot server URL to ship to (agent.server.url)")
+	cmd.Flags().StringVar(&server, "server", "", "opspilot server URL to ship to (agent.server.url); a comma list names further control-plane replicas to fail over to (agent.server.urls)")
 	cmd.Flags().StringVar(&tokenFile, "token-file", "", "file with an API token of role write (agent.server.token_file; default $OPSPILOT_TOKEN)")
 	cmd.Flags().StringVar(&caFile, "ca-file", "", "CA certificate that signed the server's TLS certificate (agent.server.ca_file)")
 	cmd.Flags().StringVar(&dc, "datacenter", "", "datacenter label (agent.datacenter, default local)")

@@ -85,6 +85,11 @@ func TestConfigErrorsNameLineAndField(t *testing.T) {
 			want: []string{`4:analyzer.queries[0].expr:not valid MetricsQL`, `5:analyzer.queries[0].model:unknown model "prophet"`},
 		},
 		{
+			name: "cluster member not in its initial cluster, bad leader ttl",
+			yaml: "orchestrator:\n  leader:\n    ttl: 1500ms\n  store:\n    name: cp-x\n    client_url: http://127.0.0.1:2379\n    peer_url: http://127.0.0.1:2380\n    initial_cluster: cp-a=http://127.0.0.1:2380,cp-b=http://127.0.0.1:2381\n",
+			want: []string{`3:orchestrator.leader.ttl:whole seconds`, `8:orchestrator.store.initial_cluster:not this member "cp-x"`},
+		},
+		{
 			name: "unknown section",
 			yaml: "tsbd:\n  mode: embedded\n",
 			want: []string{`1:tsbd:did you mean "tsdb"`},

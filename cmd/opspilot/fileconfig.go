@@ -1,9 +1,11 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -15,7 +17,9 @@ import (
 	"opspilot/config"
 	"opspilot/grafana/report"
 	"opspilot/orchestrator/control"
+	"opspilot/orchestrator/leader"
 	"opspilot/orchestrator/model"
+	"opspilot/orchestrator/store"
 	"opspilot/runbooks"
 	"opspilot/tsdb"
 )
@@ -64,6 +68,11 @@ type DemoConfig struct {
 type OrchestratorConfig struct {
 	control.Config `yaml:",inline"`
 	Store          StoreConfig `yaml:"store"`
+	// Leader elects the replica that runs the singleton loops.
+	Leader leader.Config `yaml:"leader"`
+	// HeartbeatRelay is how often a replica shares the heartbeats its
+	// agents sent it with the other replicas (through etcd).
+	HeartbeatRelay time.Duration `yaml:"heartbeat_relay"`
 }
 
 // StoreConfig says where the orchestrator's state lives.
@@ -77,6 +86,72 @@ type StoreConfig struct {
 	Prefix string `yaml:"prefix"`
 	// DataDir overrides data_dir/etcd.
 	DataDir string `yaml:"data_dir"`
+	// Name is this replica's etcd member name (and its name as leader);
+	// default "opspilot".
+	Name string `yaml:"name"`
+	// ClientURL and PeerURL are the embedded member's listen URLs
+	// (http://HOST:PORT); empty picks free loopback ports (one member
+	// only). The advertise URLs default to them.
+	ClientURL          string `yaml:"client_url"`
+	AdvertiseClientURL string `yaml:"advertise_client_url"`
+	PeerURL            string `yaml:"peer_url"`
+	AdvertisePeerURL   string `yaml:"advertise_peer_url"`
+	// InitialCluster is name=peerURL,… of every member of a new cluster.
+	InitialCluster string `yaml:"initial_cluster"`
+	// ClusterState is new or existing.
+	ClusterState string `yaml:"cluster_state"`
+	// HeartbeatInterval and ElectionTimeout are etcd's raft timings.
+	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
+	ElectionTimeout   time.Duration `yaml:"election_timeout"`
+}
+
+// storeConfig is the store's configuration from the file.
+func (c FileConfig) storeConfig() store.Config {
+	sc := c.Orchestrator.Store
+	scfg := store.Config{Prefix: sc.Prefix}
+	if sc.Mode == "external" {
+		scfg.Endpoints = sc.Endpoints
+		return scfg
+	}
+	scfg.Embedded = true
+	scfg.DataDir = sc.DataDir
+	if scfg.DataDir == "" {
+		scfg.DataDir = filepath.Join(c.DataDir, "etcd")
+	}
+	scfg.Name, scfg.ClientURL, scfg.AdvertiseClientURL = sc.Name, sc.ClientURL, sc.AdvertiseClientURL
+	scfg.PeerURL, scfg.AdvertisePeerURL = sc.PeerURL, sc.AdvertisePeerURL
+	scfg.InitialCluster, scfg.ClusterState = sc.InitialCluster, sc.ClusterState
+	scfg.HeartbeatInterval, scfg.ElectionTimeout = sc.HeartbeatInterval, sc.ElectionTimeout
+	return scfg
+}
+
+// electLeader says whether replicas elect a leader: election on, or auto
+// with an external etcd or an embedded cluster of several members.
+func (c FileConfig) electLeader() bool {
+	switch c.Orchestrator.Leader.Election {
+	case leader.ElectionOn:
+		return true
+	case leader.ElectionOff:
+		return false
+	}
+	if c.Orchestrator.Store.Mode == "external" {
+		return true
+	}
+	m, err := store.ParseInitialCluster(c.Orchestrator.Store.InitialCluster)
+	return err == nil && len(m) > 1
+}
+
+// replicaName names this control-plane replica: the etcd member name, or
+// the host name.
+func (c FileConfig) replicaName() string {
+	if c.Orchestrator.Store.Name != "" {
+		return c.Orchestrator.Store.Name
+	}
+	if c.Orchestrator.Store.Mode != "external" {
+		return store.DefaultMemberName
+	}
+	h, _ := os.Hostname()
+	return h
 }
 
 // NodeConfig describes the node to the orchestrator.
@@ -139,7 +214,7 @@ func defaultFileConfig() FileConfig {
 		SelfMonitoring: SelfMonitoringConfig{Enabled: true, Interval: 10 * time.Second, IncludeTSDB: true},
 		Agent:          collector.DefaultConfig(),
 		LogStore:       LogStoreConfig{Mode: "embedded", HTTPAddr: "127.0.0.1:9428"},
-		Orchestrator:   OrchestratorConfig{Config: control.DefaultConfig(), Store: StoreConfig{Mode: "embedded"}},
+		Orchestrator:   OrchestratorConfig{Config: control.DefaultConfig(), Store: StoreConfig{Mode: "embedded"}, Leader: leader.DefaultConfig(), HeartbeatRelay: 250 * time.Millisecond},
 		Analyzer:       online.DefaultConfig(),
 		Autoscaler:     autoscaler.DefaultLoopConfig(),
 		Alerting:       alerting.DefaultConfig(),
@@ -171,8 +246,18 @@ func (c FileConfig) Validate() []config.Problem {
 	ps = append(ps, config.Prefix("alerting", c.Alerting.Validate())...)
 	ps = append(ps, config.Prefix("runbooks", c.Runbooks.Validate())...)
 	ps = append(ps, config.Prefix("reports", c.Reports.Validate())...)
+	ps = append(ps, config.Prefix("orchestrator.leader", c.Orchestrator.Leader.Validate())...)
+	if c.Orchestrator.HeartbeatRelay < 10*time.Millisecond || c.Orchestrator.HeartbeatRelay > c.Orchestrator.NodeTimeout/2 {
+		ps = append(ps, config.Problem{Field: "orchestrator.heartbeat_relay", Msg: fmt.Sprintf("%s: use 10ms to half of orchestrator.node_timeout (%s), e.g. 250ms", c.Orchestrator.HeartbeatRelay, c.Orchestrator.NodeTimeout/2)})
+	}
 	switch c.Orchestrator.Store.Mode {
 	case "embedded":
+		var ce *store.ConfigError
+		if err := c.storeConfig().Validate(); errors.As(err, &ce) {
+			ps = append(ps, config.Problem{Field: "orchestrator.store." + ce.Field, Msg: ce.Msg})
+		} else if err != nil {
+			ps = append(ps, config.Problem{Field: "orchestrator.store", Msg: strings.TrimPrefix(err.Error(), "store: ")})
+		}
 	case "external":
 		if len(c.Orchestrator.Store.Endpoints) == 0 {
 			ps = append(ps, config.Problem{Field: "orchestrator.store.endpoints", Msg: "the external store needs etcd endpoints, e.g. [http://etcd-1:2379]"})

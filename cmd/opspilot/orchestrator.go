@@ -49,18 +49,7 @@ type orchestrator struct {
 // openOrchestrator opens the store and builds the controller, and in
 // server mode the CA (whose join token agents use).
 func openOrchestrator(ctx context.Context, cfg FileConfig, reg prometheus.Registerer, log *slog.Logger) (*orchestrator, error) {
-	sc := cfg.Orchestrator.Store
-	scfg := store.Config{Prefix: sc.Prefix}
-	if sc.Mode == "external" {
-		scfg.Endpoints = sc.Endpoints
-	} else {
-		scfg.Embedded = true
-		scfg.DataDir = sc.DataDir
-		if scfg.DataDir == "" {
-			scfg.DataDir = filepath.Join(cfg.DataDir, "etcd")
-		}
-	}
-	st, err := store.Open(ctx, scfg, log.With("component", "store"))
+	st, err := store.Open(ctx, cfg.storeConfig(), log.With("component", "store"))
 	if err != nil {
 		return nil, err
 	}
@@ -159,7 +148,7 @@ type nodeAgent struct {
 
 // newNodeAgent builds the runtimes (process always; docker when listed or,
 // by default, when an engine answers), the manager and the agent.
-func newNodeAgent(ctx context.Context, cfg FileConfig, server, joinToken string, client *http.Client, log *slog.Logger) (*nodeAgent, error) {
+func newNodeAgent(ctx context.Context, cfg FileConfig, servers []string, joinToken string, client *http.Client, log *slog.Logger) (*nodeAgent, error) {
 	nodeName := nodeName(cfg)
 	if nodeName == "" {
 		return nil, errors.New("node name not set (agent.node, --node) and the hostname is unknown")
@@ -212,7 +201,7 @@ func newNodeAgent(ctx context.Context, cfg FileConfig, server, joinToken string,
 	exec := &node.RuntimeExecutor{M: m}
 	na.exec = exec
 	ag, err = node.New(node.Config{
-		Server: strings.TrimRight(server, "/"), JoinToken: joinToken, StateDir: filepath.Join(cfg.DataDir, "node"),
+		Servers: servers, JoinToken: joinToken, StateDir: filepath.Join(cfg.DataDir, "node"),
 		Node: model.Node{
 			Name: nodeName, Datacenter: cfg.Agent.Datacenter, Partition: cfg.Node.Partition, Labels: cfg.Node.Labels,
 			Capacity: detectCapacity(cfg.Node.Capacity), Address: cfg.Node.Address,
@@ -323,7 +312,7 @@ func joinAsNode(ctx context.Context, cfg *FileConfig, joinToken string, log *slo
 		cfg.Agent.Server.CAFile = caFile
 		client.Transport = &http.Transport{TLSClientConfig: pki.ClientTLSConfig(pool)}
 	}
-	na, err := newNodeAgent(ctx, *cfg, server, joinToken, client, log.With("component", "node"))
+	na, err := newNodeAgent(ctx, *cfg, cfg.Agent.Server.Servers(), joinToken, client, log.With("component", "node"))
 	if err != nil {
 		return nil, err
 	}

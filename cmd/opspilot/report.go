@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/oklog/run"
 	"github.com/prometheus/common/model"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
@@ -210,15 +209,15 @@ func parseReportDuration(flag, s string) (time.Duration, error) {
 	return time.Duration(d), nil
 }
 
-// startReports adds the scheduled reports to the server's run group: the
+// newReportLoop returns the scheduled reports loop (nil when both are off): the
 // capacity report and the inspection are built on their schedules
 // (reports.*), kept under reports.dir and posted to Slack or the console.
 // They read the TSDB through client and the control plane through its own
 // routes, in-process.
-func startReports(ctx context.Context, g *run.Group, cfg FileConfig, routes []api.Route, client *tsdb.Client, out io.Writer, log *slog.Logger) error {
+func newReportLoop(cfg FileConfig, routes []api.Route, client *tsdb.Client, out io.Writer, log *slog.Logger) (func(context.Context) error, error) {
 	rc := cfg.Reports
 	if rc.Capacity.Every == "off" && rc.Inspection.Every == "off" {
-		return nil
+		return nil, nil
 	}
 	dir := rc.Dir
 	if dir == "" {
@@ -230,18 +229,18 @@ func startReports(ctx context.Context, g *run.Group, cfg FileConfig, routes []ap
 		if rc.Slack.TokenFile != "" {
 			b, err := os.ReadFile(rc.Slack.TokenFile)
 			if err != nil {
-				return fmt.Errorf("reports.slack.token_file: %w", err)
+				return nil, fmt.Errorf("reports.slack.token_file: %w", err)
 			}
 			token = strings.TrimSpace(string(b))
 		} else {
 			creds, err := cfg.Runbooks.Chat.Credentials()
 			if err != nil {
-				return err
+				return nil, err
 			}
 			token = creds.BotToken
 		}
 		if token == "" {
-			return fmt.Errorf("reports: a channel is set but there is no Slack bot token; set reports.slack.token_file or $SLACK_BOT_TOKEN")
+			return nil, fmt.Errorf("reports: a channel is set but there is no Slack bot token; set reports.slack.token_file or $SLACK_BOT_TOKEN")
 		}
 		poster = report.NewSlackPoster(token, rc.Slack.APIURL, poster)
 	}
@@ -280,9 +279,7 @@ func startReports(ctx context.Context, g *run.Group, cfg FileConfig, routes []ap
 		}
 		return report.Built{Kind: "inspection", Name: report.FileName("inspection", now, "html"), Body: buf.Bytes(), Summary: rep.Text(), Channel: c.Channel}, nil
 	}})
-	rctx, cancel := context.WithCancel(ctx)
-	g.Add(func() error { return s.Run(rctx) }, func(error) { cancel() })
-	return nil
+	return s.Run, nil
 }
 
 // handlerTransport serves requests with an in-process handler: the

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -29,6 +31,7 @@ import (
 	"opspilot/autoscaler"
 	"opspilot/collector"
 	"opspilot/collector/logs"
+	"opspilot/orchestrator/leader"
 	"opspilot/orchestrator/model"
 	"opspilot/runbooks"
 	"opspilot/tsdb"
@@ -60,6 +63,7 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 		embedded *tsdb.Embedded
 		client   *tsdb.Client
 		ready    bool
+		elector  *leader.Elector // set once the server listens
 	)
 	status := func() any {
 		st := map[string]any{
@@ -81,6 +85,16 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 			t["query_url"] = client.Endpoints().QueryURL
 		}
 		st["tsdb"] = t
+		if elector != nil {
+			lctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			ls, err := elector.Status(lctx)
+			cancel()
+			if err != nil {
+				st["leader"] = map[string]any{"error": err.Error()}
+			} else {
+				st["leader"] = ls
+			}
+		}
 		return st
 	}
 
@@ -104,6 +118,21 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 	}
 	defer orch.Close()
 	routes = append(routes, orch.routes()...)
+	routes = append(routes, api.Route{Pattern: "GET /api/v1/leader", Name: "leader", Role: api.RoleRead, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if elector == nil {
+			http.Error(w, `{"status":"error","error":"starting; retry in a second"}`, http.StatusServiceUnavailable)
+			return
+		}
+		st, err := elector.Status(r.Context())
+		if err != nil {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_ = json.NewEncoder(w).Encode(map[string]string{"status": "error", "error": err.Error()})
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(st)
+	})})
 	// The analyzer restores its checkpoint now; it queries and writes
 	// through the TSDB client once that exists.
 	lateStore := &lateTSDB{}
@@ -174,6 +203,14 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 	if err := srv.Listen(); err != nil {
 		return err
 	}
+	elect := cfg.electLeader()
+	lopts := leader.Options{Self: leader.Identity{Name: cfg.replicaName(), URL: srv.URL()}, Registerer: reg, Log: log.With("component", "leader")}
+	if elect {
+		lopts.Client, lopts.Key = orch.st.Client(), orch.st.Prefix()+"leader"
+	}
+	if elector, err = leader.New(cfg.Orchestrator.Leader, lopts); err != nil {
+		return err
+	}
 
 	clientReg := prometheus.WrapRegistererWith(nil, reg)
 	switch cfg.TSDB.Mode {
@@ -215,6 +252,9 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 	lateStore.set(client)
 
 	var g run.Group
+	// The singleton loops run on the leader only (every loop when this
+	// replica is alone); the APIs are served by every replica.
+	var leaderLoops []func(context.Context) error
 	if scaler != nil {
 		if embedded != nil {
 			// Decide on what was written up to now: without this the
@@ -222,12 +262,10 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 			// (a new instance) after up to ~10 s.
 			scaler.SetBeforeEvaluate(embedded.Flush)
 		}
-		actx, cancel := context.WithCancel(ctx)
-		g.Add(func() error { return scaler.Run(actx) }, func(error) { cancel() })
+		leaderLoops = append(leaderLoops, scaler.Run)
 	}
 	if anomalies != nil {
-		actx, cancel := context.WithCancel(ctx)
-		g.Add(func() error { return anomalies.Run(actx) }, func(error) { cancel() })
+		leaderLoops = append(leaderLoops, anomalies.Run)
 	}
 	if alerts != nil {
 		if embedded != nil {
@@ -235,31 +273,38 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 			flush := embedded.Flush
 			alerts.flush.Store(&flush)
 		}
-		actx, cancel := context.WithCancel(ctx)
-		g.Add(func() error { return alerts.run(actx) }, func(error) { cancel() })
-		ictx, icancel := context.WithCancel(ctx)
-		g.Add(func() error { return incidents.Run(ictx) }, func(error) { icancel() })
+		leaderLoops = append(leaderLoops, alerts.run, incidents.Run)
 	}
-	if err := startReports(ctx, &g, cfg, routes, client, out, log); err != nil {
+	// Scheduled reports are posted once, by the leader.
+	if reports, err := newReportLoop(cfg, routes, client, out, log); err != nil {
 		return err
+	} else if reports != nil {
+		leaderLoops = append(leaderLoops, reports)
 	}
 	if socket != nil {
-		sctx, cancel := context.WithCancel(ctx)
-		g.Add(func() error { return socket.Run(sctx) }, func(error) { cancel() })
+		leaderLoops = append(leaderLoops, socket.Run)
 	}
 	{
 		sctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error { return srv.Serve(sctx) }, func(error) { cancel() })
 	}
-	{
-		cctx, cancel := context.WithCancel(ctx)
-		g.Add(func() error { return orch.ctrl.Run(cctx) }, func(error) { cancel() })
+	if elect {
+		// Every replica keeps the view agents and gateways read, and
+		// shares the heartbeats its agents send with the leader.
+		view := orch.ctrl.SharedView()
+		vctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error { return view(vctx) }, func(error) { cancel() })
+		hctx, hcancel := context.WithCancel(ctx)
 		g.Add(func() error {
-			datacenterSignals(cctx, orch.ctrl, tsdbQuerier{lateStore}, cfg.Orchestrator.Datacenters.DegradedErrorRatio, log.With("component", "datacenters"))
-			<-cctx.Done() // the check may be off; the group ends with the server
-			return nil
-		}, func(error) { cancel() })
+			return orch.ctrl.RunHeartbeatRelay(hctx, cfg.replicaName(), cfg.Orchestrator.HeartbeatRelay)
+		}, func(error) { hcancel() })
 	}
+	leaderLoops = append(leaderLoops, orch.ctrl.Run)
+	leaderLoops = append(leaderLoops, func(ctx context.Context) error {
+		datacenterSignals(ctx, orch.ctrl, tsdbQuerier{lateStore}, cfg.Orchestrator.Datacenters.DegradedErrorRatio, log.With("component", "datacenters"))
+		<-ctx.Done() // the check may be off; it ends with the leadership
+		return nil
+	})
 	// `opspilot up` runs one agent for this machine, and the log store.
 	var (
 		agent    *collector.Agent
@@ -322,8 +367,7 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 				return err
 			}
 			anomalies.SetLogTemplates(scanner.NewTemplates)
-			lctx, cancel := context.WithCancel(ctx)
-			g.Add(func() error { return scanner.Run(lctx, client) }, func(error) { cancel() })
+			leaderLoops = append(leaderLoops, func(ctx context.Context) error { return scanner.Run(ctx, client) })
 		}
 	}
 	if cfg.Server.LocalMode {
@@ -332,7 +376,7 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 		// its Docker probe and clean-up take time on a busy machine.
 		nctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error {
-			local, err := newNodeAgent(nctx, cfg, srv.URL(), orch.JoinToken(), &http.Client{}, log.With("component", "node"))
+			local, err := newNodeAgent(nctx, cfg, []string{srv.URL()}, orch.JoinToken(), &http.Client{}, log.With("component", "node"))
 			if err != nil {
 				return err
 			}
@@ -380,6 +424,31 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 			shipper.Skip()
 		}
 		g.Add(func() error { return shipper.Run(sctx) }, func(error) { cancel() })
+	}
+	{
+		lctx, cancel := context.WithCancel(ctx)
+		restartable := alerts == nil // the alerting evaluator runs once per process
+		fatal := make(chan error, 1)
+		g.Add(func() error {
+			return elector.Run(lctx, func(ctx context.Context) error {
+				err := runAll(ctx, leaderLoops)
+				if errors.Is(context.Cause(ctx), leader.ErrLost) && !restartable {
+					select {
+					case fatal <- errors.New("leadership lost: the alerting evaluator cannot restart in this process; exiting so that a supervisor restarts this replica as a follower"):
+					default:
+					}
+				}
+				return err
+			})
+		}, func(error) { cancel() })
+		g.Add(func() error {
+			select {
+			case err := <-fatal:
+				return err
+			case <-lctx.Done():
+				return nil
+			}
+		}, func(error) { cancel() })
 	}
 	{
 		sctx, cancel := context.WithCancel(ctx)
@@ -471,6 +540,25 @@ func printBanner(out io.Writer, cfg FileConfig, srv *api.Server, embedded *tsdb.
 	if cfg.SelfMonitoring.Enabled {
 		fmt.Fprintf(out, "  self-metrics  written into the tsdb every %s (try: opspilot query opspilot_build_info)\n", cfg.SelfMonitoring.Interval)
 	}
+}
+
+// runAll runs loops until ctx ends or one fails; then it stops the others
+// and waits for all of them.
+func runAll(ctx context.Context, loops []func(context.Context) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, len(loops))
+	for _, loop := range loops {
+		go func() { errc <- loop(ctx) }()
+	}
+	var first error
+	for range loops {
+		if err := <-errc; err != nil && first == nil && ctx.Err() == nil {
+			first = err
+		}
+		cancel()
+	}
+	return first
 }
 
 // lateHandler lets routes be registered before the store they serve exists.

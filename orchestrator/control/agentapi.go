@@ -91,7 +91,7 @@ func (a *agentAPI) joinHandler(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	a.c.nodes.beat(n.Name, a.c.now())
+	a.c.beat(n.Name, a.c.now())
 	existing, err := store.Get[model.Node](ctx, a.c.st, store.KindNode, n.Name)
 	switch {
 	case err == nil:
@@ -173,7 +173,7 @@ func (a *agentAPI) heartbeat(w http.ResponseWriter, r *http.Request, node string
 		return
 	}
 	now := a.c.now()
-	if a.c.nodes.beat(node, now) {
+	if a.c.beat(node, now) {
 		a.c.Poke() // the node is back
 	}
 	if _, ok := a.c.view.nodeByName(node); !ok && a.c.view.isSynced() {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -72,6 +73,9 @@ type Controller struct {
 	poke  chan struct{}
 	nodes *nodeTracker
 	view  *view
+	// viewShared: RunView keeps the view, not Run (control-plane replicas).
+	viewShared atomic.Bool
+	relay      atomic.Pointer[heartbeatRelay]
 
 	revMu sync.Mutex
 	revs  revisionCache
@@ -162,7 +166,9 @@ func (c *Controller) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errc := make(chan error, 1)
-	go func() { errc <- c.view.run(ctx, c.st, c.Poke) }()
+	if !c.viewShared.Load() {
+		go func() { errc <- c.view.run(ctx, c.st, c.Poke) }()
+	}
 	go c.watchPoke(ctx, store.KindService, store.KindTenant, KindConfig)
 
 	resync := time.NewTicker(c.cfg.Resync)

@@ -24,7 +24,9 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -46,6 +48,10 @@ type Executor interface {
 type Config struct {
 	// Server is the control plane's base URL.
 	Server string
+	// Servers are further control-plane replicas' base URLs: on a
+	// connection error (or a 502/503/504 answer) the agent moves on to
+	// the next one. Server comes first when both are set.
+	Servers []string
 	// JoinToken is the cluster's join token.
 	JoinToken string
 	// StateDir keeps the node token between restarts.
@@ -79,13 +85,19 @@ type Agent struct {
 	joinOnce  sync.Once
 	lastHash  string
 	heartbeat time.Time
+	// current indexes cfg.Servers: the replica the agent talks to.
+	current atomic.Int32
 }
 
 // New returns an agent; Run joins and serves.
 func New(cfg Config, exec Executor) (*Agent, error) {
-	if cfg.Server == "" {
+	if cfg.Server != "" && !slices.Contains(cfg.Servers, cfg.Server) {
+		cfg.Servers = append([]string{cfg.Server}, cfg.Servers...)
+	}
+	if len(cfg.Servers) == 0 {
 		return nil, errors.New("agent: no server URL; pass --server https://HOST:9440")
 	}
+	cfg.Server = cfg.Servers[0]
 	if cfg.Node.Name == "" || cfg.Node.Datacenter == "" {
 		return nil, errors.New("agent: the node needs a name and a datacenter (--node, --datacenter)")
 	}
@@ -337,6 +349,36 @@ func (a *Agent) follow(ctx context.Context) error {
 	return nil
 }
 
+// call sends one request to the current server; when that one cannot be
+// reached (or answers 502/503/504) it tries the others in turn, and the
+// one that answers becomes current.
 func (a *Agent) call(ctx context.Context, method, path, token string, body, out any) error {
-	return jsonapi.Do(ctx, a.cfg.Client, method, a.cfg.Server+path, token, nil, body, out)
+	n := len(a.cfg.Servers)
+	start := int(a.current.Load())
+	var err error
+	for i := range n {
+		idx := (start + i) % n
+		err = jsonapi.Do(ctx, a.cfg.Client, method, a.cfg.Servers[idx]+path, token, nil, body, out)
+		if !failOver(err) || ctx.Err() != nil {
+			if i > 0 && err == nil {
+				a.current.Store(int32(idx))
+				a.log.Info("talking to another control-plane replica", "server", a.cfg.Servers[idx])
+			}
+			return err
+		}
+	}
+	return err
+}
+
+// failOver says whether err means "try another replica": no answer, or
+// a proxy's or an unavailable server's answer.
+func failOver(err error) bool {
+	if err == nil {
+		return false
+	}
+	var he *jsonapi.Error
+	if errors.As(err, &he) {
+		return he.Code == http.StatusBadGateway || he.Code == http.StatusServiceUnavailable || he.Code == http.StatusGatewayTimeout
+	}
+	return true
 }

@@ -45,8 +45,29 @@ type Config struct {
 	// DataDir holds the embedded etcd's data (required when Embedded).
 	DataDir string
 	// ClientURL and PeerURL are the embedded etcd's listen URLs, such as
-	// "http://127.0.0.1:2379". Empty picks a free 127.0.0.1 port.
+	// "http://127.0.0.1:2379". Empty picks a free 127.0.0.1 port (a
+	// single member only: the members of a cluster must know each other's
+	// peer URLs).
 	ClientURL, PeerURL string
+	// AdvertiseClientURL and AdvertisePeerURL are how the other members
+	// and their clients reach this one; empty means the listen URL (set
+	// them when listening on 0.0.0.0).
+	AdvertiseClientURL, AdvertisePeerURL string
+	// Name is this member's name in the etcd cluster. Default "opspilot".
+	Name string
+	// InitialCluster lists the members of a new cluster as
+	// "name=peerURL,name=peerURL,…" (etcd's --initial-cluster). Empty
+	// means this member alone. etcd reads it only when the data directory
+	// is new: a member restarting with its data rejoins by itself.
+	InitialCluster string
+	// ClusterState is "new" (the members start the cluster together) or
+	// "existing" (this member is added to a running cluster, after
+	// `etcdctl member add`). Default "new".
+	ClusterState string
+	// HeartbeatInterval and ElectionTimeout are etcd's raft timings.
+	// Defaults: 10 ms and 100 ms for a single member (it elects itself at
+	// once), etcd's 100 ms and 1 s for a cluster.
+	HeartbeatInterval, ElectionTimeout time.Duration
 	// Endpoints of an external etcd cluster, used when !Embedded.
 	Endpoints []string
 	// DialTimeout bounds connecting to etcd. Default 5 s.
@@ -81,18 +102,20 @@ func (c Config) withDefaults() (Config, error) {
 		if c.DataDir == "" {
 			return c, errors.New("store: embedded etcd needs a data directory; set DataDir")
 		}
-		for _, u := range []string{c.ClientURL, c.PeerURL} {
-			if u == "" {
-				continue
-			}
-			if _, err := parseListenURL(u); err != nil {
-				return c, err
-			}
+		if err := c.checkMember(); err != nil {
+			return c, err
 		}
 	} else if len(c.Endpoints) == 0 {
 		return c, errors.New("store: no etcd endpoints; set Endpoints or use the embedded etcd")
 	}
 	return c, nil
+}
+
+// Validate checks the configuration as Open would, without starting
+// anything.
+func (c Config) Validate() error {
+	_, err := c.withDefaults()
+	return err
 }
 
 // Store is the orchestrator's state in etcd. It is safe for concurrent use.
@@ -102,6 +125,7 @@ type Store struct {
 	log    *slog.Logger
 
 	etcd      *embed.Etcd // nil when external
+	member    string      // the embedded member's name
 	lock      *os.File
 	closeOnce sync.Once
 	closeErr  error
@@ -120,12 +144,15 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{prefix: cfg.Prefix, log: log}
+	s := &Store{prefix: cfg.Prefix, log: log, member: cfg.Name}
 	endpoints := cfg.Endpoints
 	if cfg.Embedded {
 		if err := s.startEmbedded(ctx, cfg); err != nil {
 			return nil, err
 		}
+		// The local member only: it lives and dies with this process, and
+		// a member cut off from its cluster refuses requests (they need a
+		// leader) instead of answering stale data.
 		endpoints = []string{s.etcd.Clients[0].Addr().String()}
 	}
 	client, err := clientv3.New(clientv3.Config{
@@ -194,16 +221,28 @@ func (s *Store) startEtcdOnce(ctx context.Context, cfg Config) error {
 	cu, _ := parseListenURL(clientURL)
 	pu, _ := parseListenURL(peerURL)
 
+	acu, apu := cu, pu
+	if cfg.AdvertiseClientURL != "" {
+		acu, _ = parseListenURL(cfg.AdvertiseClientURL)
+	}
+	if cfg.AdvertisePeerURL != "" {
+		apu, _ = parseListenURL(cfg.AdvertisePeerURL)
+	}
+
 	ec := embed.NewConfig()
-	ec.Name = "opspilot"
+	ec.Name = cfg.Name
 	ec.Dir = cfg.DataDir
-	ec.ListenClientUrls, ec.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
-	ec.ListenPeerUrls, ec.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
-	ec.InitialCluster = ec.InitialClusterFromName(ec.Name)
-	// One member elects itself: a short election timeout makes it ready
-	// sooner (etcd's defaults, 100 ms ticks and a 1 s election, are sized
-	// for peers across a network).
-	ec.TickMs, ec.ElectionMs = 10, 100
+	ec.ListenClientUrls, ec.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*acu}
+	ec.ListenPeerUrls, ec.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*apu}
+	if cfg.InitialCluster == "" {
+		ec.InitialCluster = ec.InitialClusterFromName(ec.Name)
+	} else {
+		ec.InitialCluster = cfg.InitialCluster
+	}
+	if cfg.ClusterState == ClusterStateExisting {
+		ec.ClusterState = embed.ClusterStateFlagExisting
+	}
+	ec.TickMs, ec.ElectionMs = uint(cfg.HeartbeatInterval.Milliseconds()), uint(cfg.ElectionTimeout.Milliseconds())
 	ec.AutoCompactionMode = embed.CompactorModePeriodic
 	ec.AutoCompactionRetention = cfg.CompactionRetention.String()
 	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.New(newSlogCore(s.log.With("component", "etcd"), zap.WarnLevel)))
@@ -222,7 +261,7 @@ func (s *Store) startEtcdOnce(ctx context.Context, cfg Config) error {
 	select {
 	case <-e.Server.ReadyNotify():
 		s.StartDuration = time.Since(start)
-		s.log.Info("embedded etcd ready", "data_dir", cfg.DataDir, "client_url", clientURL, "took", s.StartDuration)
+		s.log.Info("embedded etcd ready", "member", cfg.Name, "data_dir", cfg.DataDir, "client_url", clientURL, "took", s.StartDuration)
 		return nil
 	case err = <-e.Err():
 		err = fmt.Errorf("store: embedded etcd in %s failed while starting: %w", cfg.DataDir, err)
@@ -258,6 +297,17 @@ func (s *Store) Close() error {
 
 // Client returns the underlying etcd client for leases and elections.
 func (s *Store) Client() *clientv3.Client { return s.client }
+
+// Prefix is the key prefix every object lives under (it ends in "/").
+func (s *Store) Prefix() string { return s.prefix }
+
+// Member is the embedded etcd member's name, empty for an external store.
+func (s *Store) Member() string {
+	if s.etcd == nil {
+		return ""
+	}
+	return s.member
+}
 
 // lockDataDir takes opspilot's flock on dir, naming the holder on conflict.
 // flock locks belong to the open file, so a second Open in the same process
