@@ -208,8 +208,10 @@ func (c *failoverCluster) readyByDC() (by map[string]int, total, active int, ok 
 }
 
 // waitSteady waits until every node is ready and billing (once it exists)
-// has exactly its 4 instances, all ready.
-func (c *failoverCluster) waitSteady(limit time.Duration) {
+// has exactly its 4 instances, all ready, split 2:2 as its weights say
+// (after a datacenter returns: failback done). It returns how long that
+// took.
+func (c *failoverCluster) waitSteady(limit time.Duration) time.Duration {
 	c.b.Helper()
 	start := time.Now()
 	for {
@@ -220,11 +222,11 @@ func (c *failoverCluster) waitSteady(limit time.Duration) {
 		}
 		var svcs []model.Service
 		if steady && c.call("GET", "/api/v1/services", nil, &svcs) && len(svcs) > 0 {
-			_, total, active, ok := c.readyByDC()
-			steady = ok && total == 4 && active == 4
+			by, total, active, ok := c.readyByDC()
+			steady = ok && total == 4 && active == 4 && by["A"] == 2 && by["B"] == 2
 		}
 		if steady {
-			return
+			return time.Since(start)
 		}
 		if time.Since(start) > limit {
 			by, total, active, _ := c.readyByDC()
@@ -281,13 +283,13 @@ func (c *failoverCluster) loadgenDuring(f func()) (failed, sent int) {
 
 func BenchmarkDatacenterFailover(b *testing.B) {
 	c := startFailoverCluster(b)
-	var failover, nodeLoss []time.Duration
+	var failover, nodeLoss, failback []time.Duration
 	var failed []float64
 	last := "A"
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		// Cut the datacenter holding the most instances (without
-		// failback, all 4 move each time; with it, 2).
+		// Cut the datacenter holding the most instances; with failback
+		// both hold 2, so the cuts alternate between A and B.
 		by, _, _, _ := c.readyByDC()
 		dc, other := "B", "A"
 		if by["A"] > by["B"] || (by["A"] == by["B"] && last == "B") {
@@ -305,7 +307,9 @@ func BenchmarkDatacenterFailover(b *testing.B) {
 		if err := c.net.Restore(context.Background(), c.hosts[dc]...); err != nil {
 			b.Fatal(err)
 		}
-		c.waitSteady(60 * time.Second)
+		back := c.waitSteady(60 * time.Second)
+		failback = append(failback, back)
+		fmt.Fprintf(os.Stderr, "restore %d: datacenter %s back → failback to 2:2 in %s (failback_delay 10s included)\n", i+1, dc, back.Round(time.Millisecond))
 
 		// Baseline: one node that holds instances.
 		var node *netns.Host
@@ -343,10 +347,11 @@ func BenchmarkDatacenterFailover(b *testing.B) {
 	b.StopTimer()
 	report(b, "failover", failover)
 	report(b, "nodeloss", nodeLoss)
+	report(b, "failback", failback)
 	slices.Sort(failed)
 	b.ReportMetric(failed[len(failed)/2], "failed-per-cut-p50")
 	b.ReportMetric(failed[len(failed)-1], "failed-per-cut-max")
 	b.ReportMetric(float64(percentile(failover, 0.5))/float64(percentile(nodeLoss, 0.5)), "failover/nodeloss-p50")
 	b.ReportMetric(float64(300*time.Second)/float64(percentile(failover, 0.5)), "x-faster-than-karmada-300s")
-	fmt.Fprintf(os.Stderr, "failover: %v\nnode loss: %v\nfailed per cut: %v\n", failover, nodeLoss, failed)
+	fmt.Fprintf(os.Stderr, "failover: %v\nnode loss: %v\nfailback: %v\nfailed per cut: %v\n", failover, nodeLoss, failback, failed)
 }
