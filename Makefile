@@ -35,6 +35,8 @@ bench:
 	$(GO) test ./bench -run '^$$' -bench AutoscaleScaleOut -benchtime 5x -count 1
 	$(GO) test ./bench -run '^$$' -bench AlertNotify -benchtime 20x -count 1
 	$(GO) test ./bench -run '^$$' -bench DatacenterFailover -benchtime 10x -count 1
+	$(GO) test ./grafana/backfill -run '^$$' -bench Generate30Days -benchtime 1x -count 3
+	$(GO) test ./grafana -run '^$$' -bench Backfill30Days -benchtime 1x -count 1
 	$(GO) test ./alerting -run '^$$' -bench Evaluate10k -benchtime 10x -count 3
 	$(GO) test ./orchestrator/scheduler -run '^$$' -bench Schedule10k -benchtime 5x -count 3
 	$(GO) test ./analyzer -run '^$$' -bench 'Ensemble|BOCPD|Decompose|Multivariate' -benchmem -count 3
