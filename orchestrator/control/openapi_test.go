@@ -26,6 +26,8 @@ var servedByAPIServer = []string{
 	"GET /api/v1/status",
 	"GET /api/v1/openapi.yaml",
 	"GET /api/v1/openapi.json",
+	// cmd/opspilot mounts the leader's status (orchestrator/leader).
+	"GET /api/v1/leader",
 }
 
 // mountedRoutes is every route cmd/opspilot mounts from the control plane:
