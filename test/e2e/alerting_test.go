@@ -44,7 +44,8 @@ func TestUpDemoAlertsOnErrorSurge(t *testing.T) {
 	s := launch(t, addr, dir, "up", "--demo", "--config", cfg, "--data-dir", filepath.Join(dir, "data"), "--http-addr", addr, "--logstore-addr", "127.0.0.1:0", "--gateway-addr", gwAddr)
 	s.waitReady(t, 15*time.Second)
 	server := "http://" + addr
-	if !strings.Contains(s.p.Stdout.String(), "alerting      3 rules every 1s, notifications to this console") {
+	// The billing rules (3) and the platform rules (3: datacenters).
+	if !strings.Contains(s.p.Stdout.String(), "alerting      6 rules every 1s, notifications to this console") {
 		t.Errorf("the banner should describe alerting:\n%s", s.p.Stdout.String())
 	}
 	rulesFile := filepath.Join(testbin.ModuleRoot(t), "examples", "alerting", "billing.rules.yaml")
