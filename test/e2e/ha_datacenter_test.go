@@ -1,0 +1,190 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"opspilot/internal/netns"
+	"opspilot/orchestrator/model"
+	"opspilot/orchestrator/pki"
+	"opspilot/test/testbin"
+)
+
+// TestHADatacenterCutKeepsControlPlaneAndFailover: datacenters A, B and C,
+// each a control-plane replica (an etcd member) and a node agent on hosts
+// of their own in network namespaces. Cutting the leader's datacenter
+// leaves two replicas, a quorum: they elect a new leader, find the
+// datacenter lost, and rebuild its share of billing in the other two.
+func TestHADatacenterCutKeepsControlPlaneAndFailover(t *testing.T) {
+	if err := netns.Available(); err != nil {
+		t.Skipf("skipping: this test runs each replica and node in its own network namespace, which cannot be made here: %v", err)
+	}
+	n, err := netns.New(context.Background(), netns.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := n.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	c := &haCluster{t: t, dir: t.TempDir()}
+	dcs := []string{"A", "B", "C"}
+	hosts := map[string][]*netns.Host{}
+	var initial []string
+	for _, dc := range dcs {
+		h, err := n.AddHost(context.Background(), "cp-"+strings.ToLower(dc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		hosts[dc] = append(hosts[dc], h)
+		ip := h.Addr.String()
+		initial = append(initial, h.Name+"=http://"+ip+":2380")
+		c.replicas = append(c.replicas, &haReplica{name: h.Name, dir: filepath.Join(c.dir, h.Name), addr: ip + ":9440", base: "http://" + ip + ":9440"})
+	}
+	ca, err := pki.EnsureCA(filepath.Join(c.replicas[0].dir, "pki"), nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.joinToken = ca.JoinToken()
+	for i, r := range c.replicas {
+		if i > 0 {
+			if err := os.MkdirAll(filepath.Join(r.dir, "pki"), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range []string{pki.CACertFile, pki.CAKeyFile, pki.JoinSecretFile} {
+				b, err := os.ReadFile(filepath.Join(c.replicas[0].dir, "pki", f))
+				if err != nil {
+					t.Fatal(err)
+				}
+				writeFile(t, filepath.Join(r.dir, "pki"), f, string(b))
+			}
+		}
+		ip := strings.TrimSuffix(r.addr, ":9440")
+		r.cfg = writeFile(t, c.dir, r.name+".yaml", fmt.Sprintf(`data_dir: %s
+server:
+  http_addr: %s
+  auto_tls: false
+  auth:
+    tokens:
+      - {name: ops-admin, role: admin, token: %q}
+orchestrator:
+  node_timeout: 3s
+  leader: {ttl: 2s}
+  store:
+    name: %s
+    client_url: http://127.0.0.1:2379
+    peer_url: http://%s:2380
+    initial_cluster: %s
+    heartbeat_interval: 50ms
+    election_timeout: 500ms
+analyzer: {enabled: false}
+alerting: {enabled: false}
+self_monitoring:
+  enabled: false
+`, r.dir, r.addr, adminToken, r.name, ip, strings.Join(initial, ",")))
+		argv := hosts[dcs[i]][0].Argv(opspilotBin(t), "server", "-c", r.cfg)
+		r.p = testbin.Start(t, argv[0], argv[1:]...)
+	}
+	var wg sync.WaitGroup
+	for _, r := range c.replicas {
+		wg.Go(func() { c.waitReady(r, 60*time.Second) })
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	for _, dc := range dcs {
+		h, err := n.AddHost(context.Background(), "node-"+strings.ToLower(dc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		hosts[dc] = append(hosts[dc], h)
+		cfg := writeFile(t, c.dir, h.Name+".yaml", fmt.Sprintf(`data_dir: %s
+agent:
+  http_addr: 127.0.0.1:9441
+  interval: 5s
+  logs: {enabled: false}
+node:
+  address: %s
+  runtimes: [process]
+`, filepath.Join(c.dir, h.Name), h.Addr))
+		argv := h.Argv(opspilotBin(t), "agent", "-c", cfg, "--server", c.urls(), "--datacenter", dc, "--node", h.Name, "--join-token", c.joinToken)
+		testbin.Start(t, argv[0], argv[1:]...)
+	}
+	if r := c.cli(c.replicas[0], "apply", "-f", billingInDatacenters(t, c.dir, 3, "{A: 1, B: 1, C: 1}")); r.code != 0 {
+		t.Fatalf("apply:\n%s", r)
+	}
+	readyBy := func(r *haReplica) (map[string]int, int) {
+		by, total := map[string]int{}, 0
+		for _, i := range c.instances(r) {
+			if i.Ready() {
+				by[i.Datacenter]++
+				total++
+			}
+		}
+		return by, total
+	}
+	waitUntil(t, 60*time.Second, "billing ready 1:1:1", func() bool {
+		by, total := readyBy(c.replicas[0])
+		return total == 3 && by["A"] == 1 && by["B"] == 1 && by["C"] == 1
+	})
+
+	// Cut the datacenter of the leader: its replica, etcd member and node.
+	var leader string
+	waitUntil(t, 10*time.Second, "a leader all replicas agree on", func() bool {
+		leader = c.agreedLeader(c.replicas)
+		return leader != ""
+	})
+	cut := ""
+	var survivors []*haReplica
+	for i, r := range c.replicas {
+		if r.name == leader {
+			cut = dcs[i]
+		} else {
+			survivors = append(survivors, r)
+		}
+	}
+	if err := n.Cut(context.Background(), hosts[cut]...); err != nil {
+		t.Fatal(err)
+	}
+	cutAt := time.Now()
+	t.Logf("datacenter %s cut (leader %s)", cut, leader)
+	var newLeader string
+	took := waitUntil(t, 15*time.Second, "a new leader among the survivors", func() bool {
+		newLeader = c.agreedLeader(survivors)
+		return newLeader != "" && newLeader != leader
+	})
+	t.Logf("cut → new leader %s after %s", newLeader, took.Round(10*time.Millisecond))
+	waitUntil(t, 30*time.Second, "billing's 3 instances ready outside "+cut, func() bool {
+		by, total := readyBy(survivors[0])
+		return total == 3 && by[cut] == 0
+	})
+	t.Logf("cut → 3 ready outside %s after %s", cut, time.Since(cutAt).Round(10*time.Millisecond))
+	var dcv []struct {
+		Name   string                 `json:"name"`
+		Status model.DatacenterStatus `json:"status"`
+	}
+	if !c.get(survivors[1], "/api/v1/datacenters", &dcv) {
+		t.Fatal("GET /api/v1/datacenters from a survivor failed")
+	}
+	for _, d := range dcv {
+		if d.Name == cut && (d.Status.Health != model.DatacenterLost || !d.Status.FailedOver) {
+			t.Errorf("datacenter %s after the cut: %+v, want lost and failed over", cut, d.Status)
+		}
+	}
+	// The control plane still takes changes: scale through a survivor.
+	if r := c.cli(survivors[1], "scale", "billing", "4", "--reason", "e2e"); r.code != 0 {
+		t.Fatalf("scale through a survivor:\n%s", r)
+	}
+	waitUntil(t, 20*time.Second, "4 ready outside "+cut, func() bool {
+		by, total := readyBy(survivors[0])
+		return total == 4 && by[cut] == 0
+	})
+}
