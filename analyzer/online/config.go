@@ -116,13 +116,17 @@ type RootCauseConfig struct {
 const DefaultTrafficQuery = `sum by (caller, service) (increase(opspilot_gateway_calls_total[1h]))`
 
 // DefaultQueries score what an SRE watches first: each service's request
-// rate, error ratio and p95 latency at the gateway, each instance's CPU and
+// rate, error ratio and p95 latency at the gateway, each datacenter's
+// error ratio (the control plane's datacenter health reads its anomaly
+// score), each instance's CPU and
 // memory, each node's load, and each service's error log lines and new
 // log templates.
 func DefaultQueries() []Query {
 	return []Query{
 		{Name: "service_requests", Expr: `sum by (service) (rate(opspilot_gateway_requests_total[1m]))`},
 		{Name: "service_error_ratio", Expr: `(sum by (service) (rate(opspilot_gateway_requests_total{code=~"5.."}[1m])) or sum by (service) (rate(opspilot_gateway_requests_total[1m])) * 0) / sum by (service) (rate(opspilot_gateway_requests_total[1m]))`},
+		// Per datacenter, for the control plane's datacenter health.
+		{Name: "datacenter_error_ratio", Expr: `(sum by (datacenter) (rate(opspilot_gateway_requests_total{code=~"5..",datacenter!=""}[1m])) or sum by (datacenter) (rate(opspilot_gateway_requests_total{datacenter!=""}[1m])) * 0) / sum by (datacenter) (rate(opspilot_gateway_requests_total{datacenter!=""}[1m]))`},
 		{Name: "service_latency_p95", Expr: `histogram_quantile(0.95, sum by (service, le) (rate(opspilot_gateway_request_duration_seconds_bucket[1m])))`},
 		{Name: "container_cpu", Expr: `sum by (service, instance, node, datacenter) (rate(container_cpu_usage_seconds_total{service!=""}[1m]))`},
 		{Name: "container_memory", Expr: `sum by (service, instance, node, datacenter) (container_memory_working_set_bytes{service!=""})`},

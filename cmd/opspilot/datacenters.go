@@ -54,14 +54,12 @@ func datacenterCmd(verb, short, example, done string) *cobra.Command {
 }
 
 // datacenterSignals marks datacenters degraded whose instances answer too
-// many requests with 5xx through the gateways (their per-datacenter
-// request counters in the TSDB), every 5 s until ctx ends.
+// many requests with 5xx through the gateways, or whose error ratio the
+// analyzer scores anomalous, every 5 s until ctx ends.
 func datacenterSignals(ctx context.Context, ctrl *control.Controller, q instantQuerier, threshold float64, log *slog.Logger) {
 	if threshold <= 0 {
 		return
 	}
-	expr := fmt.Sprintf(`sum by (datacenter) (rate(opspilot_gateway_requests_total{code=~"5..",datacenter!=""}[30s]))
-  / sum by (datacenter) (rate(opspilot_gateway_requests_total{datacenter!=""}[30s])) > %g`, threshold)
 	tick := time.NewTicker(5 * time.Second)
 	defer tick.Stop()
 	for {
@@ -70,15 +68,45 @@ func datacenterSignals(ctx context.Context, ctrl *control.Controller, q instantQ
 			return
 		case <-tick.C:
 		}
-		ss, err := q.Query(ctx, expr, time.Now())
+		sig, err := datacenterSignalsOnce(ctx, q, threshold, time.Now())
 		if err != nil {
 			log.Debug("datacenter error ratios", "err", err)
 			continue // no TSDB yet, or an outage: keep the last verdict
 		}
-		sig := map[string]string{}
-		for _, s := range ss {
-			sig[s.Labels["datacenter"]] = fmt.Sprintf("%.1f%% of the requests its instances answered in the last 30s failed (over %.1f%%)", 100*s.Value, 100*threshold)
-		}
 		ctrl.SetDatacenterSignals(sig)
 	}
+}
+
+// anomalousErrorScore is the analyzer's anomaly score over which a
+// datacenter's error ratio counts as anomalous; minAnomalousShare of the
+// threshold keeps a jump from 0.01% to 0.1% from degrading a datacenter.
+const (
+	anomalousErrorScore = 0.95
+	minAnomalousShare   = 0.2
+)
+
+// datacenterSignalsOnce reads the evidence once: per datacenter, why it is
+// unwell (none: healthy as far as traffic tells).
+func datacenterSignalsOnce(ctx context.Context, q instantQuerier, threshold float64, now time.Time) (map[string]string, error) {
+	ratio := `sum by (datacenter) (rate(opspilot_gateway_requests_total{code=~"5..",datacenter!=""}[30s]))
+  / sum by (datacenter) (rate(opspilot_gateway_requests_total{datacenter!=""}[30s]))`
+	over, err := q.Query(ctx, fmt.Sprintf("%s > %g", ratio, threshold), now)
+	if err != nil {
+		return nil, err
+	}
+	sig := map[string]string{}
+	for _, s := range over {
+		sig[s.Labels["datacenter"]] = fmt.Sprintf("%.1f%% of the requests its instances answered in the last 30s failed (over %.1f%%)", 100*s.Value, 100*threshold)
+	}
+	anomalous, err := q.Query(ctx, fmt.Sprintf(`max by (datacenter) (last_over_time(anomaly_score{for="datacenter_error_ratio"}[1m])) >= %g and on (datacenter) (%s > %g)`,
+		anomalousErrorScore, ratio, threshold*minAnomalousShare), now)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range anomalous {
+		if dc := s.Labels["datacenter"]; sig[dc] == "" {
+			sig[dc] = fmt.Sprintf("the analyzer scores its error ratio anomalous (%.2f)", s.Value)
+		}
+	}
+	return sig, nil
 }
