@@ -119,6 +119,7 @@ func (c *Controller) reconcileDatacenters(ctx context.Context, w *world, now tim
 		}
 	}
 	d.known = slices.Sorted(maps.Keys(total))
+	failing := probeFailures(w, now)
 	cfg := c.cfg.Datacenters
 	for _, dc := range d.known {
 		vs, had := w.dcs[dc]
@@ -129,6 +130,9 @@ func (c *Controller) reconcileDatacenters(ctx context.Context, w *world, now tim
 		reason := fmt.Sprintf("%d of %d nodes sent no heartbeat for %s", lost[dc], total[dc], c.cfg.NodeTimeout)
 		if sig := c.signal(dc); health == model.DatacenterHealthy && sig != "" {
 			health, reason = model.DatacenterDegraded, sig
+		}
+		if f := failing[dc]; health == model.DatacenterHealthy && f != "" {
+			health, reason = model.DatacenterDegraded, f
 		}
 		if health != st.Health {
 			st.Health, st.HealthSince, st.HealthReason = health, now, reason
@@ -359,4 +363,34 @@ func (c *Controller) signal(dc string) string {
 	c.sigMu.Lock()
 	defer c.sigMu.Unlock()
 	return c.signals[dc]
+}
+
+// probeSettle is how long an instance may take to pass its readiness probe
+// before its failures count against its datacenter.
+const probeSettle = 30 * time.Second
+
+// probeFailures finds datacenters where at least half of the established
+// instances (desired to run, placed over probeSettle ago, on nodes still
+// sending heartbeats), and at least two, fail their readiness probes: the
+// nodes answer, the services on them do not.
+func probeFailures(w *world, now time.Time) map[string]string {
+	total, unready := map[string]int{}, map[string]int{}
+	for _, vi := range w.instances {
+		i := vi.Value
+		n, ok := w.nodes[i.Node]
+		if i.Desired != model.DesiredRun || !ok || n.Value.Status.State == model.NodeLost || now.Sub(i.Created) < probeSettle {
+			continue
+		}
+		total[i.Datacenter]++
+		if !i.Ready() {
+			unready[i.Datacenter]++
+		}
+	}
+	out := map[string]string{}
+	for dc, n := range unready {
+		if n >= 2 && 2*n >= total[dc] {
+			out[dc] = fmt.Sprintf("%d of its %d established instances fail their readiness probes", n, total[dc])
+		}
+	}
+	return out
 }

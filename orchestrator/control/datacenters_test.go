@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"opspilot/orchestrator/model"
+	"opspilot/orchestrator/store"
 )
 
 func TestDatacenterHealth(t *testing.T) {
@@ -389,5 +390,32 @@ func TestDatacenterDegradedBySignal(t *testing.T) {
 	cl.waitFor(5*time.Second, "B healthy again", func() bool { return cl.datacenter("B").Health == model.DatacenterHealthy })
 	if !cl.hasEvent("DatacenterDegraded", "B") {
 		t.Error("no DatacenterDegraded event")
+	}
+}
+
+func TestProbeFailuresDegradeADatacenter(t *testing.T) {
+	now := time.Now()
+	old := now.Add(-time.Minute)
+	w := &world{nodes: map[string]store.Versioned[model.Node]{
+		"a1": {Value: model.Node{Name: "a1", Datacenter: "A", Status: model.NodeStatus{State: model.NodeReady}}},
+		"b1": {Value: model.Node{Name: "b1", Datacenter: "B", Status: model.NodeStatus{State: model.NodeReady}}},
+		"c1": {Value: model.Node{Name: "c1", Datacenter: "C", Status: model.NodeStatus{State: model.NodeLost}}},
+	}}
+	add := func(id, node, dc, state string, created time.Time) {
+		w.instances = append(w.instances, store.Versioned[model.Instance]{Value: model.Instance{ID: id, Node: node, Datacenter: dc, Desired: model.DesiredRun, State: state, Created: created}})
+	}
+	// A: 2 of 3 established instances fail; a new one starting does not count.
+	add("a-1", "a1", "A", model.StateRunning, old)
+	add("a-2", "a1", "A", model.StateRunning, old)
+	add("a-3", "a1", "A", model.StateReady, old)
+	add("a-4", "a1", "A", model.StateStarting, now)
+	// B: one failing of one is not enough evidence; C's node is lost
+	// (heartbeats judge that, not probes).
+	add("b-1", "b1", "B", model.StateRunning, old)
+	add("c-1", "c1", "C", model.StateRunning, old)
+	add("c-2", "c1", "C", model.StateRunning, old)
+	got := probeFailures(w, now)
+	if len(got) != 1 || got["A"] != "2 of its 3 established instances fail their readiness probes" {
+		t.Errorf("probe failures %v, want A only: 2 of 3", got)
 	}
 }
