@@ -55,17 +55,19 @@ func datacenterCmd(verb, short, example, done string) *cobra.Command {
 
 // datacenterSignals marks datacenters degraded whose instances answer too
 // many requests with 5xx through the gateways, or whose error ratio the
-// analyzer scores anomalous, every 5 s until ctx ends.
-func datacenterSignals(ctx context.Context, ctrl *control.Controller, q instantQuerier, threshold float64, log *slog.Logger) {
+// analyzer scores anomalous, every 5 s until ctx ends (with threshold 0,
+// the check is off: it only waits for ctx).
+func datacenterSignals(ctx context.Context, ctrl *control.Controller, q instantQuerier, threshold float64, log *slog.Logger) error {
 	if threshold <= 0 {
-		return
+		<-ctx.Done()
+		return nil
 	}
 	tick := time.NewTicker(5 * time.Second)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-tick.C:
 		}
 		sig, err := datacenterSignalsOnce(ctx, q, threshold, time.Now())

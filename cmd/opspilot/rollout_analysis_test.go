@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"opspilot/orchestrator/control"
 	"opspilot/tsdb"
 )
 
@@ -88,17 +89,14 @@ func TestRolloutAnalyzerComparesVersions(t *testing.T) {
 	l := &lateTSDB{}
 	l.set(client)
 	a := rolloutAnalyzer{q: tsdbQuerier{l}, now: func() time.Time { return end }}
-	var cmp struct {
-		NewRequests, OldRequests, NewErrorRatio, OldErrorRatio, NewP95, OldP95 float64
-	}
+	var cmp control.Comparison
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		c, err := a.Compare(context.Background(), "grayapp", "v2", "v1", time.Minute)
-		if err != nil {
+		var err error
+		if cmp, err = a.Compare(context.Background(), "grayapp", "v2", "v1", time.Minute); err != nil {
 			t.Fatal(err)
 		}
-		cmp = struct{ NewRequests, OldRequests, NewErrorRatio, OldErrorRatio, NewP95, OldP95 float64 }(c)
-		if c.NewRequests > 0 || time.Now().After(deadline) {
+		if cmp.NewRequests > 0 || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(200 * time.Millisecond) // searchable after a flush, on a loaded machine a little later

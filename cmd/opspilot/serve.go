@@ -301,9 +301,7 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 	}
 	leaderLoops = append(leaderLoops, orch.ctrl.Run)
 	leaderLoops = append(leaderLoops, func(ctx context.Context) error {
-		datacenterSignals(ctx, orch.ctrl, tsdbQuerier{lateStore}, cfg.Orchestrator.Datacenters.DegradedErrorRatio, log.With("component", "datacenters"))
-		<-ctx.Done() // the check may be off; it ends with the leadership
-		return nil
+		return datacenterSignals(ctx, orch.ctrl, tsdbQuerier{lateStore}, cfg.Orchestrator.Datacenters.DegradedErrorRatio, log.With("component", "datacenters"))
 	})
 	// `opspilot up` runs one agent for this machine, and the log store.
 	var (

@@ -91,9 +91,8 @@ func secs(s float64) string {
 
 // grayAllowed is how many instances per datacenter may run the new
 // version up to step k: each named datacenter's largest percent so far of
-// its share of desired, rounded up.
-func grayAllowed(steps []model.RolloutStep, k int, desired int, weights map[string]int, d dcState) map[string]int {
-	targets := scheduler.Targets(desired, weights, d.known)
+// its target share (scheduler.Targets), rounded up.
+func grayAllowed(steps []model.RolloutStep, k int, targets map[string]int) map[string]int {
 	pct := map[string]int{}
 	for _, st := range steps[:min(k+1, len(steps))] {
 		pct[st.Datacenter] = max(pct[st.Datacenter], st.Percent)
@@ -133,8 +132,8 @@ func (c *Controller) grayRollout(ctx context.Context, svc *model.Service, rev Re
 	if g.Step >= len(steps) {
 		return true, nil
 	}
-	allowed := grayAllowed(steps, g.Step, svc.Replicas, weights, d)
 	targets := scheduler.Targets(svc.Replicas, weights, d.known)
+	allowed := grayAllowed(steps, g.Step, targets)
 	curBy, oldBy := byDatacenter(cur), byDatacenter(old)
 	place := map[string]int{}
 	settled := true

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -12,7 +11,6 @@ import (
 
 	"opspilot/internal/netns"
 	"opspilot/orchestrator/model"
-	"opspilot/orchestrator/pki"
 	"opspilot/test/testbin"
 )
 
@@ -48,24 +46,8 @@ func TestHADatacenterCutKeepsControlPlaneAndFailover(t *testing.T) {
 		initial = append(initial, h.Name+"=http://"+ip+":2380")
 		c.replicas = append(c.replicas, &haReplica{name: h.Name, dir: filepath.Join(c.dir, h.Name), addr: ip + ":9440", base: "http://" + ip + ":9440"})
 	}
-	ca, err := pki.EnsureCA(filepath.Join(c.replicas[0].dir, "pki"), nil, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.joinToken = ca.JoinToken()
+	c.sharePKI()
 	for i, r := range c.replicas {
-		if i > 0 {
-			if err := os.MkdirAll(filepath.Join(r.dir, "pki"), 0o700); err != nil {
-				t.Fatal(err)
-			}
-			for _, f := range []string{pki.CACertFile, pki.CAKeyFile, pki.JoinSecretFile} {
-				b, err := os.ReadFile(filepath.Join(c.replicas[0].dir, "pki", f))
-				if err != nil {
-					t.Fatal(err)
-				}
-				writeFile(t, filepath.Join(r.dir, "pki"), f, string(b))
-			}
-		}
 		ip := strings.TrimSuffix(r.addr, ":9440")
 		r.cfg = writeFile(t, c.dir, r.name+".yaml", fmt.Sprintf(`data_dir: %s
 server:

@@ -58,24 +58,8 @@ func startHACluster(t *testing.T) *haCluster {
 		addr := testbin.FreeAddr(t)
 		c.replicas = append(c.replicas, &haReplica{name: name, dir: filepath.Join(c.dir, name), addr: addr, base: "http://" + addr})
 	}
-	ca, err := pki.EnsureCA(filepath.Join(c.replicas[0].dir, "pki"), nil, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.joinToken = ca.JoinToken()
+	c.sharePKI()
 	for i, r := range c.replicas {
-		if i > 0 {
-			if err := os.MkdirAll(filepath.Join(r.dir, "pki"), 0o700); err != nil {
-				t.Fatal(err)
-			}
-			for _, f := range []string{pki.CACertFile, pki.CAKeyFile, pki.JoinSecretFile} {
-				b, err := os.ReadFile(filepath.Join(c.replicas[0].dir, "pki", f))
-				if err != nil {
-					t.Fatal(err)
-				}
-				writeFile(t, filepath.Join(r.dir, "pki"), f, string(b))
-			}
-		}
 		r.cfg = writeFile(t, c.dir, r.name+".yaml", fmt.Sprintf(`data_dir: %s
 server:
   http_addr: %s
@@ -107,6 +91,30 @@ self_monitoring:
 	}
 	wg.Wait()
 	return c
+}
+
+// sharePKI creates the CA in the first replica's data dir and copies it,
+// with the join secret, to the others (as an operator copies
+// DATA_DIR/pki/{ca.crt,ca.key,join-secret} before their first start).
+func (c *haCluster) sharePKI() {
+	c.t.Helper()
+	ca, err := pki.EnsureCA(filepath.Join(c.replicas[0].dir, "pki"), nil, time.Now())
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.joinToken = ca.JoinToken()
+	for _, r := range c.replicas[1:] {
+		if err := os.MkdirAll(filepath.Join(r.dir, "pki"), 0o700); err != nil {
+			c.t.Fatal(err)
+		}
+		for _, f := range []string{pki.CACertFile, pki.CAKeyFile, pki.JoinSecretFile} {
+			b, err := os.ReadFile(filepath.Join(c.replicas[0].dir, "pki", f))
+			if err != nil {
+				c.t.Fatal(err)
+			}
+			writeFile(c.t, filepath.Join(r.dir, "pki"), f, string(b))
+		}
+	}
 }
 
 func (c *haCluster) waitReady(r *haReplica, d time.Duration) {
