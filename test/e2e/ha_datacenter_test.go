@@ -82,7 +82,7 @@ self_monitoring:
 	if t.Failed() {
 		return
 	}
-	for _, dc := range dcs {
+	for i, dc := range dcs {
 		h, err := n.AddHost(context.Background(), "node-"+strings.ToLower(dc))
 		if err != nil {
 			t.Fatal(err)
@@ -97,7 +97,17 @@ node:
   address: %s
   runtimes: [process]
 `, filepath.Join(c.dir, h.Name), h.Addr))
-		argv := h.Argv(opspilotBin(t), "agent", "-c", cfg, "--server", c.urls(), "--datacenter", dc, "--node", h.Name, "--join-token", c.joinToken)
+		// Each agent talks to its own datacenter's replica first, as a
+		// deployment would: an agent whose current replica goes dark
+		// waits for the connection to time out before it tries the next
+		// (no dial timeout yet), longer than node_timeout.
+		servers := []string{c.replicas[i].base}
+		for j, r := range c.replicas {
+			if j != i {
+				servers = append(servers, r.base)
+			}
+		}
+		argv := h.Argv(opspilotBin(t), "agent", "-c", cfg, "--server", strings.Join(servers, ","), "--datacenter", dc, "--node", h.Name, "--join-token", c.joinToken)
 		testbin.Start(t, argv[0], argv[1:]...)
 	}
 	if r := c.cli(c.replicas[0], "apply", "-f", billingInDatacenters(t, c.dir, 3, "{A: 1, B: 1, C: 1}")); r.code != 0 {
