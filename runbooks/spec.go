@@ -178,14 +178,15 @@ type LogsAction struct {
 }
 
 // ScaleAction sets a service's replicas: exactly one of Replicas, Add and
-// Multiply (rounded up), capped at Max when Max > 0. Outputs: previous and
-// replicas.
+// Multiply (rounded up), capped at Max when Max > 0. Each is a number or a
+// template that renders to one (replicas: '{{ .params.replicas }}').
+// Outputs: previous and replicas.
 type ScaleAction struct {
-	Service  string   `yaml:"service" json:"service"`
-	Replicas *int     `yaml:"replicas,omitempty" json:"replicas,omitempty"`
-	Add      *int     `yaml:"add,omitempty" json:"add,omitempty"`
-	Multiply *float64 `yaml:"multiply,omitempty" json:"multiply,omitempty"`
-	Max      int      `yaml:"max,omitempty" json:"max,omitempty"`
+	Service  string  `yaml:"service" json:"service"`
+	Replicas *Number `yaml:"replicas,omitempty" json:"replicas,omitempty"`
+	Add      *Number `yaml:"add,omitempty" json:"add,omitempty"`
+	Multiply *Number `yaml:"multiply,omitempty" json:"multiply,omitempty"`
+	Max      *Number `yaml:"max,omitempty" json:"max,omitempty"`
 }
 
 // RestartAction restarts one instance.
@@ -456,6 +457,14 @@ func (s *Step) templates() []templateField {
 		add("logs.query", s.Logs.Query)
 	case s.Scale != nil:
 		add("scale.service", s.Scale.Service)
+		for _, n := range []struct {
+			field string
+			v     *Number
+		}{{"scale.replicas", s.Scale.Replicas}, {"scale.add", s.Scale.Add}, {"scale.multiply", s.Scale.Multiply}, {"scale.max", s.Scale.Max}} {
+			if n.v != nil && n.v.IsTemplate() {
+				add(n.field, n.v.Text)
+			}
+		}
 	case s.Restart != nil:
 		add("restart.instance", s.Restart.Instance)
 	case s.Drain != nil:
@@ -523,26 +532,40 @@ func (s *Step) validate(params map[string]bool, earlier map[string][]string) []c
 		sc := s.Scale
 		required(add, "scale.service", sc.Service, "service: billing")
 		n := 0
-		if sc.Replicas != nil {
-			n++
-			if *sc.Replicas < 0 {
-				add("scale.replicas", "must not be negative")
+		for _, c := range []struct {
+			field   string
+			v       *Number
+			integer bool
+			check   func(float64) string
+		}{
+			{"scale.replicas", sc.Replicas, true, func(f float64) string { return msgIf(f < 0, "must not be negative") }},
+			{"scale.add", sc.Add, true, func(float64) string { return "" }},
+			{"scale.multiply", sc.Multiply, false, func(f float64) string {
+				return msgIf(!(f > 0) || math.IsInf(f, 0), "must be a positive number, e.g. multiply: 2")
+			}},
+			{"scale.max", sc.Max, true, func(f float64) string { return msgIf(f < 0, "must not be negative (0 means no cap)") }},
+		} {
+			if c.v == nil {
+				continue
 			}
-		}
-		if sc.Add != nil {
-			n++
-		}
-		if sc.Multiply != nil {
-			n++
-			if m := *sc.Multiply; !(m > 0) || math.IsInf(m, 0) {
-				add("scale.multiply", "must be a positive number, e.g. multiply: 2")
+			if c.field != "scale.max" {
+				n++
+			}
+			f, ok, err := c.v.literal()
+			switch {
+			case err != nil:
+				add(c.field, err.Error()+"; "+numberHint)
+			case !ok:
+			case c.integer && (f != math.Trunc(f) || math.Abs(f) > math.MaxInt32):
+				add(c.field, fmt.Sprintf("%s: want a whole number", c.v.Text))
+			default:
+				if msg := c.check(f); msg != "" {
+					add(c.field, msg)
+				}
 			}
 		}
 		if n != 1 {
 			add("scale", "needs exactly one of replicas (set), add (change by) or multiply (factor), e.g. multiply: 2")
-		}
-		if sc.Max < 0 {
-			add("scale.max", "must not be negative (0 means no cap)")
 		}
 	case s.Restart != nil:
 		required(add, "restart.instance", s.Restart.Instance, "instance: billing-3")
@@ -779,6 +802,14 @@ func checkTemplate(text string, params map[string]bool, earlier map[string][]str
 		}
 	})
 	return first
+}
+
+// msgIf is msg when bad, else "".
+func msgIf(bad bool, msg string) string {
+	if bad {
+		return msg
+	}
+	return ""
 }
 
 func contains(list []string, s string) bool {

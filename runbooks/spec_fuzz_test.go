@@ -17,6 +17,7 @@ func FuzzRunbookYAML(f *testing.F) {
 	f.Add(examples.BillingErrors)
 	f.Add([]byte("kind: Runbook\nname: r\nsteps: [{name: a, if: '{{ .params.x }}', notify: {message: '{{ .steps.a.message }}'}}]\n"))
 	f.Add([]byte("kind: Runbook\nname: r\nparams: [{name: n, type: int, default: '2'}]\nsteps:\n  - {name: s, scale: {service: billing, multiply: 1e300, max: 0}}\n  - {name: w, wait_until: {expr: up, timeout: 1ns, interval: 1ns}}\n"))
+	f.Add([]byte("kind: Runbook\nname: r\nparams: [{name: n, type: int}]\nsteps:\n  - {name: s, scale: {service: billing, replicas: '{{ .params.n }}', max: \"7\"}}\n  - {name: t, scale: {service: billing, add: !!binary aGk=, multiply: .inf}}\n"))
 	f.Add([]byte("kind: Runbook\nname: r\ntrigger: {alerts: ['a=~\"(\"'], auto: true}\nsteps: [{name: x, exec: {command: ['{{ range .steps }}{{ end }}']}}]\n---\nkind: Other\n"))
 	f.Add([]byte("kind: Runbook\nname: r\nsteps: [{name: h, http: {url: 'http://{{ .alert.labels.host }}', expect_status: 99}}, {name: a, approve: {roles: [x]}}]\n"))
 	f.Add([]byte("- a\n- b\n"))

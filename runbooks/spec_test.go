@@ -1,6 +1,7 @@
 package runbooks
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -71,6 +72,12 @@ func TestParseInvalid(t *testing.T) {
 		{"scale none", step("    scale: {service: billing}\n"), []string{"steps[0].scale: needs exactly one of replicas"}},
 		{"scale multiply", step("    scale: {service: billing, multiply: 0}\n"), []string{"rb.yaml:5:41: steps[0].scale.multiply: must be a positive number"}},
 		{"scale no service", step("    scale: {add: 1}\n"), []string{"steps[0].scale.service: missing"}},
+		{"scale fraction", step("    scale: {service: billing, replicas: 1.5}\n"), []string{"rb.yaml:5:41: steps[0].scale.replicas: 1.5: want a whole number"}},
+		{"scale word", step("    scale: {service: billing, add: many}\n"), []string{`rb.yaml:5:36: steps[0].scale.add: "many": want a number or a template that renders to one`}},
+		{"scale list", step("    scale: {service: billing, replicas: [3]}\n"), []string{"rb.yaml:5:41: steps[0].scale.replicas: want a number or a template"}},
+		{"scale negative max", step("    scale: {service: billing, add: 1, max: -2}\n"), []string{"rb.yaml:5:44: steps[0].scale.max: must not be negative"}},
+		{"scale template param", step("    scale: {service: billing, replicas: '{{ .params.n }}'}\n"), []string{"rb.yaml:5:41: steps[0].scale.replicas: template uses .params.n, which is not declared"}},
+		{"scale template syntax", step("    scale: {service: billing, multiply: '{{ .params.f '}\n"), []string{"rb.yaml:5:41: steps[0].scale.multiply: template:"}},
 		{"bad query", step("    query: {expr: 'sum(rate(x[1m])'}\n"), []string{"rb.yaml:5:19: steps[0].query.expr: not valid MetricsQL"}},
 		{"bad matcher", head + "trigger: {alerts: ['alertname=~\"(\"']}\nsteps: [{name: a, notify: {message: x}}]\n", []string{"rb.yaml:3:20: trigger.alerts[0]: not valid alert matchers"}},
 		{"auto without alerts", head + "trigger: {auto: true}\nsteps: [{name: a, notify: {message: x}}]\n", []string{"rb.yaml:3:17: trigger.auto: auto runs the runbook when an alert matches"}},
@@ -202,8 +209,53 @@ func TestExampleBillingErrors(t *testing.T) {
 		t.Errorf("actions = %s, want %s", got, want)
 	}
 	sc := rb.Steps[2].Scale
-	if sc.Service != "billing" || sc.Multiply == nil || *sc.Multiply != 2 || sc.Max != 40 {
+	if sc.Service != "billing" || sc.Multiply == nil || sc.Multiply.Text != "2" || sc.Max == nil || sc.Max.Text != "40" {
 		t.Errorf("scale step: %+v", sc)
+	}
+}
+
+// TestScaleCountsFromTemplates: a scale step's numbers may come from a
+// param (a chat command's k=v) or an earlier step; literals keep their
+// JSON number form in the store, templates their text.
+func TestScaleCountsFromTemplates(t *testing.T) {
+	rb := mustParse(t, `
+kind: Runbook
+name: scale-to
+trigger: {command: scale-to}
+params:
+  - {name: service, type: service, required: true}
+  - {name: replicas, type: int, required: true}
+  - {name: cap, type: int, default: "40"}
+steps:
+  - name: scale
+    scale: {service: '{{ .params.service }}', replicas: '{{ .params.replicas }}', max: '{{ .params.cap }}'}
+  - name: more
+    scale: {service: '{{ .params.service }}', add: 2, max: 50}
+`)
+	sc := rb.Steps[0].Scale
+	if sc.Replicas == nil || sc.Replicas.Text != "{{ .params.replicas }}" || !sc.Replicas.IsTemplate() || sc.Max.Text != "{{ .params.cap }}" {
+		t.Fatalf("templated scale step: %+v", sc)
+	}
+	data, err := json.Marshal(rb.Steps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"replicas":"{{ .params.replicas }}"`, `"add":2`, `"max":50`} {
+		if !strings.Contains(string(data), want) {
+			t.Errorf("stored JSON %s lacks %s", data, want)
+		}
+	}
+	var back []Step
+	if err := json.Unmarshal(data, &back); err != nil {
+		t.Fatal(err)
+	}
+	if back[1].Scale.Add.Text != "2" || back[0].Scale.Replicas.Text != "{{ .params.replicas }}" {
+		t.Errorf("JSON round trip: %+v %+v", back[0].Scale, back[1].Scale)
+	}
+	// A runbook stored before templates were allowed has numbers.
+	var old ScaleAction
+	if err := json.Unmarshal([]byte(`{"service":"billing","multiply":1.5,"max":40}`), &old); err != nil || old.Multiply.Text != "1.5" || old.Max.Text != "40" {
+		t.Errorf("old stored scale step: %+v, %v", old, err)
 	}
 }
 

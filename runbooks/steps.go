@@ -274,7 +274,10 @@ func (e *Engine) scale(ctx context.Context, st *stepRun) (map[string]any, string
 	if err != nil {
 		return nil, "", fmt.Errorf("read replicas of %s: %w", service, err)
 	}
-	want := desiredReplicas(sc, current)
+	want, err := desiredReplicas(sc, current, st.render)
+	if err != nil {
+		return nil, "", err
+	}
 	out := map[string]any{"previous": current, "replicas": want}
 	switch {
 	case st.dryRun:
@@ -289,25 +292,45 @@ func (e *Engine) scale(ctx context.Context, st *stepRun) (map[string]any, string
 }
 
 // desiredReplicas applies the scale action to the current count, capped at
-// Max (when set) and never below zero.
-func desiredReplicas(sc *ScaleAction, current int) int {
+// Max (when set) and never below zero. Templated numbers are rendered
+// first; an error names the field.
+func desiredReplicas(sc *ScaleAction, current int, render func(string) (string, error)) (int, error) {
 	want := current
+	var err error
 	switch {
 	case sc.Replicas != nil:
-		want = *sc.Replicas
-	case sc.Add != nil:
-		want = current + *sc.Add
-	case sc.Multiply != nil:
-		f := math.Ceil(float64(current) * *sc.Multiply)
-		if f > math.MaxInt32 {
-			f = math.MaxInt32
+		if want, err = sc.Replicas.integer(render); err != nil {
+			return 0, fmt.Errorf("scale.replicas: %w", err)
 		}
-		want = int(f)
+		if want < 0 {
+			return 0, fmt.Errorf("scale.replicas: %d is negative", want)
+		}
+	case sc.Add != nil:
+		add, err := sc.Add.integer(render)
+		if err != nil {
+			return 0, fmt.Errorf("scale.add: %w", err)
+		}
+		want = current + add
+	case sc.Multiply != nil:
+		m, err := sc.Multiply.value(render)
+		if err != nil {
+			return 0, fmt.Errorf("scale.multiply: %w", err)
+		}
+		if !(m > 0) {
+			return 0, fmt.Errorf("scale.multiply: %g is not a positive factor", m)
+		}
+		want = int(min(math.Ceil(float64(current)*m), math.MaxInt32))
 	}
-	if sc.Max > 0 && want > sc.Max {
-		want = sc.Max
+	if sc.Max != nil {
+		limit, err := sc.Max.integer(render)
+		if err != nil {
+			return 0, fmt.Errorf("scale.max: %w", err)
+		}
+		if limit > 0 && want > limit {
+			want = limit
+		}
 	}
-	return max(want, 0)
+	return max(want, 0), nil
 }
 
 // orchestrate runs one single-target orchestrator action.
