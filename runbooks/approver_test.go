@@ -3,6 +3,8 @@ package runbooks
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -92,7 +94,7 @@ steps:
 func TestApprovalFlowAgainstSlacktestServer(t *testing.T) {
 	s := newApprovalSlack(t)
 	ap := &SlackApprover{Client: slack.New("xoxb-test", slack.OptionAPIURL(s.GetAPIURL())), Channel: "#ops", RBAC: testRBAC(),
-		Verifier: &SlackVerifier{Secret: chatSecret}, Tenant: func(Approval) string { return "payments" }}
+		Verifier: &SlackVerifier{Secret: chatSecret}, TenantOf: func(_ context.Context, s string) (string, error) { return tenantOf(s) }}
 	mux := http.NewServeMux()
 	for _, r := range ap.Routes() {
 		mux.Handle(r.Pattern, r.Handler)
@@ -198,4 +200,166 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 	}
 	t.Fatal("condition not met within 10 s")
+}
+
+// startApproval runs RequestApproval in the background and returns the
+// posted request's id and a channel with its outcome.
+func startApproval(t *testing.T, s *approvalSlack, ap *SlackApprover, ctx context.Context, a Approval) (string, <-chan error) {
+	t.Helper()
+	s.mu.Lock()
+	s.posted = nil
+	s.mu.Unlock()
+	done := make(chan error, 1)
+	go func() {
+		_, err := ap.RequestApproval(ctx, a)
+		done <- err
+	}()
+	var id string
+	for deadline := time.Now().Add(10 * time.Second); id == "" && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		id = s.approvalID(t)
+	}
+	if id == "" {
+		t.Fatal("no approval request posted")
+	}
+	return id, done
+}
+
+// Approvals are bound to the tenants of the services the run acts on: a
+// tenant-admin of another tenant, or of only one of two tenants, may not
+// approve; a platform-wide run (no tenant's service) needs a
+// platform-admin; the request says who may decide.
+func TestApprovalsAreTenantBound(t *testing.T) {
+	s := newApprovalSlack(t)
+	rbac := testRBAC()
+	rbac.Users = append(rbac.Users, ChatUser{Slack: "UTB", Name: "tom", Role: RoleTenantAdmin, Tenants: []string{"payments", "shop"}})
+	ap := &SlackApprover{Client: slack.New("xoxb-test", slack.OptionAPIURL(s.GetAPIURL())), Channel: "#ops", RBAC: rbac,
+		TenantOf: func(_ context.Context, svc string) (string, error) { return tenantOf(svc) }}
+	ctx := t.Context()
+
+	id, done := startApproval(t, s, ap, ctx, Approval{RunID: "r1", Runbook: "rb", Step: "ok", Services: []string{"billing", "catalog"}})
+	s.mu.Lock()
+	text := s.posted[0].Get("text")
+	s.mu.Unlock()
+	if !strings.Contains(text, "Who may approve: a tenant-admin of the tenants payments, shop or a platform-admin") {
+		t.Errorf("request text does not say who may approve: %s", text)
+	}
+	if got := ap.decide(ctx, id, true, "UTA"); !strings.Contains(got, "may not approve") {
+		t.Errorf("a tenant-admin of payments only approved a run that also scales shop's catalog: %s", got)
+	}
+	if got := ap.decide(ctx, id, true, "UTB"); got != "Step ok approved." {
+		t.Errorf("the tenant-admin of both tenants: %s", got)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("approved request: %v", err)
+	}
+
+	// Platform-wide: a drain or a failover touches no tenant's service.
+	id, done = startApproval(t, s, ap, ctx, Approval{RunID: "r2", Runbook: "rb", Step: "drain_ok", Roles: []string{RoleTenantAdmin}})
+	if got := ap.decide(ctx, id, true, "UTB"); !strings.Contains(got, "may not approve") || !strings.Contains(got, "it needs a platform-admin") {
+		t.Errorf("a tenant-admin approved a platform-wide step: %s", got)
+	}
+	if got := ap.decide(ctx, id, false, "UADMIN"); got != "Step drain_ok denied." {
+		t.Errorf("platform-admin's denial: %s", got)
+	}
+	if err := <-done; !errors.Is(err, ErrDenied) || !strings.Contains(err.Error(), "by slack:root") {
+		t.Errorf("denied request: %v", err)
+	}
+
+	// A service whose tenant cannot be looked up makes the run platform-wide.
+	id, done = startApproval(t, s, ap, ctx, Approval{RunID: "r3", Runbook: "rb", Step: "ok", Services: []string{"ghost"}})
+	if got := ap.decide(ctx, id, true, "UTB"); !strings.Contains(got, "may not approve") {
+		t.Errorf("unknown service's tenant: %s", got)
+	}
+	_ = ap.decide(ctx, id, true, "UADMIN")
+	<-done
+}
+
+// An approval nobody decides expires with its step; one whose run is
+// stopped (shutdown, lost leadership) is closed as interrupted. Either
+// way the message loses its buttons and says why, and the request is
+// gone from the store, so a late click is told it is no longer pending.
+func TestApprovalExpiryAndInterruption(t *testing.T) {
+	s := newApprovalSlack(t)
+	store := &MemoryApprovals{}
+	ap := &SlackApprover{Client: slack.New("xoxb-test", slack.OptionAPIURL(s.GetAPIURL())), Channel: "#ops", RBAC: testRBAC(), Store: store}
+	for _, tc := range []struct {
+		name    string
+		stop    func(context.Context) (context.Context, context.CancelFunc)
+		err     string
+		message string
+	}{
+		{"expired", func(ctx context.Context) (context.Context, context.CancelFunc) {
+			return context.WithTimeout(ctx, 200*time.Millisecond)
+		},
+			"nobody answered", "expired: nobody decided before the step's timeout"},
+		{"interrupted", context.WithCancel, "the run was stopped", "its run was stopped"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s.mu.Lock()
+			s.updated = nil
+			s.mu.Unlock()
+			ctx, cancel := tc.stop(t.Context())
+			defer cancel()
+			id, done := startApproval(t, s, ap, ctx, Approval{RunID: "r1", Runbook: "rb", Step: "ok"})
+			if tc.name == "interrupted" {
+				cancel()
+			}
+			if err := <-done; !errors.Is(err, ErrDenied) || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("error %v, want %q", err, tc.err)
+			}
+			s.mu.Lock()
+			if n := len(s.updated); n != 1 || !strings.Contains(s.updated[0].Get("text"), tc.message) || s.updated[0].Get("ts") != "10.0" {
+				t.Errorf("the request's message: %v", s.updated)
+			}
+			s.mu.Unlock()
+			if recs, _ := store.List(t.Context()); len(recs) != 0 {
+				t.Errorf("records left: %+v", recs)
+			}
+			if got := ap.decide(t.Context(), id, true, "UADMIN"); !strings.Contains(got, "no longer pending") {
+				t.Errorf("a late click: %s", got)
+			}
+		})
+	}
+}
+
+// The engine tells the approver which services the run acts on: later
+// scale and rollout_undo steps (rendered), service params and the
+// alert's service label.
+func TestApprovalNamesTheRunsServices(t *testing.T) {
+	rbs, err := Parse("rb.yaml", []byte(`kind: Runbook
+name: rb
+params: [{name: svc, type: service, default: catalog}]
+steps:
+  - {name: before, scale: {service: ledger, add: 1}}
+  - {name: ok, approve: {roles: [tenant-admin]}}
+  - {name: scale, scale: {service: '{{ .params.svc }}', add: 1}}
+  - {name: undo, rollout_undo: {service: billing}}
+  - {name: after, scale: {service: '{{ .steps.scale.previous }}x', add: 1}, if: 'false'}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ra := &recordingApprover{}
+	f := &fakes{o: &fakeOrchestrator{replicas: map[string]int{"billing": 4, "catalog": 2, "ledger": 1}}}
+	if _, err := newEngine(f, EngineOptions{Approver: ra}).Run(t.Context(), rbs[0], RunRequest{Who: "bob",
+		Alert: &AlertInput{Labels: map[string]string{"service": "checkout"}}}); err != nil {
+		t.Fatal(err)
+	}
+	// ledger was scaled before the approval; the step after scale cannot
+	// render yet.
+	if got := fmt.Sprint(ra.got[0].Services); got != "[billing catalog checkout]" {
+		t.Errorf("services of the approval: %s", got)
+	}
+}
+
+type recordingApprover struct {
+	mu  sync.Mutex
+	got []Approval
+}
+
+func (r *recordingApprover) RequestApproval(_ context.Context, a Approval) (string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.got = append(r.got, a)
+	return "slack:root", nil
 }

@@ -178,21 +178,28 @@ func TestMayApprove(t *testing.T) {
 	cases := []struct {
 		u            ChatUser
 		roles, users []string
-		tenant       string
+		tenants      []string
 		want         bool
 	}{
-		{admin, nil, nil, "shop", true},
-		{ta, nil, nil, "payments", true},
-		{ta, nil, nil, "shop", false},
-		{user, nil, nil, "payments", false},
-		{user, []string{RoleUser}, nil, "payments", true},
-		{user, nil, []string{"ulla"}, "shop", true},
-		{user, nil, []string{"UUSER"}, "", true},
-		{ta, []string{RolePlatformAdmin}, nil, "payments", false},
+		{admin, nil, nil, []string{"shop"}, true},
+		{admin, nil, nil, nil, true},
+		{ta, nil, nil, []string{"payments"}, true},
+		{ta, nil, nil, []string{"shop"}, false},
+		// Every tenant the run touches, not just one of them.
+		{ta, nil, nil, []string{"payments", "shop"}, false},
+		// Platform-wide (no tenant's service): not a tenant-admin's call.
+		{ta, nil, nil, nil, false},
+		{ta, []string{RoleTenantAdmin}, nil, nil, false},
+		{user, nil, nil, []string{"payments"}, false},
+		{user, []string{RoleUser}, nil, []string{"payments"}, true},
+		{user, []string{RoleUser}, nil, []string{"shop"}, false},
+		{user, nil, []string{"ulla"}, []string{"shop"}, true},
+		{user, nil, []string{"UUSER"}, nil, true},
+		{ta, []string{RolePlatformAdmin}, nil, []string{"payments"}, false},
 	}
 	for i, tc := range cases {
-		if got := MayApprove(tc.u, tc.roles, tc.users, tc.tenant); got != tc.want {
-			t.Errorf("case %d (%s, roles %v, users %v, tenant %s): %v", i, tc.u.Name, tc.roles, tc.users, tc.tenant, got)
+		if got := MayApprove(tc.u, tc.roles, tc.users, tc.tenants); got != tc.want {
+			t.Errorf("case %d (%s, roles %v, users %v, tenants %v): %v", i, tc.u.Name, tc.roles, tc.users, tc.tenants, got)
 		}
 	}
 }

@@ -51,8 +51,16 @@ type Notifier interface {
 
 // Approval is a request for a person to approve a step.
 type Approval struct {
-	RunID, Runbook, Step, Message string
-	Roles, Users                  []string
+	RunID   string   `json:"run_id"`
+	Runbook string   `json:"runbook"`
+	Step    string   `json:"step"`
+	Message string   `json:"message"`
+	Roles   []string `json:"roles,omitempty"`
+	Users   []string `json:"users,omitempty"`
+	// Services are those the run acts on (its scale and rollout_undo
+	// steps after this one, its service params, the alert's service
+	// label): approvers scoped to tenants must cover their tenants.
+	Services []string `json:"services,omitempty"`
 }
 
 // Approver asks for approval and blocks until someone approves (it returns
@@ -240,7 +248,7 @@ func (e *Engine) Run(ctx context.Context, rb Runbook, req RunRequest) (*RunResul
 			run.Message = fmt.Sprintf("runbook timed out after %s before step %s", timeout, s.Name)
 			break
 		}
-		sr := e.runStep(runCtx, run, s, data)
+		sr := e.runStep(runCtx, run, &rb, i, data)
 		if runCtx.Err() != nil && ctx.Err() == nil && (sr.Status == StatusFailed || sr.Status == StatusTimedOut) {
 			sr.Status = StatusTimedOut
 			sr.Message = fmt.Sprintf("runbook timeout %s reached: %s", timeout, sr.Message)

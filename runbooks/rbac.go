@@ -156,18 +156,29 @@ func silencedService(matchers []string) string {
 }
 
 // MayApprove reports whether u may approve a step that names roles and
-// users (Slack ids or names); a platform-admin always may. With neither
-// listed, any tenant-admin of the service's tenant may.
-func MayApprove(u ChatUser, roles, users []string, tenant string) bool {
+// users (Slack ids or names). A platform-admin always may, and so does a
+// listed user. Anyone else needs one of the roles (tenant-admin when the
+// step lists nobody) and must act for every one of tenants, the tenants
+// of the services the run acts on; a run that acts on no tenant's service
+// (a drain, a failover) is platform-wide, so only platform-admins and
+// listed users may approve it.
+func MayApprove(u ChatUser, roles, users []string, tenants []string) bool {
 	if u.Role == RolePlatformAdmin {
 		return true
 	}
 	if slices.Contains(users, u.Slack) || (u.Name != "" && slices.Contains(users, u.Name)) {
 		return true
 	}
-	inTenant := tenant == "" || slices.Contains(u.Tenants, tenant)
-	if len(roles) == 0 && len(users) == 0 {
-		return u.Role == RoleTenantAdmin && inTenant
+	if len(tenants) == 0 {
+		return false
 	}
-	return slices.Contains(roles, u.Role) && inTenant
+	for _, t := range tenants {
+		if !slices.Contains(u.Tenants, t) {
+			return false
+		}
+	}
+	if len(roles) == 0 && len(users) == 0 {
+		return u.Role == RoleTenantAdmin
+	}
+	return slices.Contains(roles, u.Role)
 }

@@ -104,7 +104,7 @@ func (s *SocketMode) Handle(ctx context.Context, ev socketmode.Event, ack func(s
 		}
 		text := "Approvals are not configured on this server."
 		if s.Approver != nil {
-			text = s.Approver.decide(act.Value, act.ActionID == ActionApprove, cb.User.ID)
+			text = s.Approver.decide(ctx, act.Value, act.ActionID == ActionApprove, cb.User.ID)
 		}
 		ack(*ev.Request, map[string]any{"response_type": "ephemeral", "replace_original": false, "text": text})
 	default:

@@ -9,6 +9,7 @@ import (
 	"math"
 	"net/http"
 	"os/exec"
+	"slices"
 	"strings"
 	"time"
 
@@ -29,11 +30,14 @@ var errWaitTimedOut = errors.New("condition did not hold in time")
 
 // stepRun is one step being executed.
 type stepRun struct {
-	run    *RunResult
-	step   *Step
-	data   map[string]any
-	dryRun bool
-	why    string
+	run   *RunResult
+	step  *Step
+	later []Step // the runbook's steps after this one
+	// serviceParams name the runbook's params of type service.
+	serviceParams []string
+	data          map[string]any
+	dryRun        bool
+	why           string
 }
 
 // render executes a template of the step over the run's data.
@@ -98,15 +102,22 @@ func stepTimeout(s *Step) time.Duration {
 }
 
 // runStep evaluates the step's condition and runs its action.
-func (e *Engine) runStep(ctx context.Context, run *RunResult, s *Step, data map[string]any) (res StepResult) {
+func (e *Engine) runStep(ctx context.Context, run *RunResult, rb *Runbook, i int, data map[string]any) (res StepResult) {
+	s := &rb.Steps[i]
 	res = StepResult{Name: s.Name, Action: s.Action(), Started: time.Now()}
 	defer func() { res.Ended = time.Now() }()
 	st := &stepRun{
 		run:    run,
 		step:   s,
+		later:  rb.Steps[i+1:],
 		data:   data,
 		dryRun: run.DryRun,
 		why:    fmt.Sprintf("runbook %s step %s: %s", run.Runbook, s.Name, orDefault(run.Why, "no reason given")),
+	}
+	for _, p := range rb.Params {
+		if p.Type == ParamService {
+			st.serviceParams = append(st.serviceParams, p.Name)
+		}
 	}
 	readOnly := s.Query != nil || s.Logs != nil
 
@@ -510,7 +521,7 @@ func (e *Engine) approve(ctx context.Context, st *stepRun) (map[string]any, stri
 	}
 	by, err := e.o.Approver.RequestApproval(ctx, Approval{
 		RunID: st.run.RunID, Runbook: st.run.Runbook, Step: st.step.Name,
-		Message: msg, Roles: a.Roles, Users: a.Users,
+		Message: msg, Roles: a.Roles, Users: a.Users, Services: st.services(),
 	})
 	if err != nil {
 		if errors.Is(err, ErrDenied) {
@@ -519,6 +530,47 @@ func (e *Engine) approve(ctx context.Context, st *stepRun) (map[string]any, stri
 		return nil, "", fmt.Errorf("approval: %w", err)
 	}
 	return map[string]any{"approved_by": by}, "approved by " + by, nil
+}
+
+// services are the services the run acts on from this step on: the
+// services of its later scale and rollout_undo steps (those that render
+// with what the run knows now), its service params and the alert's
+// service label; sorted, without duplicates.
+func (st *stepRun) services() []string {
+	var out []string
+	addName := func(s string) {
+		if validName(s) {
+			out = append(out, s)
+		}
+	}
+	for i := range st.later {
+		var text string
+		switch s := &st.later[i]; {
+		case s.Scale != nil:
+			text = s.Scale.Service
+		case s.RolloutUndo != nil:
+			text = s.RolloutUndo.Service
+		default:
+			continue
+		}
+		if name, err := st.render(text); err == nil {
+			addName(name)
+		}
+	}
+	if ps, ok := st.data["params"].(map[string]any); ok {
+		for _, p := range st.serviceParams {
+			if v, ok := ps[p].(string); ok {
+				addName(v)
+			}
+		}
+	}
+	if a, ok := st.data["alert"].(map[string]any); ok {
+		if ls, ok := a["labels"].(map[string]string); ok && ls["service"] != "" {
+			addName(ls["service"])
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 func (e *Engine) notify(ctx context.Context, st *stepRun) (map[string]any, string, error) {

@@ -340,10 +340,12 @@ func (noApprover) RequestApproval(_ context.Context, a rb.Approval) (string, err
 
 // newApprover asks for approvals in Slack when a bot token and an
 // approval channel are configured; its /slack/interactivity route takes
-// the clicks.
-func newApprover(cfg FileConfig, creds rb.ChatCredentials, log *slog.Logger) (rb.Approver, *rb.SlackApprover) {
+// the clicks. The requests are kept in etcd, so any replica's route
+// decides them, and they are bound to the tenants of the run's services.
+func newApprover(cfg FileConfig, creds rb.ChatCredentials, orch *orchestrator, log *slog.Logger) (rb.Approver, *rb.SlackApprover) {
 	sa := &rb.SlackApprover{Channel: cfg.Runbooks.Chat.ApprovalChannel, RBAC: cfg.Runbooks.Chat.RBAC,
-		Verifier: &rb.SlackVerifier{Secret: creds.SigningSecret}, Log: log}
+		Verifier: &rb.SlackVerifier{Secret: creds.SigningSecret}, Log: log,
+		Store: &etcdApprovals{st: orch.st}, TenantOf: chatActions{orch: orch}.TenantOf}
 	if creds.BotToken == "" || sa.Channel == "" {
 		return noApprover{}, sa
 	}

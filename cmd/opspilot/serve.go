@@ -180,7 +180,7 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 		if err != nil {
 			return err
 		}
-		approver, slackApprover := newApprover(cfg, creds, log.With("component", "approvals"))
+		approver, slackApprover := newApprover(cfg, creds, orch, log.With("component", "approvals"))
 		routes = append(routes, slackApprover.Routes()...)
 		runner = newRunbookRunner(ctx, cfg.Runbooks.AllowExec, orch, lateStore, alerts, incidents, approver, out, log.With("component", "runbooks"))
 		incidents.OnOpened(runner.incidentOpened)
