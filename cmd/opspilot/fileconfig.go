@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -187,6 +188,15 @@ type LogStoreConfig struct {
 	// Binary is the victoria-logs executable; empty: next to opspilot, on
 	// PATH, or built from the module with the Go toolchain.
 	Binary string `yaml:"binary"`
+	// URL is the Elasticsearch-compatible bulk base (VictoriaLogs'
+	// http://HOST:9428/insert/elasticsearch, or an Elasticsearch URL) to
+	// which `opspilot server`, having no agent of its own, ships its alert
+	// events and incident journal. Empty: agent.logs.url.
+	URL string `yaml:"url"`
+	// QueryURL is a VictoriaLogs base URL (http://HOST:9428) that runbook
+	// logs steps and the log anomaly scanner query in `opspilot server`;
+	// `opspilot up` uses its embedded store.
+	QueryURL string `yaml:"query_url"`
 }
 
 // LogConfig configures opspilot's own structured logs (stderr).
@@ -239,6 +249,14 @@ func (c FileConfig) Validate() []config.Problem {
 	ps = append(ps, config.Prefix("agent", c.Agent.Validate())...)
 	if c.LogStore.Mode != "embedded" && c.LogStore.Mode != "remote" {
 		ps = append(ps, config.Problem{Field: "logstore.mode", Msg: fmt.Sprintf("unknown mode %q; use embedded or remote", c.LogStore.Mode)})
+	}
+	for _, u := range []struct{ field, url, example string }{
+		{"logstore.url", c.LogStore.URL, "http://logs:9428/insert/elasticsearch"},
+		{"logstore.query_url", c.LogStore.QueryURL, "http://logs:9428"},
+	} {
+		if pu, err := url.Parse(u.url); u.url != "" && (err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "") {
+			ps = append(ps, config.Problem{Field: u.field, Msg: fmt.Sprintf("%q is not an http(s) URL; e.g. %s", u.url, u.example)})
+		}
 	}
 	ps = append(ps, config.Prefix("orchestrator", c.Orchestrator.Config.Validate())...)
 	ps = append(ps, config.Prefix("analyzer", c.Analyzer.Validate())...)

@@ -352,10 +352,31 @@ func serve(ctx context.Context, cfg FileConfig, out io.Writer) error {
 			}
 		}, func(error) { acancel() })
 	}
+	if !cfg.Server.LocalMode {
+		// No agent of its own: the server ships its journals itself.
+		events := ""
+		if alerts != nil {
+			events = alerts.pipeline.Events().Path()
+		}
+		journals, err := controlPlaneJournals(cfg, events, reg, log.With("component", "journals"))
+		if err != nil {
+			return err
+		}
+		if journals != nil {
+			jctx, cancel := context.WithCancel(ctx)
+			g.Add(func() error { return journals.Run(jctx) }, func(error) { cancel() })
+		}
+		if u := cfg.LogStore.QueryURL; u != "" && runner != nil {
+			runner.logsURL.Store(&u)
+		}
+	}
 	if anomalies != nil && cfg.Analyzer.Logs.Enabled {
 		lc := cfg.Analyzer.Logs.ScannerConfig()
 		if lc.URL == "" && logStore != nil {
 			lc.URL = logStore.URL()
+		}
+		if lc.URL == "" {
+			lc.URL = cfg.LogStore.QueryURL
 		}
 		if lc.URL != "" {
 			lc.CheckpointPath = filepath.Join(cfg.DataDir, "analyzer", "logs.ckpt")
@@ -683,4 +704,32 @@ func storeDesc(cfg FileConfig) string {
 		dir = filepath.Join(cfg.DataDir, "etcd")
 	}
 	return "embedded in " + dir
+}
+
+// controlPlaneJournals ships the alert events and the incident journal
+// of a control plane without an agent of its own (`opspilot server`) to
+// the log store, through the agents' log pipeline (Elasticsearch's bulk
+// API, read positions kept under data_dir/server/logs, so an outage of
+// the store delays lines and loses none). events is the alert events
+// file; nil when it is "" (alerting off) or there is nowhere to ship them.
+func controlPlaneJournals(cfg FileConfig, events string, reg prometheus.Registerer, log *slog.Logger) (*logs.Pipeline, error) {
+	if events == "" {
+		return nil, nil
+	}
+	u := cfg.LogStore.URL
+	if u == "" {
+		u = cfg.Agent.Logs.URL
+	}
+	if u == "" {
+		log.Info("alert events and the incident journal stay in data_dir: set logstore.url to ship them to the log store")
+		return nil, nil
+	}
+	return logs.New(logs.Config{
+		Sources: []logs.Source{
+			{Path: events, Service: "opspilot-alerting"},
+			{Path: filepath.Join(cfg.DataDir, "runbooks", "incidents.jsonl"), Service: "opspilot-incidents"},
+		},
+		StateDir: filepath.Join(cfg.DataDir, "server", "logs"), URL: u, Index: cfg.Agent.Logs.Index,
+		Datacenter: cfg.Agent.Datacenter, Node: cfg.replicaName(),
+	}, reg, log)
 }
