@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -63,13 +64,24 @@ type Config struct {
 	Runtimes     []string
 	AgentVersion string
 	// Client talks to the server (its TLS config trusts the server's CA).
+	// When its transport is an *http.Transport (or nil: the default one)
+	// the agent uses a copy bounded by DialTimeout; the caller's transport
+	// is left as it is.
 	Client *http.Client
+	// DialTimeout bounds connecting to a replica: the TCP connect, and the
+	// TLS handshake, each. Zero means 1s. A replica whose network is cut
+	// (packets dropped, no reset) is then left after a second, not when
+	// the kernel gives up on the connection minutes later.
+	DialTimeout time.Duration
 	// HeartbeatInterval overrides the server's suggestion when set.
 	HeartbeatInterval time.Duration
 	// PollTimeout is the long-poll timeout; zero means 30s.
 	PollTimeout time.Duration
 	Log         *slog.Logger
 }
+
+// defaultDialTimeout is DialTimeout's default.
+const defaultDialTimeout = time.Second
 
 // Agent is a joined node.
 type Agent struct {
@@ -101,9 +113,13 @@ func New(cfg Config, exec Executor) (*Agent, error) {
 	if cfg.Node.Name == "" || cfg.Node.Datacenter == "" {
 		return nil, errors.New("agent: the node needs a name and a datacenter (--node, --datacenter)")
 	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = defaultDialTimeout
+	}
 	if cfg.Client == nil {
 		cfg.Client = &http.Client{}
 	}
+	cfg.Client = withDialTimeout(cfg.Client, cfg.DialTimeout)
 	if cfg.PollTimeout == 0 {
 		cfg.PollTimeout = 30 * time.Second
 	}
@@ -111,6 +127,46 @@ func New(cfg Config, exec Executor) (*Agent, error) {
 		cfg.Log = slog.Default()
 	}
 	return &Agent{cfg: cfg, exec: exec, log: cfg.Log, changed: make(chan struct{}, 1), joined: make(chan struct{}), interval: time.Second}, nil
+}
+
+// withDialTimeout returns c with a copy of its transport whose dials and
+// TLS handshakes are bounded by d. The bound belongs in the transport, not
+// in the request's context: the transport finishes a dial in the
+// background after the request that started it gave up, and a dial to a
+// black-holed address would otherwise hold a socket for minutes. A
+// transport other than *http.Transport is kept as it is.
+func withDialTimeout(c *http.Client, d time.Duration) *http.Client {
+	rt := c.Transport
+	if rt == nil {
+		rt = http.DefaultTransport
+	}
+	t, ok := rt.(*http.Transport)
+	if !ok {
+		return c
+	}
+	t = t.Clone()
+	bounded := func(dial func(ctx context.Context, network, addr string) (net.Conn, error)) func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return func(ctx context.Context, network, addr string) (net.Conn, error) {
+			ctx, cancel := context.WithTimeout(ctx, d)
+			defer cancel()
+			return dial(ctx, network, addr)
+		}
+	}
+	switch {
+	case t.DialContext != nil:
+		t.DialContext = bounded(t.DialContext)
+	case t.Dial == nil: //nolint:staticcheck // a caller's (deprecated) Dial is kept as it is
+		t.DialContext = (&net.Dialer{Timeout: d, KeepAlive: 30 * time.Second}).DialContext
+	}
+	if t.DialTLSContext != nil { // it connects and shakes hands
+		t.DialTLSContext = bounded(t.DialTLSContext)
+	}
+	if t.TLSHandshakeTimeout <= 0 || t.TLSHandshakeTimeout > d {
+		t.TLSHandshakeTimeout = d
+	}
+	cc := *c
+	cc.Transport = t
+	return &cc
 }
 
 // Changed tells the agent an instance changed state, so the next heartbeat
