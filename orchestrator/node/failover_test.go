@@ -17,12 +17,14 @@ import (
 	"opspilot/orchestrator/model"
 )
 
-// These tests run the agent against real loopback sockets, which
-// testing/synctest cannot fake (it does not advance time while a goroutine
-// waits on the network), so they use real time. Their bounds are several
-// times what the agent needs (about one DialTimeout, JoinTimeout or
-// heartbeat interval) and far below what it took without per-request
-// deadlines: forever against a replica that holds the connection open.
+// These tests run the agent against real loopback sockets, so they use
+// real time: in a testing/synctest bubble a goroutine waiting on a socket
+// is not durably blocked, so the fake clock would not move and no deadline
+// would ever expire. Their bounds are several times what the agent needs
+// (about one DialTimeout, JoinTimeout or heartbeat interval) and far below
+// what it took without per-request deadlines: forever against a replica
+// that holds the connection open. timing_test.go checks the exact timings
+// with a fake clock over an in-memory network.
 
 // silentReplica accepts TCP connections and never writes a byte, as a
 // replica looks whose network is cut after the connection was made (or a
