@@ -10,6 +10,12 @@
 // it the instances that were rebuilt elsewhere, and Sync stops them
 // (fencing) before the agent reports anything ready.
 //
+// Every request to a replica has deadlines, for connecting and for the
+// answer, so a replica that answers nothing at all (its network cut,
+// packets dropped) costs one attempt before the next is tried, not the
+// minutes the kernel takes to give up on a connection; the long-poll
+// follows the heartbeats to the replica that answers them.
+//
 // Dependencies: orchestrator/agentproto and model, cenkalti/backoff, the
 // standard library. It must not import the control plane.
 package node
@@ -20,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -63,13 +70,41 @@ type Config struct {
 	Runtimes     []string
 	AgentVersion string
 	// Client talks to the server (its TLS config trusts the server's CA).
+	// When its transport is an *http.Transport (or nil: the default one)
+	// the agent uses a copy bounded by DialTimeout; the caller's transport
+	// is left as it is.
 	Client *http.Client
+	// DialTimeout bounds connecting to a replica: the TCP connect, and the
+	// TLS handshake, each. Zero means 1s. A replica whose network is cut
+	// (packets dropped, no reset) is then left after a second, not when
+	// the kernel gives up on the connection minutes later.
+	DialTimeout time.Duration
+	// JoinTimeout bounds one join request to one replica (it writes the
+	// node to etcd); zero means 3s. A heartbeat's request is bounded by
+	// the heartbeat interval (at least DialTimeout): a dead replica costs
+	// one interval before the next is tried, so the server hears from the
+	// node at most two intervals apart, inside its node_timeout (3s).
+	JoinTimeout time.Duration
 	// HeartbeatInterval overrides the server's suggestion when set.
 	HeartbeatInterval time.Duration
-	// PollTimeout is the long-poll timeout; zero means 30s.
+	// PollTimeout is the long-poll timeout; zero means 30s. The server
+	// holds a long-poll that long, so its request is bounded by
+	// PollTimeout plus 5s; when the heartbeats move to another replica, a
+	// long-poll in flight to the old one is given up and sent to the new
+	// one at once.
 	PollTimeout time.Duration
 	Log         *slog.Logger
 }
+
+// Defaults of Config's zero fields, and the long-poll's grace period.
+const (
+	defaultDialTimeout = time.Second
+	defaultJoinTimeout = 3 * time.Second
+	defaultPollTimeout = 30 * time.Second
+	// pollGrace is how much later than PollTimeout the server's answer to
+	// a long-poll may come (network and the server's last store read).
+	pollGrace = 5 * time.Second
+)
 
 // Agent is a joined node.
 type Agent struct {
@@ -87,6 +122,9 @@ type Agent struct {
 	heartbeat time.Time
 	// current indexes cfg.Servers: the replica the agent talks to.
 	current atomic.Int32
+	// moved is closed when current changes (and then replaced), guarded
+	// by mu: a long-poll in flight to the old replica gives up.
+	moved chan struct{}
 }
 
 // New returns an agent; Run joins and serves.
@@ -101,16 +139,65 @@ func New(cfg Config, exec Executor) (*Agent, error) {
 	if cfg.Node.Name == "" || cfg.Node.Datacenter == "" {
 		return nil, errors.New("agent: the node needs a name and a datacenter (--node, --datacenter)")
 	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = defaultDialTimeout
+	}
+	if cfg.JoinTimeout <= 0 {
+		cfg.JoinTimeout = defaultJoinTimeout
+	}
+	if cfg.PollTimeout <= 0 {
+		cfg.PollTimeout = defaultPollTimeout
+	}
 	if cfg.Client == nil {
 		cfg.Client = &http.Client{}
 	}
-	if cfg.PollTimeout == 0 {
-		cfg.PollTimeout = 30 * time.Second
-	}
+	cfg.Client = withDialTimeout(cfg.Client, cfg.DialTimeout)
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	return &Agent{cfg: cfg, exec: exec, log: cfg.Log, changed: make(chan struct{}, 1), joined: make(chan struct{}), interval: time.Second}, nil
+	return &Agent{cfg: cfg, exec: exec, log: cfg.Log, changed: make(chan struct{}, 1), joined: make(chan struct{}),
+		interval: time.Second, moved: make(chan struct{})}, nil
+}
+
+// withDialTimeout returns c with a copy of its transport whose dials and
+// TLS handshakes are bounded by d. The bound belongs in the transport, not
+// in the request's context: the transport finishes a dial in the
+// background after the request that started it gave up, and a dial to a
+// black-holed address would otherwise hold a socket for minutes. A
+// transport other than *http.Transport is kept as it is: the per-request
+// deadlines still bound it.
+func withDialTimeout(c *http.Client, d time.Duration) *http.Client {
+	rt := c.Transport
+	if rt == nil {
+		rt = http.DefaultTransport
+	}
+	t, ok := rt.(*http.Transport)
+	if !ok {
+		return c
+	}
+	t = t.Clone()
+	bounded := func(dial func(ctx context.Context, network, addr string) (net.Conn, error)) func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return func(ctx context.Context, network, addr string) (net.Conn, error) {
+			ctx, cancel := context.WithTimeout(ctx, d)
+			defer cancel()
+			return dial(ctx, network, addr)
+		}
+	}
+	switch {
+	case t.DialContext != nil:
+		t.DialContext = bounded(t.DialContext)
+	case t.Dial == nil: //nolint:staticcheck // a caller's (deprecated) Dial is kept as it is
+		t.DialContext = (&net.Dialer{Timeout: d, KeepAlive: 30 * time.Second}).DialContext
+	}
+	if t.DialTLSContext != nil { // it connects and shakes hands
+		t.DialTLSContext = bounded(t.DialTLSContext)
+	}
+	if t.TLSHandshakeTimeout <= 0 || t.TLSHandshakeTimeout > d {
+		t.TLSHandshakeTimeout = d
+	}
+	cc := *c
+	cc.Transport = t
+	return &cc
 }
 
 // Changed tells the agent an instance changed state, so the next heartbeat
@@ -192,7 +279,7 @@ func (a *Agent) join(ctx context.Context) error {
 	req := agentproto.JoinRequest{Token: a.cfg.JoinToken, Node: a.cfg.Node, Runtimes: a.cfg.Runtimes, AgentVersion: a.cfg.AgentVersion}
 	op := func() (agentproto.JoinResponse, error) {
 		var resp agentproto.JoinResponse
-		err := a.call(ctx, http.MethodPost, "/agent/v1/join", "", req, &resp)
+		err := a.call(ctx, a.cfg.JoinTimeout, http.MethodPost, "/agent/v1/join", "", req, &resp)
 		var he *jsonapi.Error
 		if errors.As(err, &he) && (he.Code == http.StatusUnauthorized || he.Code == http.StatusBadRequest) {
 			return resp, backoff.Permanent(err)
@@ -288,7 +375,7 @@ func (a *Agent) heartbeats(ctx context.Context) error {
 		a.mu.Unlock()
 		tok := a.currentToken()
 		var resp agentproto.HeartbeatResponse
-		err := a.call(ctx, http.MethodPost, "/agent/v1/nodes/"+url.PathEscape(a.cfg.Node.Name)+"/heartbeat", tok,
+		err := a.call(ctx, max(interval, a.cfg.DialTimeout), http.MethodPost, "/agent/v1/nodes/"+url.PathEscape(a.cfg.Node.Name)+"/heartbeat", tok,
 			agentproto.Heartbeat{Instances: a.exec.Statuses()}, &resp)
 		var he *jsonapi.Error
 		switch {
@@ -319,13 +406,16 @@ func (a *Agent) follow(ctx context.Context) error {
 		tok := a.currentToken()
 		q := url.Values{"have": {a.lastHash}, "timeout": {a.cfg.PollTimeout.String()}}
 		var as agentproto.Assignments
-		err := a.call(ctx, http.MethodGet, "/agent/v1/nodes/"+url.PathEscape(a.cfg.Node.Name)+"/assignments?"+q.Encode(), tok, nil, &as)
+		err := a.poll(ctx, "/agent/v1/nodes/"+url.PathEscape(a.cfg.Node.Name)+"/assignments?"+q.Encode(), tok, &as)
 		var he *jsonapi.Error
 		switch {
 		case errors.As(err, &he) && he.Code == http.StatusUnauthorized:
 			if err := a.rejoin(ctx, tok); err != nil {
 				return err
 			}
+			continue
+		case errors.Is(err, errMoved):
+			a.log.Debug("assignments: following the heartbeats to another replica", "server", a.cfg.Servers[a.current.Load()])
 			continue
 		case err != nil:
 			if ctx.Err() != nil {
@@ -349,25 +439,74 @@ func (a *Agent) follow(ctx context.Context) error {
 	return nil
 }
 
-// call sends one request to the current server; when that one cannot be
-// reached (or answers 502/503/504) it tries the others in turn, and the
-// one that answers becomes current.
-func (a *Agent) call(ctx context.Context, method, path, token string, body, out any) error {
+// errMoved ends a long-poll whose replica is no longer the current one.
+var errMoved = errors.New("the agent moved to another control-plane replica")
+
+// poll sends one long-poll for path. It is given up with errMoved when
+// current changes meanwhile (the heartbeats found the replica dead, or
+// the poll itself moved on after an answer), so the assignments come from
+// the replica that answers the heartbeats, not after the dead one's
+// PollTimeout.
+func (a *Agent) poll(ctx context.Context, path, token string, out any) error {
+	a.mu.Lock()
+	moved := a.moved
+	a.mu.Unlock()
+	pctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		select {
+		case <-moved:
+			cancel(errMoved)
+		case <-pctx.Done():
+		}
+	}()
+	err := a.call(pctx, a.cfg.PollTimeout+pollGrace, http.MethodGet, path, token, nil, out)
+	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(pctx), errMoved) {
+		return errMoved
+	}
+	return err
+}
+
+// call sends one request to the current server, bounded by attempt;
+// when that one cannot be reached, does not answer in time (or answers
+// 502/503/504) it tries the others in turn, and the one that answers
+// becomes current. When ctx ends, call returns at once.
+func (a *Agent) call(ctx context.Context, attempt time.Duration, method, path, token string, body, out any) error {
 	n := len(a.cfg.Servers)
 	start := int(a.current.Load())
 	var err error
 	for i := range n {
 		idx := (start + i) % n
-		err = jsonapi.Do(ctx, a.cfg.Client, method, a.cfg.Servers[idx]+path, token, nil, body, out)
-		if !failOver(err) || ctx.Err() != nil {
+		actx, cancel := context.WithTimeout(ctx, attempt)
+		err = jsonapi.Do(actx, a.cfg.Client, method, a.cfg.Servers[idx]+path, token, nil, body, out)
+		cancel()
+		if ctx.Err() != nil {
+			return err
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("%s: no answer within %s: %w", a.cfg.Servers[idx], attempt, err)
+		}
+		if !failOver(err) {
 			if i > 0 && err == nil {
-				a.current.Store(int32(idx))
-				a.log.Info("talking to another control-plane replica", "server", a.cfg.Servers[idx])
+				a.moveTo(idx)
 			}
 			return err
 		}
 	}
 	return err
+}
+
+// moveTo makes cfg.Servers[idx] the current replica and tells a long-poll
+// in flight to the previous one.
+func (a *Agent) moveTo(idx int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if int(a.current.Swap(int32(idx))) == idx {
+		return
+	}
+	close(a.moved)
+	a.moved = make(chan struct{})
+	a.log.Info("talking to another control-plane replica", "server", a.cfg.Servers[idx])
 }
 
 // failOver says whether err means "try another replica": no answer, or
