@@ -83,7 +83,9 @@ type Config struct {
 	// node to etcd); zero means 3s. A heartbeat's request is bounded by
 	// the heartbeat interval (at least DialTimeout): a dead replica costs
 	// one interval before the next is tried, so the server hears from the
-	// node at most two intervals apart, inside its node_timeout (3s).
+	// node at most two intervals apart, inside its node_timeout (3s). With
+	// a single replica there is no next one, and the bound is five
+	// intervals (at least 5s).
 	JoinTimeout time.Duration
 	// HeartbeatInterval overrides the server's suggestion when set.
 	HeartbeatInterval time.Duration
@@ -368,6 +370,18 @@ func (a *Agent) currentToken() string {
 	return a.token
 }
 
+// heartbeatAttempt bounds one heartbeat request: the interval (at least
+// DialTimeout) when another replica can be tried, so a dead one costs one
+// interval; with a single replica there is nowhere else to go, and a slow
+// answer (a loaded server) is better than a heartbeat given up, so it
+// gets five intervals (at least 5s).
+func (a *Agent) heartbeatAttempt(interval time.Duration) time.Duration {
+	if len(a.cfg.Servers) == 1 {
+		return max(5*interval, 5*time.Second)
+	}
+	return max(interval, a.cfg.DialTimeout)
+}
+
 func (a *Agent) heartbeats(ctx context.Context) error {
 	for {
 		a.mu.Lock()
@@ -375,7 +389,7 @@ func (a *Agent) heartbeats(ctx context.Context) error {
 		a.mu.Unlock()
 		tok := a.currentToken()
 		var resp agentproto.HeartbeatResponse
-		err := a.call(ctx, max(interval, a.cfg.DialTimeout), http.MethodPost, "/agent/v1/nodes/"+url.PathEscape(a.cfg.Node.Name)+"/heartbeat", tok,
+		err := a.call(ctx, a.heartbeatAttempt(interval), http.MethodPost, "/agent/v1/nodes/"+url.PathEscape(a.cfg.Node.Name)+"/heartbeat", tok,
 			agentproto.Heartbeat{Instances: a.exec.Statuses()}, &resp)
 		var he *jsonapi.Error
 		switch {
