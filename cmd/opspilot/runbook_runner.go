@@ -54,7 +54,7 @@ func newRunbookRunner(ctx context.Context, allowExec bool, orch *orchestrator, q
 		Querier:      runbookQuerier{q},
 		Orchestrator: newRunbookOrchestrator(orch),
 		Logs:         runbookLogs{url: &r.logsURL},
-		Silencer:     chatActions{orch: orch, alerts: alerts},
+		Silencer:     runbookSilencer{alerts},
 		Notifier:     r,
 		Approver:     approver,
 		Recorder:     r.record,
@@ -328,6 +328,17 @@ func (l runbookLogs) Search(ctx context.Context, query string, limit int) ([]str
 		lines[i], lines[j] = lines[j], lines[i]
 	}
 	return lines, nil
+}
+
+// runbookSilencer adds silences for runbook silence steps: their output
+// is the silence's id, which later steps use (to expire it, say).
+type runbookSilencer struct{ alerts *alertingStack }
+
+func (s runbookSilencer) Silence(ctx context.Context, matchers []string, d time.Duration, who, why string) (string, error) {
+	if s.alerts == nil {
+		return "", errors.New("alerting is off on this server")
+	}
+	return s.alerts.pipeline.AddSilence(ctx, alerting.SilenceRequest{Matchers: matchers, EndsAt: time.Now().Add(d), CreatedBy: who, Comment: why})
 }
 
 // noApprover denies: no Slack channel for approvals is configured.

@@ -11,9 +11,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"opspilot/alerting"
 	"opspilot/orchestrator/control"
 	omodel "opspilot/orchestrator/model"
 	"opspilot/orchestrator/store"
+	rb "opspilot/runbooks"
 )
 
 // The runbook steps that change the orchestrator, against the real
@@ -141,3 +143,53 @@ func TestRunbookStepsAgainstRealOrchestrator(t *testing.T) {
 		}
 	}
 }
+
+// The runbook silence step against the real alerting pipeline
+// (Alertmanager's silences): the step's id output is the silence's id,
+// and the silence carries the matchers, who and why.
+func TestRunbookSilenceStepAgainstRealAlerting(t *testing.T) {
+	cfg := defaultFileConfig()
+	cfg.DataDir = t.TempDir()
+	alerts, err := newAlerting(cfg, &lateTSDB{}, io.Discard, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rbs, err := rb.Parse("silence.yaml", []byte(`kind: Runbook
+name: quiet-billing
+steps:
+  - name: quiet
+    silence: {matchers: ['alertname="BillingErrorRatioHigh"', 'service="billing"'], duration: 30m, comment: 'deploying {{ .run.id }}'}
+  - name: tell
+    notify: {message: 'silence {{ .steps.quiet.id }}'}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := rb.NewEngine(rb.EngineOptions{Silencer: runbookSilencer{alerts}, Notifier: discardNotifier{}, NewRunID: func() string { return "run-1" }})
+	res, err := e.Run(t.Context(), rbs[0], rb.RunRequest{Who: "slack:tina", Why: "promotion"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := res.Steps[0].Outputs["id"].(string)
+	var got *alerting.Silence
+	for _, s := range alerts.pipeline.Silences(t.Context()) {
+		if s.ID == id {
+			got = &s
+		}
+	}
+	if id == "" || got == nil {
+		t.Fatalf("step output id %q is not a silence of the pipeline: %+v", id, alerts.pipeline.Silences(t.Context()))
+	}
+	if got.CreatedBy != "runbook:quiet-billing (started by slack:tina)" || !strings.Contains(got.Comment, "deploying run-1") ||
+		len(got.Matchers) != 2 || got.EndsAt.Sub(got.StartsAt).Round(time.Minute) != 30*time.Minute {
+		t.Errorf("silence %+v", got)
+	}
+	if msg := res.Steps[1].Outputs["message"]; msg != "silence "+id {
+		t.Errorf("a later step reads the id: %v", msg)
+	}
+}
+
+// discardNotifier drops a run's chat lines (no incident thread here).
+type discardNotifier struct{}
+
+func (discardNotifier) Post(context.Context, string, string) error { return nil }
