@@ -295,9 +295,7 @@ func joinAsNode(ctx context.Context, cfg *FileConfig, joinToken string, log *slo
 		if err != nil {
 			return nil, err
 		}
-		fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		pool, pem, err := pki.FetchCA(fctx, server, caHash)
-		cancel()
+		pool, pem, err := pki.FetchCAFromAny(ctx, cfg.Agent.Server.Servers(), caHash, 30*time.Second)
 		if err != nil {
 			return nil, err
 		}

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // CAPath is where the API server serves CAHandler, and FetchCA fetches
@@ -48,6 +49,9 @@ func CAHandler(a *Authority) http.Handler {
 func ClientTLSConfig(pool *x509.CertPool) *tls.Config {
 	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 }
+
+// ErrCAMismatch: the server's CA is not the one the join token names.
+var ErrCAMismatch = errors.New("CA mismatch")
 
 // FetchCA fetches the CA certificate from serverURL (https://HOST:PORT)
 // and trusts it only if
@@ -111,10 +115,10 @@ func FetchCA(ctx context.Context, serverURL, caHash string) (*x509.CertPool, []b
 	}
 	got := sha256.Sum256(ca.Raw)
 	if subtle.ConstantTimeCompare(got[:], want) != 1 {
-		return nil, nil, fmt.Errorf("pki: the CA served by %s has hash %s, but the join token expects %s%x. "+
+		return nil, nil, fmt.Errorf("pki: the CA served by %s has hash %s, but the join token expects %s%x (%w). "+
 			"Either the token belongs to another server or to this server before its CA was regenerated (copy the current token from DATA_DIR/pki/join-token), "+
 			"or a man-in-the-middle is intercepting the connection: do not join until you know which",
-			u.Host, hashDER(ca.Raw), hashPrefix, want)
+			u.Host, hashDER(ca.Raw), hashPrefix, want, ErrCAMismatch)
 	}
 	if !ca.IsCA {
 		return nil, nil, fmt.Errorf("pki: the certificate served by %s matches the join token but is not a CA certificate", u.Host)
@@ -162,3 +166,36 @@ func decodeHash(h string) ([]byte, error) {
 	b, _ := hex.DecodeString(s)
 	return b, nil
 }
+
+// FetchCAFromAny is FetchCA from the first of serverURLs (the
+// control-plane replicas) that answers, each attempt given 5 s, trying the
+// list again for up to total: an agent whose first replica is unreachable
+// still starts. A CA that does not match the token ends it at once.
+func FetchCAFromAny(ctx context.Context, serverURLs []string, caHash string, total time.Duration) (*x509.CertPool, []byte, error) {
+	if len(serverURLs) == 0 {
+		return nil, nil, errors.New("pki: no server URL to fetch the CA from")
+	}
+	ctx, cancel := context.WithTimeout(ctx, total)
+	defer cancel()
+	var last []error
+	for {
+		last = last[:0]
+		for _, s := range serverURLs {
+			actx, acancel := context.WithTimeout(ctx, fetchAttempt)
+			pool, pem, err := FetchCA(actx, strings.TrimRight(s, "/"), caHash)
+			acancel()
+			if err == nil || errors.Is(err, ErrCAMismatch) {
+				return pool, pem, err
+			}
+			last = append(last, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil, fmt.Errorf("pki: no control-plane replica gave its CA within %s: %w", total, errors.Join(last...))
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// fetchAttempt bounds one CA fetch from one replica in FetchCAFromAny.
+const fetchAttempt = 5 * time.Second

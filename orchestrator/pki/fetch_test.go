@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -171,5 +173,52 @@ func TestCAHandler(t *testing.T) {
 		if !bytes.Equal(rec.Body.Bytes(), tt.wantBody) && !(tt.wantBody == nil && rec.Body.Len() == 0) {
 			t.Errorf("%s: body %q", tt.method, rec.Body.Bytes())
 		}
+	}
+}
+
+// FetchCAFromAny: an agent listing a replica that accepts connections and
+// never answers (its datacenter cut) first gets the CA from the next one
+// after one 5 s attempt; a CA that does not match the token stops at
+// once, without trying the others; nobody answering is an error naming
+// every replica's failure.
+func TestFetchCAFromAnyReplica(t *testing.T) {
+	a, b := newAuthority(t), newAuthority(t)
+	srv := startServer(t, a, a)
+	other := startServer(t, b, b)
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, never answered
+		}
+	}()
+	dead := "https://" + silent.Addr().String()
+	ctx := t.Context()
+
+	start := time.Now()
+	_, caPEM, err := FetchCAFromAny(ctx, []string{dead, srv.URL}, tokenHash(t, a), 30*time.Second)
+	if err != nil || !bytes.Equal(caPEM, a.CAPEM()) {
+		t.Fatalf("with a silent first replica: %v", err)
+	}
+	if d := time.Since(start); d < fetchAttempt || d > fetchAttempt+3*time.Second {
+		t.Errorf("took %s, want one attempt of %s on the silent replica", d, fetchAttempt)
+	}
+
+	start = time.Now()
+	if _, _, err := FetchCAFromAny(ctx, []string{other.URL, srv.URL}, tokenHash(t, a), 30*time.Second); !errors.Is(err, ErrCAMismatch) || time.Since(start) > 3*time.Second {
+		t.Errorf("a replica with another CA: %v after %s, want ErrCAMismatch at once", err, time.Since(start))
+	}
+
+	closed := "https://127.0.0.1:1"
+	if _, _, err := FetchCAFromAny(ctx, []string{closed, closed + "/x"}, tokenHash(t, a), 1500*time.Millisecond); err == nil ||
+		!strings.Contains(err.Error(), "no control-plane replica gave its CA within 1.5s") || strings.Count(err.Error(), "127.0.0.1:1") < 2 {
+		t.Errorf("nobody answering: %v", err)
 	}
 }
