@@ -95,7 +95,11 @@ func (s *SlackApprover) RequestApproval(ctx context.Context, a Approval) (string
 		// request unless a click decided it at the last moment.
 		state, why := ApprovalExpired, "nobody answered before the step's timeout"
 		text := fmt.Sprintf("Step `%s` of runbook `%s` (run %s) expired: nobody decided before the step's timeout.", a.Step, a.Runbook, a.RunID)
-		if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		switch {
+		case ctx.Err() == nil:
+			state, why = ApprovalInterrupted, "the request was lost from the control-plane store: "+err.Error()
+			text = fmt.Sprintf("Step `%s` of runbook `%s` (run %s) was not decided: the request was lost from the control-plane store (%v). Run the runbook again if it is still needed.", a.Step, a.Runbook, a.RunID, err)
+		case !errors.Is(ctx.Err(), context.DeadlineExceeded):
 			state, why = ApprovalInterrupted, "the run was stopped before anyone answered"
 			text = fmt.Sprintf("Step `%s` of runbook `%s` (run %s) was not decided: its run was stopped (the control plane shut down or lost its leadership). Run the runbook again if it is still needed.", a.Step, a.Runbook, a.RunID)
 		}

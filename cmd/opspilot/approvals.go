@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -145,13 +146,24 @@ func (e *etcdApprovals) Update(ctx context.Context, id string, change func(*runb
 }
 
 // Wait watches the record from the revision it was read at until it is
-// decided or gone.
+// decided or gone. While etcd cannot be reached it keeps trying: a run
+// waiting for people outlives a short store outage.
 func (e *etcdApprovals) Wait(ctx context.Context, id string) (runbooks.ApprovalRecord, error) {
 	key := e.st.Key(kindApproval, id)
 	for {
 		r, version, err := e.get(ctx, id)
-		if err != nil || r.State != runbooks.ApprovalPending {
+		switch {
+		case errors.Is(err, runbooks.ErrApprovalNotFound):
 			return r, err
+		case err == nil && r.State != runbooks.ApprovalPending:
+			return r, nil
+		case err != nil:
+			select {
+			case <-ctx.Done():
+				return runbooks.ApprovalRecord{}, ctx.Err()
+			case <-time.After(time.Second):
+			}
+			continue
 		}
 		wctx, cancel := context.WithCancel(ctx)
 		for resp := range e.st.Client().Watch(wctx, key, clientv3.WithRev(version+1)) {
