@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"opspilot/internal/slackrec"
 )
 
 // The whole chat loop through the pipeline against slack-go's slacktest
@@ -71,13 +73,13 @@ receivers:
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	if code := post("/api/v1/slack/sre/interactions", slackTestSign(body, "wrong", time.Now())); code != 401 {
+	if code := post("/api/v1/slack/sre/interactions", slackrec.Sign(body, "wrong", time.Now())); code != 401 {
 		t.Errorf("a request signed with another secret: %d, want 401", code)
 	}
-	if code := post("/api/v1/slack/nobody/interactions", slackTestSign(body, "s3cret", time.Now())); code != 404 {
+	if code := post("/api/v1/slack/nobody/interactions", slackrec.Sign(body, "s3cret", time.Now())); code != 404 {
 		t.Errorf("an unknown receiver: %d, want 404", code)
 	}
-	signed := slackTestSign(body, "s3cret", time.Now())
+	signed := slackrec.Sign(body, "s3cret", time.Now())
 	if code := post("/api/v1/slack/sre/interactions", signed); code != 200 {
 		t.Fatalf("Silence 1h: %d", code)
 	}

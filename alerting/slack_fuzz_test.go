@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"opspilot/internal/slackrec"
 )
 
 // FuzzSlackInteraction feeds signed bodies to the interaction handler: it
@@ -34,7 +36,7 @@ func FuzzSlackInteraction(f *testing.F) {
 	acts := &slackTestActions{}
 	h := NewSlackInteractionHandler(slackTestSecret, acts, nil)
 	f.Fuzz(func(t *testing.T, body string) {
-		w := slackTestInteract(h, body, slackTestSign(body, slackTestSecret, time.Now()))
+		w := slackTestInteract(h, body, slackrec.Sign(body, slackTestSecret, time.Now()))
 		_, action, _, err := SlackDecodeInteraction([]byte(body))
 		switch {
 		case w.Code == http.StatusOK:

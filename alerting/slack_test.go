@@ -3,9 +3,6 @@ package alerting
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,6 +35,7 @@ import (
 	"github.com/slack-go/slack/slacktest"
 
 	"opspilot/config"
+	"opspilot/internal/slackrec"
 	"opspilot/tsdb"
 )
 
@@ -933,17 +931,6 @@ func slackTestPayload(actionID, value string) string {
 	return url.Values{"payload": {string(b)}}.Encode()
 }
 
-func slackTestSign(body, secret string, at time.Time) http.Header {
-	ts := strconv.FormatInt(at.Unix(), 10)
-	mac := hmac.New(sha256.New, []byte(secret))
-	fmt.Fprintf(mac, "v0:%s:%s", ts, body)
-	h := http.Header{}
-	h.Set("Content-Type", "application/x-www-form-urlencoded")
-	h.Set("X-Slack-Request-Timestamp", ts)
-	h.Set("X-Slack-Signature", "v0="+hex.EncodeToString(mac.Sum(nil)))
-	return h
-}
-
 func slackTestInteract(h http.Handler, body string, hdr http.Header) *httptest.ResponseRecorder {
 	r := httptest.NewRequest(http.MethodPost, "/slack/interactions", strings.NewReader(body))
 	for k, v := range hdr {
@@ -967,7 +954,7 @@ func TestSlackInteractionHandlerSignedClicksCallActions(t *testing.T) {
 			acts := &slackTestActions{}
 			h := NewSlackInteractionHandler(slackTestSecret, acts, nil)
 			body := slackTestPayload(c.action, value)
-			w := slackTestInteract(h, body, slackTestSign(body, slackTestSecret, time.Now()))
+			w := slackTestInteract(h, body, slackrec.Sign(body, slackTestSecret, time.Now()))
 			if w.Code != http.StatusOK {
 				t.Fatalf("status %d: %s", w.Code, w.Body)
 			}
@@ -996,7 +983,7 @@ func TestSlackInteractionHandlerReportsActionErrors(t *testing.T) {
 	acts := &slackTestActions{err: errors.New(`alert names no runbook: add annotation "runbook"`)}
 	h := NewSlackInteractionHandler(slackTestSecret, acts, nil)
 	body := slackTestPayload(SlackActionRunbook, EncodeSlackActionValue(AlertRef{Fingerprint: "f"}))
-	w := slackTestInteract(h, body, slackTestSign(body, slackTestSecret, time.Now()))
+	w := slackTestInteract(h, body, slackrec.Sign(body, slackTestSecret, time.Now()))
 	var rep slackInteractionReply
 	_ = json.Unmarshal(w.Body.Bytes(), &rep)
 	if w.Code != http.StatusOK || rep.OK || !strings.Contains(rep.Text, "names no runbook") {
@@ -1010,7 +997,7 @@ func TestSlackInteractionHandlerAgainstSlacktestServerRepliesInThread(t *testing
 	api := slack.New("xoxb-test", slack.OptionAPIURL(e.srv.GetAPIURL()), slack.OptionHTTPClient(&http.Client{Transport: e.tr}))
 	h := &SlackInteractionHandler{Secret: slackTestSecret, Actions: acts, Replies: api}
 	body := slackTestPayload(SlackActionAck, EncodeSlackActionValue(AlertRef{Fingerprint: "f"}))
-	if w := slackTestInteract(h, body, slackTestSign(body, slackTestSecret, time.Now())); w.Code != http.StatusOK {
+	if w := slackTestInteract(h, body, slackrec.Sign(body, slackTestSecret, time.Now())); w.Code != http.StatusOK {
 		t.Fatalf("status %d: %s", w.Code, w.Body)
 	}
 	posts := e.tr.callsTo("chat.postMessage")
@@ -1022,7 +1009,7 @@ func TestSlackInteractionHandlerAgainstSlacktestServerRepliesInThread(t *testing
 func TestSlackInteractionHandlerRejects(t *testing.T) {
 	value := EncodeSlackActionValue(AlertRef{Fingerprint: "f"})
 	good := slackTestPayload(SlackActionAck, value)
-	sign := func(body string) http.Header { return slackTestSign(body, slackTestSecret, time.Now()) }
+	sign := func(body string) http.Header { return slackrec.Sign(body, slackTestSecret, time.Now()) }
 	cases := []struct {
 		name   string
 		body   string
@@ -1030,8 +1017,8 @@ func TestSlackInteractionHandlerRejects(t *testing.T) {
 		status int
 		reason string
 	}{
-		{"bad signature", good, slackTestSign(good, "another secret", time.Now()), 401, "does not match"},
-		{"stale timestamp", good, slackTestSign(good, slackTestSecret, time.Now().Add(-6*time.Minute)), 401, "5 minutes"},
+		{"bad signature", good, slackrec.Sign(good, "another secret", time.Now()), 401, "does not match"},
+		{"stale timestamp", good, slackrec.Sign(good, slackTestSecret, time.Now().Add(-6*time.Minute)), 401, "5 minutes"},
 		{"no signature", good, http.Header{}, 401, "missing X-Slack-Signature"},
 		{"tampered body", good + "x", sign(good), 401, "does not match"},
 		{"garbage", "%%%not a form", sign("%%%not a form"), 400, "form-encoded"},

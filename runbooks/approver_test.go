@@ -13,61 +13,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/slack-go/slack"
-	"github.com/slack-go/slack/slacktest"
+	"opspilot/internal/slackrec"
 )
 
-// approvalSlack is slack-go's slacktest server recording the approval
-// requests the bot posts and the message updates (the real Slack is not
-// reachable from here).
-type approvalSlack struct {
-	*slacktest.Server
-	mu      sync.Mutex
-	posted  []url.Values
-	updated []url.Values
-}
-
-func newApprovalSlack(t *testing.T) *approvalSlack {
-	s := &approvalSlack{}
-	s.Server = slacktest.NewTestServer(func(c slacktest.Customize) {
-		c.Handle("/chat.postMessage", func(w http.ResponseWriter, r *http.Request) {
-			_ = r.ParseForm()
-			s.mu.Lock()
-			s.posted = append(s.posted, r.Form)
-			s.mu.Unlock()
-			_, _ = w.Write([]byte(`{"ok":true,"channel":"C0OPS","ts":"10.0"}`))
-		})
-		c.Handle("/chat.update", func(w http.ResponseWriter, r *http.Request) {
-			_ = r.ParseForm()
-			s.mu.Lock()
-			s.updated = append(s.updated, r.Form)
-			s.mu.Unlock()
-			_, _ = w.Write([]byte(`{"ok":true,"channel":"C0OPS","ts":"10.0"}`))
-		})
-	})
-	s.Start()
+func newApprovalSlack(t *testing.T) *slackrec.Server {
+	s := slackrec.New()
 	t.Cleanup(s.Stop)
 	return s
-}
-
-// approvalID is the button value of the newest posted request.
-func (s *approvalSlack) approvalID(t *testing.T) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.posted) == 0 {
-		return ""
-	}
-	var blocks slack.Blocks
-	if err := json.Unmarshal([]byte(s.posted[len(s.posted)-1].Get("blocks")), &blocks); err != nil {
-		t.Fatalf("blocks: %v", err)
-	}
-	for _, b := range blocks.BlockSet {
-		if ab, ok := b.(*slack.ActionBlock); ok {
-			return ab.Elements.ElementSet[0].(*slack.ButtonBlockElement).Value
-		}
-	}
-	t.Fatal("no buttons in the approval request")
-	return ""
 }
 
 func clickBody(user, action, value string) string {
@@ -93,7 +45,7 @@ steps:
 // second run before its scale step.
 func TestApprovalFlowAgainstSlacktestServer(t *testing.T) {
 	s := newApprovalSlack(t)
-	ap := &SlackApprover{Client: slack.New("xoxb-test", slack.OptionAPIURL(s.GetAPIURL())), Channel: "#ops", RBAC: testRBAC(),
+	ap := &SlackApprover{Client: s.Client(), Channel: "#ops", RBAC: testRBAC(),
 		Verifier: &SlackVerifier{Secret: chatSecret}, TenantOf: func(_ context.Context, s string) (string, error) { return tenantOf(s) }}
 	mux := http.NewServeMux()
 	for _, r := range ap.Routes() {
@@ -103,7 +55,7 @@ func TestApprovalFlowAgainstSlacktestServer(t *testing.T) {
 	defer srv.Close()
 	click := func(user, action, value string, at time.Time) (int, string) {
 		body := clickBody(user, action, value)
-		return post(t, srv.URL+"/slack/interactivity", body, signSlack(body, chatSecret, at))
+		return post(t, srv.URL+"/slack/interactivity", body, slackrec.Sign(body, chatSecret, at))
 	}
 	rbs, err := Parse("big-scale.yaml", []byte(approvalRunbook))
 	if err != nil {
@@ -124,7 +76,7 @@ func TestApprovalFlowAgainstSlacktestServer(t *testing.T) {
 		}()
 		var id string
 		for deadline := time.Now().Add(10 * time.Second); id == "" && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-			id = s.approvalID(t)
+			id = s.ButtonValue()
 		}
 		if id == "" {
 			t.Fatal("no approval request posted")
@@ -147,7 +99,7 @@ func TestApprovalFlowAgainstSlacktestServer(t *testing.T) {
 
 	// Approved by the tenant admin.
 	run()
-	id := s.approvalID(t)
+	id := s.ButtonValue()
 	if code, resp := click("UTA", ActionApprove, id, time.Now().Add(-2*time.Second)); code != 200 || !strings.Contains(resp, "approved") {
 		t.Fatalf("approval by the tenant admin: %d %s", code, resp)
 	}
@@ -155,21 +107,17 @@ func TestApprovalFlowAgainstSlacktestServer(t *testing.T) {
 	if got := f.o.got(); got[0] != "scale billing 8" {
 		t.Errorf("after the approval: %q", got)
 	}
-	s.mu.Lock()
-	if len(s.updated) != 1 || !strings.Contains(s.updated[0].Get("text"), "approved by slack:tina") {
-		t.Errorf("the request message should say who approved: %v", s.updated)
+	if updated := s.Updated(); len(updated) != 1 || !strings.Contains(updated[0].Get("text"), "approved by slack:tina") {
+		t.Errorf("the request message should say who approved: %v", updated)
 	}
-	s.mu.Unlock()
 	if code, resp := click("UTA", ActionApprove, id, time.Now().Add(-3*time.Second)); code != 200 || !strings.Contains(resp, "no longer pending") {
 		t.Errorf("a second click: %d %s", code, resp)
 	}
 
 	// Denied: the run stops before scaling.
-	s.mu.Lock()
-	s.posted = nil
-	s.mu.Unlock()
+	s.Reset()
 	run()
-	id = s.approvalID(t)
+	id = s.ButtonValue()
 	if code, resp := click("UADMIN", ActionDeny, id, time.Now().Add(-4*time.Second)); code != 200 || !strings.Contains(resp, "denied") {
 		t.Fatalf("denial: %d %s", code, resp)
 	}
@@ -187,7 +135,7 @@ func TestApprovalFlowAgainstSlacktestServer(t *testing.T) {
 	if code, _ := post(t, srv.URL+"/slack/interactivity", body, http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}); code != 401 {
 		t.Errorf("unsigned click: %d", code)
 	}
-	if code, _ := post(t, srv.URL+"/slack/interactivity", "payload=%7B", signSlack("payload=%7B", chatSecret, time.Now())); code != 400 {
+	if code, _ := post(t, srv.URL+"/slack/interactivity", "payload=%7B", slackrec.Sign("payload=%7B", chatSecret, time.Now())); code != 400 {
 		t.Errorf("garbage payload: %d", code)
 	}
 }
@@ -204,11 +152,9 @@ func waitFor(t *testing.T, cond func() bool) {
 
 // startApproval runs RequestApproval in the background and returns the
 // posted request's id and a channel with its outcome.
-func startApproval(t *testing.T, s *approvalSlack, ap *SlackApprover, ctx context.Context, a Approval) (string, <-chan error) {
+func startApproval(t *testing.T, s *slackrec.Server, ap *SlackApprover, ctx context.Context, a Approval) (string, <-chan error) {
 	t.Helper()
-	s.mu.Lock()
-	s.posted = nil
-	s.mu.Unlock()
+	s.Reset()
 	done := make(chan error, 1)
 	go func() {
 		_, err := ap.RequestApproval(ctx, a)
@@ -216,7 +162,7 @@ func startApproval(t *testing.T, s *approvalSlack, ap *SlackApprover, ctx contex
 	}()
 	var id string
 	for deadline := time.Now().Add(10 * time.Second); id == "" && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		id = s.approvalID(t)
+		id = s.ButtonValue()
 	}
 	if id == "" {
 		t.Fatal("no approval request posted")
@@ -232,14 +178,12 @@ func TestApprovalsAreTenantBound(t *testing.T) {
 	s := newApprovalSlack(t)
 	rbac := testRBAC()
 	rbac.Users = append(rbac.Users, ChatUser{Slack: "UTB", Name: "tom", Role: RoleTenantAdmin, Tenants: []string{"payments", "shop"}})
-	ap := &SlackApprover{Client: slack.New("xoxb-test", slack.OptionAPIURL(s.GetAPIURL())), Channel: "#ops", RBAC: rbac,
+	ap := &SlackApprover{Client: s.Client(), Channel: "#ops", RBAC: rbac,
 		TenantOf: func(_ context.Context, svc string) (string, error) { return tenantOf(svc) }}
 	ctx := t.Context()
 
 	id, done := startApproval(t, s, ap, ctx, Approval{RunID: "r1", Runbook: "rb", Step: "ok", Services: []string{"billing", "catalog"}})
-	s.mu.Lock()
-	text := s.posted[0].Get("text")
-	s.mu.Unlock()
+	text := s.Posted()[0].Get("text")
 	if !strings.Contains(text, "Who may approve: a tenant-admin of the tenants payments, shop or a platform-admin") {
 		t.Errorf("request text does not say who may approve: %s", text)
 	}
@@ -281,7 +225,7 @@ func TestApprovalsAreTenantBound(t *testing.T) {
 func TestApprovalExpiryAndInterruption(t *testing.T) {
 	s := newApprovalSlack(t)
 	store := &MemoryApprovals{}
-	ap := &SlackApprover{Client: slack.New("xoxb-test", slack.OptionAPIURL(s.GetAPIURL())), Channel: "#ops", RBAC: testRBAC(), Store: store}
+	ap := &SlackApprover{Client: s.Client(), Channel: "#ops", RBAC: testRBAC(), Store: store}
 	for _, tc := range []struct {
 		name    string
 		stop    func(context.Context) (context.Context, context.CancelFunc)
@@ -295,9 +239,7 @@ func TestApprovalExpiryAndInterruption(t *testing.T) {
 		{"interrupted", context.WithCancel, "the run was stopped", "its run was stopped"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s.mu.Lock()
-			s.updated = nil
-			s.mu.Unlock()
+			s.Reset()
 			ctx, cancel := tc.stop(t.Context())
 			defer cancel()
 			id, done := startApproval(t, s, ap, ctx, Approval{RunID: "r1", Runbook: "rb", Step: "ok"})
@@ -307,11 +249,9 @@ func TestApprovalExpiryAndInterruption(t *testing.T) {
 			if err := <-done; !errors.Is(err, ErrDenied) || !strings.Contains(err.Error(), tc.err) {
 				t.Errorf("error %v, want %q", err, tc.err)
 			}
-			s.mu.Lock()
-			if n := len(s.updated); n != 1 || !strings.Contains(s.updated[0].Get("text"), tc.message) || s.updated[0].Get("ts") != "10.0" {
-				t.Errorf("the request's message: %v", s.updated)
+			if updated := s.Updated(); len(updated) != 1 || !strings.Contains(updated[0].Get("text"), tc.message) || updated[0].Get("ts") != "10.0" {
+				t.Errorf("the request's message: %v", updated)
 			}
-			s.mu.Unlock()
 			if recs, _ := store.List(t.Context()); len(recs) != 0 {
 				t.Errorf("records left: %+v", recs)
 			}

@@ -2,9 +2,6 @@ package runbooks
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,7 +9,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +16,8 @@ import (
 
 	"github.com/slack-go/slack"
 	"github.com/slack-go/slack/slacktest"
+
+	"opspilot/internal/slackrec"
 )
 
 // fakeChatActions records what the bot asked for (the orchestrator and
@@ -79,17 +77,6 @@ func (f *fakeChatActions) TenantOf(_ context.Context, s string) (string, error) 
 
 const chatSecret = "chat-s3cret"
 
-func signSlack(body, secret string, at time.Time) http.Header {
-	ts := strconv.FormatInt(at.Unix(), 10)
-	mac := hmac.New(sha256.New, []byte(secret))
-	fmt.Fprintf(mac, "v0:%s:%s", ts, body)
-	h := http.Header{}
-	h.Set("Content-Type", "application/x-www-form-urlencoded")
-	h.Set("X-Slack-Request-Timestamp", ts)
-	h.Set("X-Slack-Signature", "v0="+hex.EncodeToString(mac.Sum(nil)))
-	return h
-}
-
 func chatServer(t testing.TB, client *slack.Client) (*httptest.Server, *fakeChatActions, *[]string) {
 	acts := &fakeChatActions{}
 	var (
@@ -136,7 +123,7 @@ func TestSlashCommandsSignedRolesAndReplays(t *testing.T) {
 
 	// A tenant user scales their own service: done, recorded with who and why.
 	body := slashBody("UUSER", "scale billing 6 because promotion")
-	code, resp := post(t, u, body, signSlack(body, chatSecret, time.Now()))
+	code, resp := post(t, u, body, slackrec.Sign(body, chatSecret, time.Now()))
 	if code != 200 || !strings.Contains(resp, "scaled billing to 6") {
 		t.Fatalf("scale by its tenant's user: %d %s", code, resp)
 	}
@@ -144,18 +131,18 @@ func TestSlashCommandsSignedRolesAndReplays(t *testing.T) {
 		t.Errorf("actions %q", got)
 	}
 	// The same request again (a replay within the window) is refused.
-	if code, resp := post(t, u, body, signSlack(body, chatSecret, time.Now())); code != 401 || !strings.Contains(resp, "a replay") {
+	if code, resp := post(t, u, body, slackrec.Sign(body, chatSecret, time.Now())); code != 401 || !strings.Contains(resp, "a replay") {
 		t.Errorf("replay: %d %s", code, resp)
 	}
 	// Another tenant's service: refused, and told why.
 	body = slashBody("UUSER", "scale catalog 6")
-	code, resp = post(t, u, body, signSlack(body, chatSecret, time.Now().Add(-time.Second)))
+	code, resp = post(t, u, body, slackrec.Sign(body, chatSecret, time.Now().Add(-time.Second)))
 	if code != 200 || !strings.Contains(resp, "catalog belongs to tenant shop") {
 		t.Errorf("scale another tenant's service: %d %s", code, resp)
 	}
 	// Someone without a role: refused.
 	body = slashBody("UNOBODY", "scale billing 6")
-	code, resp = post(t, u, body, signSlack(body, chatSecret, time.Now().Add(-2*time.Second)))
+	code, resp = post(t, u, body, slackrec.Sign(body, chatSecret, time.Now().Add(-2*time.Second)))
 	if code != 200 || !strings.Contains(resp, "no opspilot role") {
 		t.Errorf("scale without a role: %d %s", code, resp)
 	}
@@ -167,11 +154,11 @@ func TestSlashCommandsSignedRolesAndReplays(t *testing.T) {
 	}
 	// Anyone may ask for status; a bad command gets the right form.
 	body = slashBody("UNOBODY", "status billing")
-	if code, resp := post(t, u, body, signSlack(body, chatSecret, time.Now().Add(-3*time.Second))); code != 200 || !strings.Contains(resp, "3/3 ready") {
+	if code, resp := post(t, u, body, slackrec.Sign(body, chatSecret, time.Now().Add(-3*time.Second))); code != 200 || !strings.Contains(resp, "3/3 ready") {
 		t.Errorf("status: %d %s", code, resp)
 	}
 	body = slashBody("UADMIN", "scale billing")
-	if code, resp := post(t, u, body, signSlack(body, chatSecret, time.Now().Add(-4*time.Second))); code != 200 || !strings.Contains(resp, "`scale billing 10`") {
+	if code, resp := post(t, u, body, slackrec.Sign(body, chatSecret, time.Now().Add(-4*time.Second))); code != 200 || !strings.Contains(resp, "`scale billing 10`") {
 		t.Errorf("bad command: %d %s", code, resp)
 	}
 
@@ -179,8 +166,8 @@ func TestSlashCommandsSignedRolesAndReplays(t *testing.T) {
 	body = slashBody("UADMIN", "scale billing 1")
 	for name, hdr := range map[string]http.Header{
 		"unsigned":     {"Content-Type": {"application/x-www-form-urlencoded"}},
-		"wrong secret": signSlack(body, "other", time.Now()),
-		"stale":        signSlack(body, chatSecret, time.Now().Add(-10*time.Minute)),
+		"wrong secret": slackrec.Sign(body, "other", time.Now()),
+		"stale":        slackrec.Sign(body, chatSecret, time.Now().Add(-10*time.Minute)),
 	} {
 		if code, resp := post(t, u, body, hdr); code != 401 {
 			t.Errorf("%s: %d %s", name, code, resp)
@@ -209,13 +196,13 @@ func TestSlackEventsMentionAgainstSlacktestServer(t *testing.T) {
 	u := srv.URL + "/slack/events"
 
 	body := `{"type":"url_verification","challenge":"abc123","token":"x"}`
-	if code, resp := post(t, u, body, signSlack(body, chatSecret, time.Now())); code != 200 || resp != "abc123" {
+	if code, resp := post(t, u, body, slackrec.Sign(body, chatSecret, time.Now())); code != 200 || resp != "abc123" {
 		t.Errorf("url_verification: %d %q", code, resp)
 	}
 	ev, _ := json.Marshal(map[string]any{"type": "event_callback", "team_id": "T1", "api_app_id": "A1", "event_id": "Ev1", "event_time": 1,
 		"event": map[string]any{"type": "app_mention", "user": "UTA", "text": "<@UBOT> silence service=billing for 2h because deploying",
 			"ts": "1.0", "channel": "C1", "event_ts": "1.0"}})
-	if code, resp := post(t, u, string(ev), signSlack(string(ev), chatSecret, time.Now())); code != 200 {
+	if code, resp := post(t, u, string(ev), slackrec.Sign(string(ev), chatSecret, time.Now())); code != 200 {
 		t.Fatalf("app_mention: %d %s", code, resp)
 	}
 	select {
@@ -229,7 +216,7 @@ func TestSlackEventsMentionAgainstSlacktestServer(t *testing.T) {
 	if got := acts.got(); len(got) != 1 || got[0] != "silence [service=billing] 2h0m0s by slack:tina" {
 		t.Errorf("actions %q", got)
 	}
-	if code, _ := post(t, u, "{", signSlack("{", chatSecret, time.Now())); code != 400 {
+	if code, _ := post(t, u, "{", slackrec.Sign("{", chatSecret, time.Now())); code != 400 {
 		t.Errorf("garbage event: %d", code)
 	}
 }
@@ -242,7 +229,7 @@ func FuzzSlackCommandRequest(f *testing.F) {
 	}
 	srv, _, _ := chatServer(f, nil)
 	f.Fuzz(func(t *testing.T, body string) {
-		code, resp := post(t, srv.URL+"/slack/commands", body, signSlack(body, chatSecret, time.Now()))
+		code, resp := post(t, srv.URL+"/slack/commands", body, slackrec.Sign(body, chatSecret, time.Now()))
 		if code != 200 && code != 400 && code != 401 {
 			t.Fatalf("%q: %d %s", body, code, resp)
 		}

@@ -3,8 +3,6 @@ package runbooks
 import (
 	"context"
 	"encoding/json"
-	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -13,8 +11,9 @@ import (
 
 	"github.com/slack-go/slack"
 	"github.com/slack-go/slack/slackevents"
-	"github.com/slack-go/slack/slacktest"
 	"github.com/slack-go/slack/socketmode"
+
+	"opspilot/internal/slackrec"
 )
 
 // Socket Mode envelopes (as slack-go's client decodes them from the
@@ -78,21 +77,7 @@ func TestSocketModeHandle(t *testing.T) {
 // through chat.postMessage, and an approval click decides a pending
 // runbook approval, with the clicker's role checked.
 func TestSocketModeOverSlacktestWebsocket(t *testing.T) {
-	var (
-		mu     sync.Mutex
-		posted []url.Values
-	)
-	srv := slacktest.NewTestServer(func(c slacktest.Customize) {
-		c.Handle("/chat.postMessage", func(w http.ResponseWriter, r *http.Request) {
-			_ = r.ParseForm()
-			mu.Lock()
-			posted = append(posted, r.Form)
-			mu.Unlock()
-			_, _ = w.Write([]byte(`{"ok":true,"channel":"C0OPS","ts":"10.0"}`))
-		})
-		c.Handle("/chat.update", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte(`{"ok":true}`)) })
-	})
-	srv.Start()
+	srv := slackrec.New()
 	defer srv.Stop()
 	// Acks come back over the websocket; slacktest hands them to SeenFeed.
 	acks := make(chan map[string]any, 16)
@@ -125,7 +110,7 @@ func TestSocketModeOverSlacktestWebsocket(t *testing.T) {
 	}
 
 	acts := &fakeChatActions{}
-	approver := &SlackApprover{Client: slack.New("xoxb-test", slack.OptionAPIURL(srv.GetAPIURL())), Channel: "#ops", RBAC: testRBAC(),
+	approver := &SlackApprover{Client: srv.Client(), Channel: "#ops", RBAC: testRBAC(),
 		TenantOf: func(_ context.Context, svc string) (string, error) { return tenantOf(svc) }}
 	sm := NewSocketMode("xoxb-test", "xapp-test", &Bot{RBAC: testRBAC(), Actions: acts, Incidents: NewTracker("inc")}, approver, nil,
 		slack.OptionAPIURL(srv.GetAPIURL()))
@@ -172,17 +157,11 @@ func TestSocketModeOverSlacktestWebsocket(t *testing.T) {
 	send("e3", "events_api", map[string]any{"type": "event_callback", "event": map[string]any{
 		"type": "app_mention", "user": "UNOBODY", "text": "<@UBOT> status billing", "channel": "C1", "ts": "5.0"}})
 	nextAck("e3")
-	waitFor(t, func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(posted) > 0
-	})
-	mu.Lock()
-	if p := posted[0]; p.Get("channel") != "C1" || p.Get("thread_ts") != "5.0" || p.Get("text") != "billing: 3/3 ready" {
+	waitFor(t, func() bool { return len(srv.Posted()) > 0 })
+	if p := srv.Posted()[0]; p.Get("channel") != "C1" || p.Get("thread_ts") != "5.0" || p.Get("text") != "billing: 3/3 ready" {
 		t.Errorf("mention reply %v", p)
 	}
-	posted = nil
-	mu.Unlock()
+	srv.Reset()
 
 	// An approval decided by a click that arrives over the websocket.
 	type outcome struct {
@@ -195,23 +174,7 @@ func TestSocketModeOverSlacktestWebsocket(t *testing.T) {
 		decided <- outcome{by, err}
 	}()
 	var id string
-	waitFor(t, func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		if len(posted) == 0 {
-			return false
-		}
-		var blocks slack.Blocks
-		if json.Unmarshal([]byte(posted[0].Get("blocks")), &blocks) != nil {
-			return false
-		}
-		for _, b := range blocks.BlockSet {
-			if ab, ok := b.(*slack.ActionBlock); ok {
-				id = ab.Elements.ElementSet[0].(*slack.ButtonBlockElement).Value
-			}
-		}
-		return id != ""
-	})
+	waitFor(t, func() bool { id = srv.ButtonValue(); return id != "" })
 	click := func(envelope, user string) string {
 		send(envelope, "interactive", map[string]any{"type": "block_actions", "user": map[string]any{"id": user},
 			"actions": []map[string]any{{"action_id": ActionApprove, "block_id": "opspilot_approval", "type": "button", "value": id}}})

@@ -2,26 +2,18 @@ package main
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/slack-go/slack"
-	"github.com/slack-go/slack/slacktest"
-
+	"opspilot/internal/slackrec"
 	"opspilot/orchestrator/store"
 	"opspilot/runbooks"
 	"opspilot/test/testbin"
@@ -54,46 +46,8 @@ func TestApprovalDecidedThroughAnotherReplica(t *testing.T) {
 	stB := openB()
 	defer stB.Close()
 
-	var (
-		mu      sync.Mutex
-		posted  []url.Values
-		updated []url.Values
-	)
-	slackSrv := slacktest.NewTestServer(func(c slacktest.Customize) {
-		c.Handle("/chat.postMessage", func(w http.ResponseWriter, r *http.Request) {
-			_ = r.ParseForm()
-			mu.Lock()
-			posted = append(posted, r.Form)
-			mu.Unlock()
-			_, _ = w.Write([]byte(`{"ok":true,"channel":"C0OPS","ts":"10.0"}`))
-		})
-		c.Handle("/chat.update", func(w http.ResponseWriter, r *http.Request) {
-			_ = r.ParseForm()
-			mu.Lock()
-			updated = append(updated, r.Form)
-			mu.Unlock()
-			_, _ = w.Write([]byte(`{"ok":true}`))
-		})
-	})
-	slackSrv.Start()
+	slackSrv := slackrec.New()
 	defer slackSrv.Stop()
-	lastID := func() string {
-		mu.Lock()
-		defer mu.Unlock()
-		if len(posted) == 0 {
-			return ""
-		}
-		var blocks slack.Blocks
-		if err := json.Unmarshal([]byte(posted[len(posted)-1].Get("blocks")), &blocks); err != nil {
-			t.Fatal(err)
-		}
-		for _, b := range blocks.BlockSet {
-			if ab, ok := b.(*slack.ActionBlock); ok {
-				return ab.Elements.ElementSet[0].(*slack.ButtonBlockElement).Value
-			}
-		}
-		return ""
-	}
 
 	const secret = "s3cret"
 	rbac := runbooks.RBAC{Users: []runbooks.ChatUser{
@@ -107,7 +61,7 @@ func TestApprovalDecidedThroughAnotherReplica(t *testing.T) {
 		return "", errors.New("no service " + svc)
 	}
 	replica := func(st *store.Store, ttl int64) *runbooks.SlackApprover {
-		return &runbooks.SlackApprover{Client: slack.New("xoxb-test", slack.OptionAPIURL(slackSrv.GetAPIURL())), Channel: "#ops", RBAC: rbac,
+		return &runbooks.SlackApprover{Client: slackSrv.Client(), Channel: "#ops", RBAC: rbac,
 			Verifier: &runbooks.SlackVerifier{Secret: secret}, Store: &etcdApprovals{st: st, ttl: ttl}, TenantOf: tenantOf}
 	}
 	a, b := replica(stA, 0), replica(stB, 0)
@@ -123,7 +77,7 @@ func TestApprovalDecidedThroughAnotherReplica(t *testing.T) {
 			"actions": []map[string]any{{"action_id": runbooks.ActionApprove, "block_id": "opspilot_approval", "type": "button", "value": value}}})
 		body := url.Values{"payload": {string(p)}}.Encode()
 		req, _ := http.NewRequest("POST", srvB.URL+"/slack/interactivity", strings.NewReader(body))
-		req.Header = signedSlackHeader(body, secret, time.Now())
+		req.Header = slackrec.Sign(body, secret, time.Now())
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -139,7 +93,7 @@ func TestApprovalDecidedThroughAnotherReplica(t *testing.T) {
 	waitID := func() string {
 		t.Helper()
 		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-			if id := lastID(); id != "" {
+			if id := slackSrv.ButtonValue(); id != "" {
 				return id
 			}
 		}
@@ -178,9 +132,7 @@ func TestApprovalDecidedThroughAnotherReplica(t *testing.T) {
 	// Replica C dies (no shutdown) while its run waits.
 	stC := openB()
 	c := replica(stC, 2)
-	mu.Lock()
-	posted = nil
-	mu.Unlock()
+	slackSrv.Reset()
 	cctx, ccancel := context.WithCancel(ctx)
 	go func() {
 		_, _ = c.RequestApproval(cctx, runbooks.Approval{RunID: "r2", Runbook: "scale-billing", Step: "ok", Services: []string{"billing"}})
@@ -209,17 +161,4 @@ func TestApprovalDecidedThroughAnotherReplica(t *testing.T) {
 	if got := click("UTA", id); !strings.Contains(got, "no longer pending") {
 		t.Errorf("a click on a dead replica's request: %q", got)
 	}
-}
-
-// signedSlackHeader signs a request body as Slack does (v0 HMAC-SHA256
-// over "v0:timestamp:body").
-func signedSlackHeader(body, secret string, at time.Time) http.Header {
-	ts := strconv.FormatInt(at.Unix(), 10)
-	mac := hmac.New(sha256.New, []byte(secret))
-	fmt.Fprintf(mac, "v0:%s:%s", ts, body)
-	h := http.Header{}
-	h.Set("Content-Type", "application/x-www-form-urlencoded")
-	h.Set("X-Slack-Request-Timestamp", ts)
-	h.Set("X-Slack-Signature", "v0="+hex.EncodeToString(mac.Sum(nil)))
-	return h
 }

@@ -1,9 +1,6 @@
 package e2e
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,6 +13,7 @@ import (
 	"time"
 
 	"opspilot/alerting"
+	"opspilot/internal/slackrec"
 	"opspilot/orchestrator/control"
 	"opspilot/test/testbin"
 )
@@ -165,13 +163,8 @@ func TestUpDemoAlertsOnErrorSurge(t *testing.T) {
 	// The chat-bot's slash command, signed as Slack signs it.
 	slash := func(user, text string, at time.Time) (int, string) {
 		body := url.Values{"command": {"/opspilot"}, "text": {text}, "user_id": {user}, "team_id": {"T1"}, "channel_id": {"C1"}}.Encode()
-		ts := strconv.FormatInt(at.Unix(), 10)
-		mac := hmac.New(sha256.New, []byte("e2e-secret"))
-		fmt.Fprintf(mac, "v0:%s:%s", ts, body)
 		req, _ := http.NewRequest("POST", server+"/slack/commands", strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.Header.Set("X-Slack-Request-Timestamp", ts)
-		req.Header.Set("X-Slack-Signature", "v0="+hex.EncodeToString(mac.Sum(nil)))
+		req.Header = slackrec.Sign(body, "e2e-secret", at)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
