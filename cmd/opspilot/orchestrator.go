@@ -47,9 +47,9 @@ type orchestrator struct {
 }
 
 // openOrchestrator opens the store and builds the controller, and in
-// server mode the CA (whose join token agents use). The CA comes first:
-// with https:// peer URLs it issues the embedded etcd member's peer
-// certificate.
+// server mode the CA (whose join token agents use). The CA is ensured
+// before etcd starts, once the store has locked its data directory: with
+// https:// peer URLs it issues the embedded member's peer certificate.
 func openOrchestrator(ctx context.Context, cfg FileConfig, reg prometheus.Registerer, log *slog.Logger) (*orchestrator, error) {
 	scfg := cfg.storeConfig()
 	o := &orchestrator{}
@@ -61,9 +61,10 @@ func openOrchestrator(ctx context.Context, cfg FileConfig, reg prometheus.Regist
 		_, _ = rand.Read(b[:])
 		o.joinSecret = hex.EncodeToString(b[:])
 	} else {
-		var err error
-		if o.pki, err = ensurePKI(cfg, scfg, log); err != nil {
-			return nil, err
+		peerTLS := scfg.PeerTLS.Enabled()
+		scfg.BeforeStart = func() (err error) {
+			o.pki, err = ensurePKI(cfg, peerTLS, log)
+			return err
 		}
 	}
 	if members := cfg.Orchestrator.Store.members(); members > 1 && !scfg.PeerTLS.Enabled() && scfg.Embedded {
@@ -71,7 +72,7 @@ func openOrchestrator(ctx context.Context, cfg FileConfig, reg prometheus.Regist
 	}
 	st, err := store.Open(ctx, scfg, log.With("component", "store"))
 	if err != nil {
-		if scfg.PeerTLS.Enabled() {
+		if scfg.PeerTLS.Enabled() && o.pki != nil {
 			err = fmt.Errorf("%w (with https:// peer URLs every replica must share the CA in DATA_DIR/pki, ca.crt and ca.key: the members refuse a certificate of another CA, logging 'rejected connection on peer endpoint … unknown authority')", err)
 		}
 		return nil, err
@@ -86,17 +87,19 @@ func openOrchestrator(ctx context.Context, cfg FileConfig, reg prometheus.Regist
 
 // ensurePKI loads or creates the server's CA and certificates, with the
 // etcd peer certificate when the store's peers talk TLS.
-func ensurePKI(cfg FileConfig, scfg store.Config, log *slog.Logger) (*pki.Authority, error) {
+func ensurePKI(cfg FileConfig, peerTLS bool, log *slog.Logger) (*pki.Authority, error) {
 	host, _, _ := net.SplitHostPort(cfg.Server.HTTPAddr)
 	hosts := append([]string{}, cfg.Server.TLSHosts...)
 	if host != "" && host != "0.0.0.0" && host != "::" {
 		hosts = append(hosts, host)
 	}
 	var opts []pki.Option
-	_, caErr := os.Stat(filepath.Join(cfg.pkiDir(), pki.CACertFile))
-	if scfg.PeerTLS.Enabled() {
+	if peerTLS {
 		opts = append(opts, pki.WithPeerCert(cfg.Orchestrator.Store.peerHosts()))
 	}
+	// A CA made here, in a cluster with peer TLS, is worth a warning: the
+	// other members refuse it unless it is copied to them.
+	_, caErr := os.Stat(filepath.Join(cfg.pkiDir(), pki.CACertFile))
 	a, err := pki.EnsureCA(cfg.pkiDir(), hosts, time.Now(), opts...)
 	if err != nil {
 		return nil, err

@@ -70,6 +70,12 @@ type Config struct {
 	// and presents it when dialling the others, and accepts only members
 	// whose certificate the trusted CA signed. Zero means plain HTTP.
 	PeerTLS PeerTLS
+	// BeforeStart, if set, runs before etcd starts; for the embedded etcd
+	// after its data directory is locked, so a second process given the
+	// same directory fails on the lock before it touches anything (such as
+	// the peer certificate a running member reads at every handshake). An
+	// error stops Open.
+	BeforeStart func() error
 	// HeartbeatInterval and ElectionTimeout are etcd's raft timings.
 	// Defaults: 10 ms and 100 ms for a single member (it elects itself at
 	// once), etcd's 100 ms and 1 s for a cluster.
@@ -152,6 +158,11 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Store, error) {
 	}
 	s := &Store{prefix: cfg.Prefix, log: log, member: cfg.Name}
 	endpoints := cfg.Endpoints
+	if !cfg.Embedded && cfg.BeforeStart != nil {
+		if err := cfg.BeforeStart(); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.Embedded {
 		if err := s.startEmbedded(ctx, cfg); err != nil {
 			return nil, err
@@ -187,14 +198,21 @@ func (s *Store) startEmbedded(ctx context.Context, cfg Config) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("store: create data directory: %w", err)
 	}
-	if err := cfg.PeerTLS.checkFiles(); err != nil {
-		return err
-	}
 	lock, err := lockDataDir(cfg.DataDir)
 	if err != nil {
 		return err
 	}
 	s.lock = lock
+	if cfg.BeforeStart != nil {
+		if err := cfg.BeforeStart(); err != nil {
+			_ = s.Close()
+			return err
+		}
+	}
+	if err := cfg.PeerTLS.checkFiles(); err != nil {
+		_ = s.Close()
+		return err
+	}
 	// Ports we pick ourselves can be taken between picking and binding;
 	// retry a few times then. Ports the user chose are not retried.
 	attempts := 1
