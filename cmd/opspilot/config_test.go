@@ -90,6 +90,16 @@ func TestConfigErrorsNameLineAndField(t *testing.T) {
 			want: []string{`3:orchestrator.leader.ttl:whole seconds`, `8:orchestrator.store.initial_cluster:not this member "cp-x"`},
 		},
 		{
+			name: "https peer URL with an http member",
+			yaml: "orchestrator:\n  store:\n    name: cp-a\n    client_url: http://127.0.0.1:2379\n    peer_url: https://127.0.0.1:2380\n    initial_cluster: cp-a=https://127.0.0.1:2380,cp-b=http://127.0.0.1:2381\n",
+			want: []string{`6:orchestrator.store.initial_cluster:member "cp-b"'s peer URL http://127.0.0.1:2381 is not https://, but peer TLS is on`},
+		},
+		{
+			name: "https advertised, http listened",
+			yaml: "orchestrator:\n  store:\n    peer_url: http://127.0.0.1:2380\n    advertise_peer_url: https://10.0.0.1:2380\n",
+			want: []string{`4:orchestrator.store.advertise_peer_url:make peer_url https:// too`},
+		},
+		{
 			name: "unknown section",
 			yaml: "tsbd:\n  mode: embedded\n",
 			want: []string{`1:tsbd:did you mean "tsdb"`},

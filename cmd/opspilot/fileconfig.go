@@ -20,6 +20,7 @@ import (
 	"opspilot/orchestrator/control"
 	"opspilot/orchestrator/leader"
 	"opspilot/orchestrator/model"
+	"opspilot/orchestrator/pki"
 	"opspilot/orchestrator/store"
 	"opspilot/runbooks"
 	"opspilot/tsdb"
@@ -92,7 +93,9 @@ type StoreConfig struct {
 	Name string `yaml:"name"`
 	// ClientURL and PeerURL are the embedded member's listen URLs
 	// (http://HOST:PORT); empty picks free loopback ports (one member
-	// only). The advertise URLs default to them.
+	// only). The advertise URLs default to them. An https:// PeerURL turns
+	// on peer TLS: the member's certificate comes from DATA_DIR/pki, whose
+	// CA every replica shares, and every peer URL must be https://.
 	ClientURL          string `yaml:"client_url"`
 	AdvertiseClientURL string `yaml:"advertise_client_url"`
 	PeerURL            string `yaml:"peer_url"`
@@ -123,8 +126,50 @@ func (c FileConfig) storeConfig() store.Config {
 	scfg.PeerURL, scfg.AdvertisePeerURL = sc.PeerURL, sc.AdvertisePeerURL
 	scfg.InitialCluster, scfg.ClusterState = sc.InitialCluster, sc.ClusterState
 	scfg.HeartbeatInterval, scfg.ElectionTimeout = sc.HeartbeatInterval, sc.ElectionTimeout
+	if sc.peerTLS() {
+		// The files pki.EnsureCA(…, WithPeerCert) keeps in pkiDir.
+		dir := c.pkiDir()
+		scfg.PeerTLS = store.PeerTLS{
+			CertFile: filepath.Join(dir, pki.PeerCertFile), KeyFile: filepath.Join(dir, pki.PeerKeyFile),
+			TrustedCAFile: filepath.Join(dir, pki.CACertFile),
+		}
+	}
 	return scfg
 }
+
+// pkiDir holds the server's CA and certificates (package pki).
+func (c FileConfig) pkiDir() string { return filepath.Join(c.DataDir, "pki") }
+
+// peerTLS says whether the embedded member's peers talk TLS: its peer URL
+// is https://.
+func (sc StoreConfig) peerTLS() bool {
+	return sc.Mode != "external" && strings.HasPrefix(strings.ToLower(sc.PeerURL), "https://")
+}
+
+// peerHosts are the hosts of the peer URLs this member listens on and
+// advertises: what its peer certificate must name.
+func (sc StoreConfig) peerHosts() []string {
+	var hosts []string
+	for _, raw := range []string{sc.PeerURL, sc.AdvertisePeerURL} {
+		if u, err := url.Parse(raw); err == nil && u.Hostname() != "" {
+			hosts = append(hosts, u.Hostname())
+		}
+	}
+	return hosts
+}
+
+// members is the number of members of the embedded cluster (1 alone or
+// when initial_cluster does not parse).
+func (sc StoreConfig) members() int {
+	m, err := store.ParseInitialCluster(sc.InitialCluster)
+	if err != nil {
+		return 1
+	}
+	return len(m)
+}
+
+// peerTLSNote explains https:// peer URLs in the errors about them.
+const peerTLSNote = "https:// peer URLs turn on etcd peer TLS: opspilot server issues this member's certificate from the CA in DATA_DIR/pki, so every replica must share that CA (copy DATA_DIR/pki/ca.crt and ca.key to each replica before its first start)"
 
 // electLeader says whether replicas elect a leader: election on, or auto
 // with an external etcd or an embedded cluster of several members.
@@ -138,8 +183,7 @@ func (c FileConfig) electLeader() bool {
 	if c.Orchestrator.Store.Mode == "external" {
 		return true
 	}
-	m, err := store.ParseInitialCluster(c.Orchestrator.Store.InitialCluster)
-	return err == nil && len(m) > 1
+	return c.Orchestrator.Store.members() > 1
 }
 
 // replicaName names this control-plane replica: the etcd member name, or
@@ -272,7 +316,15 @@ func (c FileConfig) Validate() []config.Problem {
 	case "embedded":
 		var ce *store.ConfigError
 		if err := c.storeConfig().Validate(); errors.As(err, &ce) {
-			ps = append(ps, config.Problem{Field: "orchestrator.store." + ce.Field, Msg: ce.Msg})
+			msg := ce.Msg
+			sc := c.Orchestrator.Store
+			switch ce.Field {
+			case "peer_url", "advertise_peer_url", "initial_cluster":
+				if strings.Contains(strings.ToLower(sc.PeerURL+" "+sc.AdvertisePeerURL+" "+sc.InitialCluster), "https://") {
+					msg += ". " + peerTLSNote
+				}
+			}
+			ps = append(ps, config.Problem{Field: "orchestrator.store." + ce.Field, Msg: msg})
 		} else if err != nil {
 			ps = append(ps, config.Problem{Field: "orchestrator.store", Msg: strings.TrimPrefix(err.Error(), "store: ")})
 		}

@@ -47,38 +47,73 @@ type orchestrator struct {
 }
 
 // openOrchestrator opens the store and builds the controller, and in
-// server mode the CA (whose join token agents use).
+// server mode the CA (whose join token agents use). The CA is ensured
+// before etcd starts, once the store has locked its data directory: with
+// https:// peer URLs it issues the embedded member's peer certificate.
 func openOrchestrator(ctx context.Context, cfg FileConfig, reg prometheus.Registerer, log *slog.Logger) (*orchestrator, error) {
-	st, err := store.Open(ctx, cfg.storeConfig(), log.With("component", "store"))
-	if err != nil {
-		return nil, err
-	}
-	ctrl, err := control.New(st, cfg.Orchestrator.Config, reg, log.With("component", "orchestrator"))
-	if err != nil {
-		_ = st.Close()
-		return nil, err
-	}
-	o := &orchestrator{st: st, ctrl: ctrl}
+	scfg := cfg.storeConfig()
+	o := &orchestrator{}
 	if cfg.Server.LocalMode {
+		if scfg.PeerTLS.Enabled() {
+			return nil, fmt.Errorf("orchestrator.store.peer_url %s: https:// peer URLs need the cluster CA of `opspilot server`; `opspilot up` runs a single member, so use http:// or leave peer_url empty", cfg.Orchestrator.Store.PeerURL)
+		}
 		var b [16]byte
 		_, _ = rand.Read(b[:])
 		o.joinSecret = hex.EncodeToString(b[:])
-		return o, nil
+	} else {
+		peerTLS := scfg.PeerTLS.Enabled()
+		scfg.BeforeStart = func() (err error) {
+			o.pki, err = ensurePKI(cfg, peerTLS, log)
+			return err
+		}
 	}
+	if members := cfg.Orchestrator.Store.members(); members > 1 && !scfg.PeerTLS.Enabled() && scfg.Embedded {
+		log.Warn("etcd peer traffic is plain HTTP: whoever reaches a peer URL can join or read the cluster; use https:// peer URLs for TLS between the members (certificates from the CA in DATA_DIR/pki, shared by every replica)", "members", members, "peer_url", scfg.PeerURL)
+	}
+	st, err := store.Open(ctx, scfg, log.With("component", "store"))
+	if err != nil {
+		if scfg.PeerTLS.Enabled() && o.pki != nil {
+			err = fmt.Errorf("%w (with https:// peer URLs every replica must share the CA in DATA_DIR/pki, ca.crt and ca.key: the members refuse a certificate of another CA, logging 'rejected connection on peer endpoint … unknown authority')", err)
+		}
+		return nil, err
+	}
+	o.st = st
+	if o.ctrl, err = control.New(st, cfg.Orchestrator.Config, reg, log.With("component", "orchestrator")); err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	return o, nil
+}
+
+// ensurePKI loads or creates the server's CA and certificates, with the
+// etcd peer certificate when the store's peers talk TLS.
+func ensurePKI(cfg FileConfig, peerTLS bool, log *slog.Logger) (*pki.Authority, error) {
 	host, _, _ := net.SplitHostPort(cfg.Server.HTTPAddr)
 	hosts := append([]string{}, cfg.Server.TLSHosts...)
 	if host != "" && host != "0.0.0.0" && host != "::" {
 		hosts = append(hosts, host)
 	}
-	o.pki, err = pki.EnsureCA(filepath.Join(cfg.DataDir, "pki"), hosts, time.Now())
+	var opts []pki.Option
+	if peerTLS {
+		opts = append(opts, pki.WithPeerCert(cfg.Orchestrator.Store.peerHosts()))
+	}
+	// A CA made here, in a cluster with peer TLS, is worth a warning: the
+	// other members refuse it unless it is copied to them.
+	_, caErr := os.Stat(filepath.Join(cfg.pkiDir(), pki.CACertFile))
+	a, err := pki.EnsureCA(cfg.pkiDir(), hosts, time.Now(), opts...)
 	if err != nil {
-		_ = st.Close()
 		return nil, err
 	}
-	for _, c := range o.pki.Changes() {
+	for _, c := range a.Changes() {
 		log.Info("pki", "change", c)
 	}
-	return o, nil
+	if peer, ok := a.PeerFiles(); ok {
+		log.Info("etcd peer TLS on", "cert", peer.CertFile, "valid_until", peer.NotAfter.UTC().Format(time.RFC3339))
+		if errors.Is(caErr, os.ErrNotExist) && cfg.Orchestrator.Store.members() > 1 {
+			log.Warn("created a new CA for this replica; with peer TLS the other etcd members accept only certificates of one shared CA: copy DATA_DIR/pki/ca.crt, ca.key and join-secret from this replica to the others before their first start", "pki", cfg.pkiDir())
+		}
+	}
+	return a, nil
 }
 
 func (o *orchestrator) Close() error { return o.st.Close() }

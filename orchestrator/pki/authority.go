@@ -22,16 +22,22 @@ const (
 	CAKeyFile      = "ca.key"
 	ServerCertFile = "server.crt"
 	ServerKeyFile  = "server.key"
+	// PeerCertFile and PeerKeyFile are the embedded etcd member's peer
+	// certificate (WithPeerCert).
+	PeerCertFile   = "peer.crt"
+	PeerKeyFile    = "peer.key"
 	JoinSecretFile = "join-secret"
 	JoinTokenFile  = "join-token"
 )
 
-// Lifetimes and the renewal margin of the certificates EnsureCA issues.
+// Lifetimes and the renewal margin of the certificates EnsureCA issues;
+// the peer certificate has the server certificate's.
 const (
 	CAValidity         = 10 * 365 * 24 * time.Hour
 	ServerCertValidity = 365 * 24 * time.Hour
-	// ServerCertRenewBefore: a server certificate expiring sooner than this
-	// is reissued at start, so a yearly restart never runs into expiry.
+	// ServerCertRenewBefore: a server or peer certificate expiring sooner
+	// than this is reissued at start, so a yearly restart never runs into
+	// expiry.
 	ServerCertRenewBefore = 30 * 24 * time.Hour
 	// backdate covers clocks of agents that run a little behind the server.
 	backdate = time.Hour
@@ -48,8 +54,29 @@ type Authority struct {
 	caHash     string // "sha256:<hex>"
 	server     tls.Certificate
 	serverLeaf *x509.Certificate
+	peerLeaf   *x509.Certificate // nil without WithPeerCert
 	joinSecret string
 	changes    []string
+}
+
+// Option adds to what EnsureCA keeps in its directory.
+type Option func(*options)
+
+type options struct {
+	peer      bool
+	peerHosts []string
+}
+
+// WithPeerCert makes EnsureCA also keep peer.crt and peer.key: the
+// certificate of this replica's embedded etcd member, which serves its peer
+// URL and dials the other members with it (server and client
+// authentication). hosts are the hosts of its peer and advertised peer
+// URLs; like the server certificate it always also covers localhost,
+// 127.0.0.1, ::1 and os.Hostname(), and it is reissued when it lacks a
+// host or nears expiry. The members trust each other because every
+// replica's DATA_DIR/pki holds the same CA.
+func WithPeerCert(hosts []string) Option {
+	return func(o *options) { o.peer, o.peerHosts = true, hosts }
 }
 
 // EnsureCA creates the CA, server certificate and join secret in dir on
@@ -57,10 +84,21 @@ type Authority struct {
 // addresses agents use to reach the server; the server certificate always
 // also covers localhost, 127.0.0.1, ::1 and os.Hostname(). now is the
 // current time (a parameter so tests can move it).
-func EnsureCA(dir string, hosts []string, now time.Time) (*Authority, error) {
-	wantDNS, wantIPs, err := serverNames(hosts)
+func EnsureCA(dir string, hosts []string, now time.Time, opts ...Option) (*Authority, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	wantDNS, wantIPs, err := sanNames(hosts)
 	if err != nil {
 		return nil, err
+	}
+	var peerDNS []string
+	var peerIPs []ipName
+	if o.peer {
+		if peerDNS, peerIPs, err = sanNames(o.peerHosts); err != nil {
+			return nil, err
+		}
 	}
 	if err := ensureDir(dir); err != nil {
 		return nil, err
@@ -69,8 +107,16 @@ func EnsureCA(dir string, hosts []string, now time.Time) (*Authority, error) {
 	if err := a.ensureCA(now); err != nil {
 		return nil, err
 	}
-	if err := a.ensureServerCert(wantDNS, wantIPs, now); err != nil {
+	cert, key, err := a.ensureLeaf(serverProfile, wantDNS, wantIPs, now)
+	if err != nil {
 		return nil, err
+	}
+	a.serverLeaf = cert
+	a.server = tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}
+	if o.peer {
+		if a.peerLeaf, _, err = a.ensureLeaf(peerProfile, peerDNS, peerIPs, now); err != nil {
+			return nil, err
+		}
 	}
 	if err := a.ensureJoinSecret(); err != nil {
 		return nil, err
@@ -187,25 +233,25 @@ func (a *Authority) setCA(cert *x509.Certificate, certPEM []byte, key *ecdsa.Pri
 	a.caHash = hashDER(cert.Raw)
 }
 
-// ensureServerCert loads server.crt and server.key and reissues them when
-// either is missing, they do not match, they were signed by another CA
-// (the CA was regenerated), a wanted name is missing or expiry is near.
-// Unparseable files are an error instead: they suggest a disk problem or a
-// bad hand edit that the operator should see.
-func (a *Authority) ensureServerCert(wantDNS []string, wantIPs []ipName, now time.Time) error {
-	certPath, keyPath := a.path(ServerCertFile), a.path(ServerKeyFile)
+// ensureLeaf loads the certificate and key of profile p and reissues them
+// when either is missing, they do not match, they were signed by another
+// CA (the CA was regenerated), a wanted name or use is missing or expiry
+// is near. Unparseable files are an error instead: they suggest a disk
+// problem or a bad hand edit that the operator should see.
+func (a *Authority) ensureLeaf(p leafProfile, wantDNS []string, wantIPs []ipName, now time.Time) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	certPath, keyPath := a.path(p.certFile), a.path(p.keyFile)
 	reason := ""
 	certPEM, certErr := os.ReadFile(certPath)
 	keyPEM, keyErr := os.ReadFile(keyPath)
 	switch {
 	case errors.Is(certErr, fs.ErrNotExist):
-		reason = ServerCertFile + " is missing"
+		reason = p.certFile + " is missing"
 	case certErr != nil:
-		return fmt.Errorf("pki: read %s: %w", certPath, certErr)
+		return nil, nil, fmt.Errorf("pki: read %s: %w", certPath, certErr)
 	case errors.Is(keyErr, fs.ErrNotExist):
-		reason = ServerKeyFile + " is missing"
+		reason = p.keyFile + " is missing"
 	case keyErr != nil:
-		return fmt.Errorf("pki: read %s: %w", keyPath, keyErr)
+		return nil, nil, fmt.Errorf("pki: read %s: %w", keyPath, keyErr)
 	}
 	var (
 		cert *x509.Certificate
@@ -214,48 +260,46 @@ func (a *Authority) ensureServerCert(wantDNS []string, wantIPs []ipName, now tim
 	)
 	if reason == "" {
 		if cert, err = parseCertPEM(certPEM); err != nil {
-			return corruptServer(certPath, err)
+			return nil, nil, corruptLeaf(p, certPath, err)
 		}
 		if key, err = parseKeyPEM(keyPEM); err != nil {
-			return corruptServer(keyPath, err)
+			return nil, nil, corruptLeaf(p, keyPath, err)
 		}
-		reason = a.serverCertStale(cert, key, wantDNS, wantIPs, now)
+		reason = a.leafStale(p, cert, key, wantDNS, wantIPs, now)
 	}
 	if reason == "" {
 		if err := a.tightenMode(keyPath); err != nil {
-			return err
+			return nil, nil, err
 		}
-		a.setServer(cert, key)
-		return nil
+		return cert, key, nil
 	}
-	key, certDER, err := a.newServerCert(wantDNS, wantIPs, now)
+	key, certDER, err := a.newLeafCert(p, wantDNS, wantIPs, now)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	keyPEM, err = encodeKeyPEM(key)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	// Key first: a crash in between leaves a key that does not match the
 	// old certificate, which the next start reissues.
 	if err := writeFileAtomic(keyPath, keyPEM, 0o600); err != nil {
-		return err
+		return nil, nil, err
 	}
 	if err := writeFileAtomic(certPath, encodeCertPEM(certDER), 0o644); err != nil {
-		return err
+		return nil, nil, err
 	}
 	if cert, err = x509.ParseCertificate(certDER); err != nil {
-		return fmt.Errorf("pki: parse the new server certificate: %w", err)
+		return nil, nil, fmt.Errorf("pki: parse the new %s: %w", p.what, err)
 	}
-	a.setServer(cert, key)
-	a.changes = append(a.changes, fmt.Sprintf("issued server certificate (%s), valid until %s", reason, cert.NotAfter.UTC().Format(time.RFC3339)))
-	return nil
+	a.changes = append(a.changes, fmt.Sprintf("issued %s (%s), valid until %s", p.what, reason, cert.NotAfter.UTC().Format(time.RFC3339)))
+	return cert, key, nil
 }
 
-// serverCertStale says why cert must be reissued, or "" if it can stay.
-func (a *Authority) serverCertStale(cert *x509.Certificate, key *ecdsa.PrivateKey, wantDNS []string, wantIPs []ipName, now time.Time) string {
+// leafStale says why cert must be reissued, or "" if it can stay.
+func (a *Authority) leafStale(p leafProfile, cert *x509.Certificate, key *ecdsa.PrivateKey, wantDNS []string, wantIPs []ipName, now time.Time) string {
 	if !key.PublicKey.Equal(cert.PublicKey) {
-		return ServerKeyFile + " does not match " + ServerCertFile
+		return p.keyFile + " does not match " + p.certFile
 	}
 	if err := cert.CheckSignatureFrom(a.caCert); err != nil {
 		return "it was signed by another CA"
@@ -266,12 +310,10 @@ func (a *Authority) serverCertStale(cert *x509.Certificate, key *ecdsa.PrivateKe
 	if missing := missingNames(cert, wantDNS, wantIPs); missing != "" {
 		return "it lacks " + missing
 	}
+	if missing := missingUsages(cert, p.usages); missing != "" {
+		return "it is not valid for " + missing
+	}
 	return ""
-}
-
-func (a *Authority) setServer(cert *x509.Certificate, key *ecdsa.PrivateKey) {
-	a.serverLeaf = cert
-	a.server = tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}
 }
 
 // ensureJoinSecret loads join-secret or creates it.
@@ -321,6 +363,25 @@ func (a *Authority) CAHash() string { return a.caHash }
 // restart is not reissued one.
 func (a *Authority) ServerCertNotAfter() time.Time { return a.serverLeaf.NotAfter }
 
+// PeerFiles are the files an embedded etcd member's peer TLS reads.
+type PeerFiles struct {
+	CertFile, KeyFile, TrustedCAFile string
+	// NotAfter is when the peer certificate expires.
+	NotAfter time.Time
+}
+
+// PeerFiles is where the peer certificate, its key and the CA are; false
+// when EnsureCA ran without WithPeerCert.
+func (a *Authority) PeerFiles() (PeerFiles, bool) {
+	if a.peerLeaf == nil {
+		return PeerFiles{}, false
+	}
+	return PeerFiles{
+		CertFile: a.path(PeerCertFile), KeyFile: a.path(PeerKeyFile), TrustedCAFile: a.path(CACertFile),
+		NotAfter: a.peerLeaf.NotAfter,
+	}, true
+}
+
 func hashDER(der []byte) string {
 	sum := sha256.Sum256(der)
 	return hashPrefix + hex.EncodeToString(sum[:])
@@ -330,8 +391,8 @@ func corruptCA(path string, err error) error {
 	return fmt.Errorf("pki: %s is corrupt: %v. Restore it from a backup, or delete %s and %s in %s to generate a new CA; a new CA invalidates every joined agent, which must re-join with the new join token", path, err, CACertFile, CAKeyFile, filepath.Dir(path))
 }
 
-func corruptServer(path string, err error) error {
-	return fmt.Errorf("pki: %s is corrupt: %v. Delete it and restart to have a new server certificate issued by the same CA; joined agents keep working", path, err)
+func corruptLeaf(p leafProfile, path string, err error) error {
+	return fmt.Errorf("pki: %s is corrupt: %v. Delete it and restart to have a new %s issued by the same CA; %s", path, err, p.what, p.afterDelete)
 }
 
 // tightenMode takes group and other permissions off a secret file that

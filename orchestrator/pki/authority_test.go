@@ -349,7 +349,7 @@ func TestServerTLSConfigServesTheServerCert(t *testing.T) {
 
 func mustNames(t *testing.T, hosts []string) ([]string, []ipName) {
 	t.Helper()
-	dns, ips, err := serverNames(hosts)
+	dns, ips, err := sanNames(hosts)
 	if err != nil {
 		t.Fatal(err)
 	}

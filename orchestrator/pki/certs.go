@@ -24,16 +24,18 @@ const CACommonName = "opspilot CA"
 // ipName is an IP SAN; netip.Addr compares with ==, unlike net.IP.
 type ipName = netip.Addr
 
-// defaultDNS and defaultIPs are always in the server certificate, so local
-// tools and the agent on the server's own host connect without flags.
+// defaultDNS and defaultIPs are always in a leaf certificate, so local
+// tools and the agent on the server's own host connect without flags (and
+// etcd members on one host reach each other over loopback).
 var (
 	defaultDNS = []string{"localhost"}
 	defaultIPs = []ipName{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("::1")}
 )
 
-// serverNames turns the requested hosts plus the defaults and the hostname
-// into sorted, deduplicated DNS and IP SANs.
-func serverNames(hosts []string) ([]string, []ipName, error) {
+// sanNames turns the requested hosts plus the defaults and the hostname
+// into sorted, deduplicated DNS and IP SANs. A listen-all address (0.0.0.0,
+// ::) is skipped: nobody dials it, so it names nothing.
+func sanNames(hosts []string) ([]string, []ipName, error) {
 	dns := slices.Clone(defaultDNS)
 	ips := slices.Clone(defaultIPs)
 	for _, h := range hosts {
@@ -42,11 +44,13 @@ func serverNames(hosts []string) ([]string, []ipName, error) {
 			continue
 		}
 		if ip, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")); err == nil {
-			ips = append(ips, ip.Unmap().WithZone(""))
+			if !ip.IsUnspecified() {
+				ips = append(ips, ip.Unmap().WithZone(""))
+			}
 			continue
 		}
 		if err := validDNSName(h); err != nil {
-			return nil, nil, fmt.Errorf("pki: server name %q: %v; give a DNS name (optionally *.domain) or an IP address, without scheme or port", h, err)
+			return nil, nil, fmt.Errorf("pki: certificate host %q: %v; give a DNS name (optionally *.domain) or an IP address, without scheme or port", h, err)
 		}
 		dns = append(dns, strings.ToLower(h))
 	}
@@ -134,14 +138,64 @@ func newCA(now time.Time) (*ecdsa.PrivateKey, []byte, error) {
 	return key, der, nil
 }
 
-func (a *Authority) newServerCert(dns []string, ips []ipName, now time.Time) (*ecdsa.PrivateKey, []byte, error) {
+// leafProfile is what distinguishes one kind of leaf certificate the
+// authority keeps from another: its files, subject and uses.
+type leafProfile struct {
+	certFile, keyFile string
+	commonName        string
+	// what names it in messages: "server certificate".
+	what   string
+	usages []x509.ExtKeyUsage
+	// afterDelete tells the operator what deleting a corrupt file costs.
+	afterDelete string
+}
+
+var (
+	serverProfile = leafProfile{
+		certFile: ServerCertFile, keyFile: ServerKeyFile, commonName: "opspilot server",
+		what: "server certificate", usages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		afterDelete: "joined agents keep working",
+	}
+	// An etcd peer both serves its peer URL and dials the other members
+	// with the same certificate (etcd's --peer-cert-file), so it needs both
+	// uses.
+	peerProfile = leafProfile{
+		certFile: PeerCertFile, keyFile: PeerKeyFile, commonName: "opspilot etcd peer",
+		what: "peer certificate", usages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		afterDelete: "the other etcd members trust the new one, as it comes from the same CA",
+	}
+)
+
+// missingUsages lists the wanted extended key usages cert lacks, or "".
+func missingUsages(cert *x509.Certificate, want []x509.ExtKeyUsage) string {
+	var missing []string
+	for _, u := range want {
+		if !slices.Contains(cert.ExtKeyUsage, u) {
+			missing = append(missing, usageName(u))
+		}
+	}
+	return strings.Join(missing, ", ")
+}
+
+func usageName(u x509.ExtKeyUsage) string {
+	switch u {
+	case x509.ExtKeyUsageServerAuth:
+		return "server authentication"
+	case x509.ExtKeyUsageClientAuth:
+		return "client authentication"
+	}
+	return fmt.Sprintf("extended key usage %d", u)
+}
+
+// newLeafCert issues a certificate of profile p for the given names.
+func (a *Authority) newLeafCert(p leafProfile, dns []string, ips []ipName, now time.Time) (*ecdsa.PrivateKey, []byte, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, nil, fmt.Errorf("pki: generate server key: %w", err)
+		return nil, nil, fmt.Errorf("pki: generate %s key: %w", p.what, err)
 	}
 	serial, err := randomSerial()
 	if err != nil {
-		return nil, nil, fmt.Errorf("pki: server certificate serial: %w", err)
+		return nil, nil, fmt.Errorf("pki: %s serial: %w", p.what, err)
 	}
 	netIPs := make([]net.IP, len(ips))
 	for i, ip := range ips {
@@ -149,19 +203,19 @@ func (a *Authority) newServerCert(dns []string, ips []ipName, now time.Time) (*e
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: "opspilot server"},
+		Subject:      pkix.Name{CommonName: p.commonName},
 		NotBefore:    now.Add(-backdate),
 		// Never past the CA: verifiers reject a chain beyond its root's end.
 		NotAfter:              minTime(now.Add(ServerCertValidity), a.caCert.NotAfter),
 		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		ExtKeyUsage:           slices.Clone(p.usages),
 		BasicConstraintsValid: true,
 		DNSNames:              dns,
 		IPAddresses:           netIPs,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.caCert, &key.PublicKey, a.caKey)
 	if err != nil {
-		return nil, nil, fmt.Errorf("pki: sign server certificate: %w", err)
+		return nil, nil, fmt.Errorf("pki: sign %s: %w", p.what, err)
 	}
 	return key, der, nil
 }

@@ -27,10 +27,10 @@ var memberNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 // ParseInitialCluster parses etcd's initial-cluster form,
 // "name=http://host:port,name=http://host:port", into member names and
 // their peer URLs. Every member needs a valid name and exactly one
-// http://HOST:PORT URL.
+// http://HOST:PORT URL (https:// with peer TLS).
 func ParseInitialCluster(s string) (map[string]string, error) {
 	if strings.TrimSpace(s) == "" {
-		return nil, fmt.Errorf("empty; list the members as name=http://HOST:PORT,name=http://HOST:PORT")
+		return nil, fmt.Errorf("empty; list the members as name=http://HOST:PORT,name=http://HOST:PORT (https:// with peer TLS)")
 	}
 	// etcd's parser silently keeps the last of two equal names and skips
 	// entries without "=": check the raw list first.
@@ -49,7 +49,7 @@ func ParseInitialCluster(s string) (map[string]string, error) {
 			return nil, fmt.Errorf("member %q is listed twice; each member has one peer URL", name)
 		}
 		seen[name] = true
-		if _, err := parseListenURL(u); err != nil {
+		if _, err := parsePeerURL(u); err != nil {
 			return nil, fmt.Errorf("member %q: %w", name, err)
 		}
 		clean = append(clean, name+"="+u)
@@ -81,15 +81,31 @@ func (c *Config) checkMember() error {
 	default:
 		return configErr("cluster_state", fmt.Sprintf("cluster state %q: use %q or %q", c.ClusterState, ClusterStateNew, ClusterStateExisting))
 	}
-	for _, u := range []struct{ field, url string }{
-		{"client_url", c.ClientURL}, {"peer_url", c.PeerURL},
-		{"advertise_client_url", c.AdvertiseClientURL}, {"advertise_peer_url", c.AdvertisePeerURL},
+	if err := c.PeerTLS.check(); err != nil {
+		return err
+	}
+	tlsOn := c.PeerTLS.Enabled()
+	for _, u := range []struct {
+		field, url string
+		peer       bool
+	}{
+		{"client_url", c.ClientURL, false}, {"peer_url", c.PeerURL, true},
+		{"advertise_client_url", c.AdvertiseClientURL, false}, {"advertise_peer_url", c.AdvertisePeerURL, true},
 	} {
 		if u.url == "" {
 			continue
 		}
-		if _, err := parseListenURL(u.url); err != nil {
+		parse := parseListenURL
+		if u.peer {
+			parse = parsePeerURL
+		}
+		if _, err := parse(u.url); err != nil {
 			return configErr(u.field, strings.TrimPrefix(err.Error(), "store: "))
+		}
+		if u.peer {
+			if err := checkPeerScheme(u.field, "", u.url, tlsOn); err != nil {
+				return err
+			}
 		}
 	}
 	members := 1
@@ -97,6 +113,11 @@ func (c *Config) checkMember() error {
 		m, err := ParseInitialCluster(c.InitialCluster)
 		if err != nil {
 			return configErr("initial_cluster", err.Error())
+		}
+		for _, name := range slices.Sorted(maps.Keys(m)) {
+			if err := checkPeerScheme("initial_cluster", name, m[name], tlsOn); err != nil {
+				return err
+			}
 		}
 		members = len(m)
 		c.InitialCluster = initialClusterString(m)

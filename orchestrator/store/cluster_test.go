@@ -125,6 +125,8 @@ func TestMemberConfigErrors(t *testing.T) {
 	dir := t.TempDir()
 	u := "http://127.0.0.1:23790"
 	p := "http://127.0.0.1:23800"
+	sp := "https://127.0.0.1:23800"
+	tlsFiles := PeerTLS{CertFile: "peer.crt", KeyFile: "peer.key", TrustedCAFile: "ca.crt"}
 	for _, tc := range []struct {
 		name string
 		cfg  Config
@@ -139,6 +141,14 @@ func TestMemberConfigErrors(t *testing.T) {
 		{"bad list", Config{Name: "cp-a", ClientURL: u, PeerURL: p, InitialCluster: "cp-a"}, "want name=http://HOST:PORT"},
 		{"bad advertise", Config{AdvertisePeerURL: "127.0.0.1:5"}, "bad etcd URL"},
 		{"election too short", Config{HeartbeatInterval: 100 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond}, "at least 5 heartbeat"},
+		{"peer TLS over http", Config{ClientURL: u, PeerURL: p, PeerTLS: tlsFiles}, "peer_url: " + p + " is not https://, but peer TLS is on"},
+		{"https without peer TLS", Config{ClientURL: u, PeerURL: sp}, "peer_url: " + sp + " is https://, which needs peer TLS"},
+		{"https advertised, http listened", Config{ClientURL: u, PeerURL: p, AdvertisePeerURL: sp}, "advertise_peer_url: " + sp + " is https://, but this member's peer_url is not"},
+		{"peer TLS with an http member", Config{Name: "cp-a", ClientURL: u, PeerURL: sp, PeerTLS: tlsFiles, InitialCluster: "cp-a=" + sp + ",cp-b=http://127.0.0.1:2"},
+			`initial_cluster: member "cp-b"'s peer URL http://127.0.0.1:2 is not https://`},
+		{"peer TLS half set", Config{ClientURL: u, PeerURL: sp, PeerTLS: PeerTLS{CertFile: "peer.crt"}}, "peer_tls: peer TLS needs a certificate, a key and a trusted CA file; not set: key file, trusted CA file"},
+		{"https client URL", Config{ClientURL: "https://127.0.0.1:23790"}, "client_url: bad etcd URL"},
+		{"peer TLS file missing", Config{ClientURL: u, PeerURL: sp, PeerTLS: PeerTLS{CertFile: dir + "/none.crt", KeyFile: "k", TrustedCAFile: "ca"}}, "peer TLS certificate file: open " + dir + "/none.crt"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.cfg.Embedded, tc.cfg.DataDir = true, dir
@@ -150,8 +160,8 @@ func TestMemberConfigErrors(t *testing.T) {
 }
 
 func TestParseInitialCluster(t *testing.T) {
-	got, err := ParseInitialCluster("a=http://127.0.0.1:1, b=http://10.0.0.2:2380")
-	if err != nil || len(got) != 2 || got["a"] != "http://127.0.0.1:1" || got["b"] != "http://10.0.0.2:2380" {
+	got, err := ParseInitialCluster("a=http://127.0.0.1:1, b=https://10.0.0.2:2380")
+	if err != nil || len(got) != 2 || got["a"] != "http://127.0.0.1:1" || got["b"] != "https://10.0.0.2:2380" {
 		t.Fatalf("ParseInitialCluster = %v, %v", got, err)
 	}
 	for _, bad := range []string{"", "a", "a=", "=http://h:1", "a=http://h:1,a=http://h:2", "a=https://h", "a=ftp://h:1", "a b=http://h:1"} {
@@ -162,7 +172,7 @@ func TestParseInitialCluster(t *testing.T) {
 }
 
 func FuzzParseInitialCluster(f *testing.F) {
-	for _, s := range []string{"a=http://127.0.0.1:1,b=http://127.0.0.1:2", "a=http://h:1", "", "a=,b", "x=unix://s:1"} {
+	for _, s := range []string{"a=http://127.0.0.1:1,b=http://127.0.0.1:2", "a=http://h:1", "", "a=,b", "x=unix://s:1", "a=https://h:2380"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -177,7 +187,7 @@ func FuzzParseInitialCluster(f *testing.F) {
 			if !memberNameRE.MatchString(name) {
 				t.Fatalf("%q: bad name %q accepted", s, name)
 			}
-			if _, err := parseListenURL(u); err != nil {
+			if _, err := parsePeerURL(u); err != nil {
 				t.Fatalf("%q: member %s: URL %q accepted: %v", s, name, u, err)
 			}
 		}

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
@@ -47,7 +48,7 @@ type Config struct {
 	// ClientURL and PeerURL are the embedded etcd's listen URLs, such as
 	// "http://127.0.0.1:2379". Empty picks a free 127.0.0.1 port (a
 	// single member only: the members of a cluster must know each other's
-	// peer URLs).
+	// peer URLs). Peer URLs are https:// exactly when PeerTLS is set.
 	ClientURL, PeerURL string
 	// AdvertiseClientURL and AdvertisePeerURL are how the other members
 	// and their clients reach this one; empty means the listen URL (set
@@ -64,6 +65,17 @@ type Config struct {
 	// "existing" (this member is added to a running cluster, after
 	// `etcdctl member add`). Default "new".
 	ClusterState string
+	// PeerTLS secures the traffic between the members (raft, snapshots)
+	// with mutual TLS: each member serves its peer URL with the certificate
+	// and presents it when dialling the others, and accepts only members
+	// whose certificate the trusted CA signed. Zero means plain HTTP.
+	PeerTLS PeerTLS
+	// BeforeStart, if set, runs before etcd starts; for the embedded etcd
+	// after its data directory is locked, so a second process given the
+	// same directory fails on the lock before it touches anything (such as
+	// the peer certificate a running member reads at every handshake). An
+	// error stops Open.
+	BeforeStart func() error
 	// HeartbeatInterval and ElectionTimeout are etcd's raft timings.
 	// Defaults: 10 ms and 100 ms for a single member (it elects itself at
 	// once), etcd's 100 ms and 1 s for a cluster.
@@ -146,6 +158,11 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Store, error) {
 	}
 	s := &Store{prefix: cfg.Prefix, log: log, member: cfg.Name}
 	endpoints := cfg.Endpoints
+	if !cfg.Embedded && cfg.BeforeStart != nil {
+		if err := cfg.BeforeStart(); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.Embedded {
 		if err := s.startEmbedded(ctx, cfg); err != nil {
 			return nil, err
@@ -186,6 +203,16 @@ func (s *Store) startEmbedded(ctx context.Context, cfg Config) error {
 		return err
 	}
 	s.lock = lock
+	if cfg.BeforeStart != nil {
+		if err := cfg.BeforeStart(); err != nil {
+			_ = s.Close()
+			return err
+		}
+	}
+	if err := cfg.PeerTLS.checkFiles(); err != nil {
+		_ = s.Close()
+		return err
+	}
 	// Ports we pick ourselves can be taken between picking and binding;
 	// retry a few times then. Ports the user chose are not retried.
 	attempts := 1
@@ -217,16 +244,19 @@ func (s *Store) startEtcdOnce(ctx context.Context, cfg Config) error {
 		if peerURL, err = freeLoopbackURL(); err != nil {
 			return err
 		}
+		if cfg.PeerTLS.Enabled() {
+			peerURL = "https" + strings.TrimPrefix(peerURL, "http")
+		}
 	}
 	cu, _ := parseListenURL(clientURL)
-	pu, _ := parseListenURL(peerURL)
+	pu, _ := parsePeerURL(peerURL)
 
 	acu, apu := cu, pu
 	if cfg.AdvertiseClientURL != "" {
 		acu, _ = parseListenURL(cfg.AdvertiseClientURL)
 	}
 	if cfg.AdvertisePeerURL != "" {
-		apu, _ = parseListenURL(cfg.AdvertisePeerURL)
+		apu, _ = parsePeerURL(cfg.AdvertisePeerURL)
 	}
 
 	ec := embed.NewConfig()
@@ -241,6 +271,14 @@ func (s *Store) startEtcdOnce(ctx context.Context, cfg Config) error {
 	}
 	if cfg.ClusterState == ClusterStateExisting {
 		ec.ClusterState = embed.ClusterStateFlagExisting
+	}
+	if cfg.PeerTLS.Enabled() {
+		ec.PeerTLSInfo = transport.TLSInfo{
+			CertFile: cfg.PeerTLS.CertFile, KeyFile: cfg.PeerTLS.KeyFile, TrustedCAFile: cfg.PeerTLS.TrustedCAFile,
+			// Without it a peer listener accepts any client: only the
+			// CA's members may join, read the log or send snapshots.
+			ClientCertAuth: true,
+		}
 	}
 	ec.TickMs, ec.ElectionMs = uint(cfg.HeartbeatInterval.Milliseconds()), uint(cfg.ElectionTimeout.Milliseconds())
 	ec.AutoCompactionMode = embed.CompactorModePeriodic
@@ -334,12 +372,27 @@ func freeLoopbackURL() (string, error) {
 	return "http://" + addr, nil
 }
 
+// parseListenURL parses a client URL: http or unix (the embedded etcd
+// serves its clients, this process, without TLS).
 func parseListenURL(s string) (*url.URL, error) {
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "unix") || u.Host == "" {
 		return nil, fmt.Errorf("store: bad etcd URL %q: want http://HOST:PORT", s)
 	}
 	if u.Scheme == "http" && u.Port() == "" {
+		return nil, fmt.Errorf("store: bad etcd URL %q: etcd needs an explicit port", s)
+	}
+	return u, nil
+}
+
+// parsePeerURL parses a peer URL: like a client URL, or https with peer
+// TLS.
+func parsePeerURL(s string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "unix") || u.Host == "" {
+		return nil, fmt.Errorf("store: bad etcd URL %q: want http://HOST:PORT (https://HOST:PORT with peer TLS)", s)
+	}
+	if u.Scheme != "unix" && u.Port() == "" {
 		return nil, fmt.Errorf("store: bad etcd URL %q: etcd needs an explicit port", s)
 	}
 	return u, nil

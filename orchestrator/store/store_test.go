@@ -318,6 +318,45 @@ func TestSecondOpenSameDirFails(t *testing.T) {
 	}
 }
 
+// TestBeforeStartRunsUnderTheLock: BeforeStart does not run for a second
+// process on a locked data directory; its error stops Open and releases
+// the lock.
+func TestBeforeStartRunsUnderTheLock(t *testing.T) {
+	dir := t.TempDir()
+	first := openTestStore(t, dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ran := false
+	cfg := Config{Embedded: true, DataDir: dir, BeforeStart: func() error { ran = true; return nil }}
+	if s, err := Open(ctx, cfg, testLogger(t)); err == nil {
+		_ = s.Close()
+		t.Fatal("second Open on the same data dir succeeded")
+	}
+	if ran {
+		t.Error("BeforeStart ran although the data directory is locked by another store")
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	cfg.BeforeStart = func() error { return errors.New("no certificate") }
+	if s, err := Open(ctx, cfg, testLogger(t)); err == nil || err.Error() != "no certificate" {
+		if s != nil {
+			_ = s.Close()
+		}
+		t.Fatalf("Open with a failing BeforeStart = %v, want its error", err)
+	}
+	cfg.BeforeStart = func() error { ran = true; return nil }
+	s, err := Open(ctx, cfg, testLogger(t))
+	if err != nil {
+		t.Fatalf("Open after a failed BeforeStart: %v (the lock must be released)", err)
+	}
+	defer s.Close()
+	if !ran {
+		t.Error("BeforeStart did not run")
+	}
+}
+
 func TestOpenConfigErrors(t *testing.T) {
 	ctx := context.Background()
 	for _, tc := range []struct {

@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -20,6 +22,7 @@ import (
 // haReplica is one `opspilot server` of a three-replica control plane.
 type haReplica struct {
 	name, dir, addr, base, cfg string
+	peerURL                    string // its etcd member's
 	p                          *testbin.Process
 }
 
@@ -42,9 +45,11 @@ type leaderStatus struct {
 }
 
 // startHACluster runs three `opspilot server` processes whose embedded
-// etcd members form one cluster on loopback ports. They share the CA and
-// join secret (written before the first start, as an operator copies
-// DATA_DIR/pki/{ca.crt,ca.key,join-secret} to every replica).
+// etcd members form one cluster on loopback ports, over https:// peer
+// URLs (etcd peer TLS). They share the CA and join secret (written before
+// the first start, as an operator copies DATA_DIR/pki/{ca.crt,ca.key,
+// join-secret} to every replica), so each issues its member a peer
+// certificate the others accept.
 func startHACluster(t *testing.T) *haCluster {
 	t.Helper()
 	c := &haCluster{t: t, dir: t.TempDir()}
@@ -53,10 +58,10 @@ func startHACluster(t *testing.T) *haCluster {
 	ps := make([]ports, 3)
 	for i := range 3 {
 		name := fmt.Sprintf("cp-%c", 'a'+i)
-		ps[i] = ports{"http://" + testbin.FreeAddr(t), "http://" + testbin.FreeAddr(t)}
+		ps[i] = ports{"http://" + testbin.FreeAddr(t), "https://" + testbin.FreeAddr(t)}
 		initial = append(initial, name+"="+ps[i].peer)
 		addr := testbin.FreeAddr(t)
-		c.replicas = append(c.replicas, &haReplica{name: name, dir: filepath.Join(c.dir, name), addr: addr, base: "http://" + addr})
+		c.replicas = append(c.replicas, &haReplica{name: name, dir: filepath.Join(c.dir, name), addr: addr, base: "http://" + addr, peerURL: ps[i].peer})
 	}
 	c.sharePKI()
 	for i, r := range c.replicas {
@@ -113,6 +118,52 @@ func (c *haCluster) sharePKI() {
 				c.t.Fatal(err)
 			}
 			writeFile(c.t, filepath.Join(r.dir, "pki"), f, string(b))
+		}
+	}
+}
+
+// checkPeerTLS proves the replicas' etcd members talk TLS: each runs with
+// a peer certificate issued from the shared CA, and its peer URL refuses
+// a plain-HTTP request and a TLS client without a certificate of the CA.
+func (c *haCluster) checkPeerTLS(rs []*haReplica) {
+	c.t.Helper()
+	caPEM, err := os.ReadFile(filepath.Join(c.replicas[0].dir, "pki", pki.CACertFile))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	for _, r := range rs {
+		if !strings.Contains(r.p.Stderr.String(), "etcd peer TLS on") {
+			c.t.Errorf("replica %s did not log 'etcd peer TLS on'\n%s", r.name, tail(r.p))
+		}
+		peer, err := tls.LoadX509KeyPair(filepath.Join(r.dir, "pki", pki.PeerCertFile), filepath.Join(r.dir, "pki", pki.PeerKeyFile))
+		if err != nil {
+			c.t.Errorf("replica %s peer certificate: %v", r.name, err)
+			continue
+		}
+		if _, err := peer.Leaf.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+			c.t.Errorf("replica %s peer certificate is not a client certificate of the shared CA: %v", r.name, err)
+		}
+		hostPort := strings.TrimPrefix(r.peerURL, "https://")
+		for _, tc := range []struct {
+			name, url string
+			certs     []tls.Certificate
+			refuse    bool
+		}{
+			{"plain HTTP", "http://" + hostPort, nil, true},
+			{"TLS without a client certificate", "https://" + hostPort, nil, true},
+			{"TLS with the member's certificate", "https://" + hostPort, []tls.Certificate{peer}, false},
+		} {
+			tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: tc.certs}}
+			resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get(tc.url + "/version")
+			if err == nil {
+				_ = resp.Body.Close()
+			}
+			tr.CloseIdleConnections()
+			if refused := err != nil; refused != tc.refuse {
+				c.t.Errorf("replica %s peer URL, %s: GET /version: %v; want refused %v", r.name, tc.name, err, tc.refuse)
+			}
 		}
 	}
 }
@@ -209,15 +260,16 @@ func (c *haCluster) running(r *haReplica) (active, ready int) {
 }
 
 // TestHAControlPlaneSurvivesLeaderKill: three control-plane replicas over
-// a three-member embedded etcd cluster; kill -9 of the leader replica
-// elects a new leader within seconds, self-healing and scaling keep
-// working through the survivors with no duplicated instances, and the
-// killed replica comes back as a follower.
+// a three-member embedded etcd cluster with peer TLS; kill -9 of the
+// leader replica elects a new leader within seconds, self-healing and
+// scaling keep working through the survivors with no duplicated
+// instances, and the killed replica comes back as a follower over TLS.
 func TestHAControlPlaneSurvivesLeaderKill(t *testing.T) {
 	c := startHACluster(t)
 	if t.Failed() {
 		t.FailNow()
 	}
+	c.checkPeerTLS(c.replicas)
 	var first string
 	waitUntil(t, 20*time.Second, "the replicas agree on a leader", func() bool {
 		first = c.agreedLeader(c.replicas)
@@ -322,6 +374,7 @@ func TestHAControlPlaneSurvivesLeaderKill(t *testing.T) {
 	if t.Failed() {
 		t.FailNow()
 	}
+	c.checkPeerTLS([]*haReplica{leaderR})
 	waitUntil(t, 15*time.Second, "the restarted replica follows the new leader", func() bool {
 		st, ok := c.leaderOf(leaderR)
 		return ok && !st.IsLeader && st.Leader.Name == next
