@@ -49,8 +49,8 @@ func TestNAB(t *testing.T) {
 // gate (pw, pstep, pk, pvig, prate configure it) and sdist=S lets Novelty's
 // noise margin (nmargin) consult it. The default detector is
 // drop=0,mean=1,bin=1,alarm=0.015,suppress=225,suphours=24,gate=0.08,gpow=1,
-// pw=6,pstep=2,pk=64,pvig=0.1,prate=0.2,alpha=0.008,gain=800,nmargin=2,sdist=0.12,confirm=1,
-// dbuck=72,dfac=2.5,ddecay=0.85,ctx=0.025,cgated=1,clev=4,cord=4,cbits=1024,
+// pw=6,pstep=2,pk=64,pvig=0.1,prate=0.2,alpha=0.007,gain=800,nmargin=2,sdist=0.12,confirm=1,
+// dbuck=72,dfac=3,ddecay=0.85,ctx=0.025,cgated=1,clev=4,cord=4,cbits=1024,
 // cwarm=150,csolid=1.5,c2lev=3,c2ord=6,art=0.025,artprob=700,artwpp=12,
 // artpad=1,artmax=128,artmis=1
 // (art=W OR-combines an ARTime after the gate at weight W, artgated=1
