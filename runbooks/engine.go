@@ -91,6 +91,9 @@ const (
 	StatusDryRun   = "dry-run"
 	StatusTimedOut = "timed-out"
 	StatusDenied   = "denied"
+	// StatusCancelled: the run was stopped from outside (the control
+	// plane shutting down or losing its leadership), not by a timeout.
+	StatusCancelled = "cancelled"
 )
 
 // EngineOptions are the engine's collaborators. A nil collaborator makes
@@ -239,7 +242,7 @@ func (e *Engine) Run(ctx context.Context, rb Runbook, req RunRequest) (*RunResul
 	for i := range rb.Steps {
 		s := &rb.Steps[i]
 		if ctx.Err() != nil {
-			run.Status = StatusFailed
+			run.Status = StatusCancelled
 			run.Message = fmt.Sprintf("the run was cancelled before step %s: %v", s.Name, context.Cause(ctx))
 			break
 		}

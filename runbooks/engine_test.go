@@ -740,8 +740,9 @@ func TestCancelledRun(t *testing.T) {
 		}()
 		start := time.Now()
 		res, err := newEngine(&fakes{}, EngineOptions{}).Run(ctx, rb, RunRequest{})
-		if res == nil || err == nil || res.Status == StatusOK {
-			t.Fatalf("a cancelled run ended %+v, %v", res, err)
+		if res == nil || err == nil || res.Status != StatusCancelled || res.Steps[0].Status != StatusCancelled ||
+			!strings.Contains(res.Steps[0].Message, "the run was stopped") {
+			t.Fatalf("a cancelled run ended %+v, %v; want it cancelled, not timed out", res, err)
 		}
 		if d := time.Since(start); d != 10*time.Second {
 			t.Errorf("the run ended after %s, want 10s (when cancelled)", d)

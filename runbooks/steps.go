@@ -164,6 +164,8 @@ func (e *Engine) runStep(ctx context.Context, run *RunResult, rb *Runbook, i int
 		res.Status, res.Message = StatusTimedOut, err.Error()
 	case errors.Is(sctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil:
 		res.Status, res.Message = StatusTimedOut, fmt.Sprintf("step timed out after %s: %v", timeout, err)
+	case errors.Is(ctx.Err(), context.Canceled):
+		res.Status, res.Message = StatusCancelled, fmt.Sprintf("the run was stopped (the control plane is shutting down or lost its leadership): %v", err)
 	case ctx.Err() != nil:
 		res.Status, res.Message = StatusTimedOut, err.Error()
 	default:
