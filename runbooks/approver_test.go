@@ -262,33 +262,49 @@ func TestApprovalExpiryAndInterruption(t *testing.T) {
 	}
 }
 
-// The engine tells the approver which services the run acts on: later
-// scale and rollout_undo steps (rendered), service params and the
-// alert's service label.
+// The engine tells the approver which services the run acts on after
+// the approval: its later scale, rollout_undo, restart (the instance's
+// service) and silence (a pinned service) steps, service params and the
+// alert's service label; none (platform-wide) when a later step acts
+// beyond one tenant's services or its target cannot be told yet.
 func TestApprovalNamesTheRunsServices(t *testing.T) {
-	rbs, err := Parse("rb.yaml", []byte(`kind: Runbook
+	const head = `kind: Runbook
 name: rb
 params: [{name: svc, type: service, default: catalog}]
 steps:
   - {name: before, scale: {service: ledger, add: 1}}
   - {name: ok, approve: {roles: [tenant-admin]}}
-  - {name: scale, scale: {service: '{{ .params.svc }}', add: 1}}
+`
+	for _, tc := range []struct{ name, steps, want string }{
+		{"scale, undo, restart, silence", `  - {name: scale, scale: {service: '{{ .params.svc }}', add: 1}}
   - {name: undo, rollout_undo: {service: billing}}
-  - {name: after, scale: {service: '{{ .steps.scale.previous }}x', add: 1}, if: 'false'}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ra := &recordingApprover{}
-	f := &fakes{o: &fakeOrchestrator{replicas: map[string]int{"billing": 4, "catalog": 2, "ledger": 1}}}
-	if _, err := newEngine(f, EngineOptions{Approver: ra}).Run(t.Context(), rbs[0], RunRequest{Who: "bob",
-		Alert: &AlertInput{Labels: map[string]string{"service": "checkout"}}}); err != nil {
-		t.Fatal(err)
-	}
-	// ledger was scaled before the approval; the step after scale cannot
-	// render yet.
-	if got := fmt.Sprint(ra.got[0].Services); got != "[billing catalog checkout]" {
-		t.Errorf("services of the approval: %s", got)
+  - {name: restart, restart: {instance: ledger-3}}
+  - {name: quiet, silence: {matchers: ['service="search"']}}
+`, "[billing catalog checkout ledger search]"},
+		{"nothing after but a notify", "  - {name: tell, notify: {message: hi}}\n", "[catalog checkout]"},
+		{"a drain", "  - {name: scale, scale: {service: billing, add: 1}}\n  - {name: drain, drain: {node: host-1}}\n", "[]"},
+		{"a failover", "  - {name: f, failover: {datacenter: dc-a}}\n", "[]"},
+		{"an http call", "  - {name: h, http: {url: 'http://billing/flush'}}\n", "[]"},
+		{"a silence of every service", "  - {name: quiet, silence: {matchers: ['alertname=\"X\"']}}\n", "[]"},
+		{"a target known only later", "  - {name: scale, scale: {service: billing, add: 1}}\n  - {name: after, scale: {service: '{{ .steps.scale.previous }}x', add: 1}, if: 'false'}\n", "[]"},
+		{"an unknown instance", "  - {name: restart, restart: {instance: nodash}}\n", "[]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rbs, err := Parse("rb.yaml", []byte(head+tc.steps))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ra := &recordingApprover{}
+			f := &fakes{o: &fakeOrchestrator{replicas: map[string]int{"billing": 4, "catalog": 2, "ledger": 1}}}
+			_, _ = newEngine(f, EngineOptions{Approver: ra, HTTP: &fakeHTTP{status: 200}, Silencer: &fakeSilencer{}}).Run(t.Context(), rbs[0],
+				RunRequest{Who: "bob", Alert: &AlertInput{Labels: map[string]string{"service": "checkout"}}})
+			if len(ra.got) != 1 {
+				t.Fatalf("%d approvals asked", len(ra.got))
+			}
+			if got := fmt.Sprint(ra.got[0].Services); got != tc.want {
+				t.Errorf("services of the approval: %s, want %s", got, tc.want)
+			}
+		})
 	}
 }
 

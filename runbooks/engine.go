@@ -37,6 +37,8 @@ type Orchestrator interface {
 	DrainNode(ctx context.Context, node, who, why string) error
 	RollbackService(ctx context.Context, service, who, why string) error
 	Failover(ctx context.Context, datacenter, who, why string) error
+	// InstanceService is the service an instance belongs to.
+	InstanceService(ctx context.Context, instance string) (string, error)
 }
 
 // Silencer creates alert silences and returns the silence id.
@@ -57,9 +59,10 @@ type Approval struct {
 	Message string   `json:"message"`
 	Roles   []string `json:"roles,omitempty"`
 	Users   []string `json:"users,omitempty"`
-	// Services are those the run acts on (its scale and rollout_undo
-	// steps after this one, its service params, the alert's service
-	// label): approvers scoped to tenants must cover their tenants.
+	// Services are those the run acts on from the approval on (see
+	// stepRun.services); approvers scoped to tenants must cover their
+	// tenants. Empty: the run acts beyond one tenant's services
+	// (platform-wide).
 	Services []string `json:"services,omitempty"`
 }
 

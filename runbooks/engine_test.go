@@ -86,6 +86,15 @@ func (o *fakeOrchestrator) Replicas(_ context.Context, service string) (int, err
 	return n, nil
 }
 
+// InstanceService: instances are named SERVICE-N here.
+func (o *fakeOrchestrator) InstanceService(_ context.Context, instance string) (string, error) {
+	svc, _, ok := strings.Cut(instance, "-")
+	if !ok {
+		return "", fmt.Errorf("instance %q not found", instance)
+	}
+	return svc, nil
+}
+
 func (o *fakeOrchestrator) change(ctx context.Context, call, who string) error {
 	if o.block {
 		<-ctx.Done()

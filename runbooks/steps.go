@@ -523,7 +523,7 @@ func (e *Engine) approve(ctx context.Context, st *stepRun) (map[string]any, stri
 	}
 	by, err := e.o.Approver.RequestApproval(ctx, Approval{
 		RunID: st.run.RunID, Runbook: st.run.Runbook, Step: st.step.Name,
-		Message: msg, Roles: a.Roles, Users: a.Users, Services: st.services(),
+		Message: msg, Roles: a.Roles, Users: a.Users, Services: st.services(ctx, e.o.Orchestrator),
 	})
 	if err != nil {
 		if errors.Is(err, ErrDenied) {
@@ -534,41 +534,59 @@ func (e *Engine) approve(ctx context.Context, st *stepRun) (map[string]any, stri
 	return map[string]any{"approved_by": by}, "approved by " + by, nil
 }
 
-// services are the services the run acts on from this step on: the
-// services of its later scale and rollout_undo steps (those that render
-// with what the run knows now), its service params and the alert's
-// service label; sorted, without duplicates.
-func (st *stepRun) services() []string {
+// services are the services the run acts on from this step on, for
+// binding its approval to their tenants: the targets of its later scale,
+// rollout_undo, restart (the instance's service) and silence (a pinned
+// service label) steps, its service params and the alert's service label;
+// sorted, without duplicates. It is nil, which makes the approval
+// platform-wide, when a later step acts beyond one tenant's services
+// (drain, failover, exec, http, a silence that pins no service) or its
+// target cannot be told yet (a template over a later step's output, an
+// unknown instance).
+func (sr *stepRun) services(ctx context.Context, o Orchestrator) []string {
 	var out []string
-	addName := func(s string) {
-		if validName(s) {
-			out = append(out, s)
+	add := func(text string) bool {
+		name, err := sr.render(text)
+		if err != nil || !validName(name) {
+			return false
 		}
+		out = append(out, name)
+		return true
 	}
-	for i := range st.later {
-		var text string
-		switch s := &st.later[i]; {
+	for i := range sr.later {
+		ok := true
+		switch s := &sr.later[i]; {
 		case s.Scale != nil:
-			text = s.Scale.Service
+			ok = add(s.Scale.Service)
 		case s.RolloutUndo != nil:
-			text = s.RolloutUndo.Service
-		default:
-			continue
+			ok = add(s.RolloutUndo.Service)
+		case s.Restart != nil:
+			inst, err := sr.render(s.Restart.Instance)
+			ok = err == nil && o != nil
+			if ok {
+				svc, err := o.InstanceService(ctx, inst)
+				ok = err == nil && add(svc)
+			}
+		case s.Silence != nil:
+			ms, err := sr.renderAll(s.Silence.Matchers)
+			ok = err == nil && add(silencedService(ms))
+		case s.Drain != nil, s.Failover != nil, s.Exec != nil, s.HTTP != nil:
+			ok = false
 		}
-		if name, err := st.render(text); err == nil {
-			addName(name)
+		if !ok {
+			return nil
 		}
 	}
-	if ps, ok := st.data["params"].(map[string]any); ok {
-		for _, p := range st.serviceParams {
-			if v, ok := ps[p].(string); ok {
-				addName(v)
+	if ps, ok := sr.data["params"].(map[string]any); ok {
+		for _, p := range sr.serviceParams {
+			if v, ok := ps[p].(string); ok && validName(v) {
+				out = append(out, v)
 			}
 		}
 	}
-	if a, ok := st.data["alert"].(map[string]any); ok {
-		if ls, ok := a["labels"].(map[string]string); ok && ls["service"] != "" {
-			addName(ls["service"])
+	if a, ok := sr.data["alert"].(map[string]any); ok {
+		if ls, ok := a["labels"].(map[string]string); ok && validName(ls["service"]) {
+			out = append(out, ls["service"])
 		}
 	}
 	slices.Sort(out)

@@ -24,6 +24,7 @@ import (
 	"opspilot/examples/runbooks"
 	"opspilot/orchestrator/control"
 	omodel "opspilot/orchestrator/model"
+	"opspilot/orchestrator/store"
 	rb "opspilot/runbooks"
 )
 
@@ -250,6 +251,15 @@ func (r runbookOrchestrator) Scale(ctx context.Context, service string, n int, w
 // replacement (the service keeps its replicas).
 func (r runbookOrchestrator) RestartInstance(ctx context.Context, instance, who, why string) error {
 	return r.call(ctx, "DELETE", "/api/v1/instances/"+url.PathEscape(instance), who, why, nil)
+}
+
+// InstanceService is the service of an instance in the store.
+func (r runbookOrchestrator) InstanceService(ctx context.Context, instance string) (string, error) {
+	v, err := store.Get[omodel.Instance](ctx, r.o.st, store.KindInstance, instance)
+	if err != nil {
+		return "", err
+	}
+	return v.Value.Service, nil
 }
 
 // DrainNode cordons the node and stops its instances, which the
