@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"opspilot/internal/tlsprobe"
 	"opspilot/orchestrator/pki"
 	"opspilot/orchestrator/store"
 	"opspilot/test/testbin"
@@ -143,12 +143,7 @@ func TestStoreConfigPeerTLSOpensTheMemberWithTheIssuedCertificate(t *testing.T) 
 		{"no client certificate", "https://" + peerAddr, nil, true},
 		{"the peer certificate", "https://" + peerAddr, []tls.Certificate{cert}, false},
 	} {
-		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: tc.certs}}
-		resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get(tc.url + "/version")
-		if err == nil {
-			_ = resp.Body.Close()
-		}
-		tr.CloseIdleConnections()
+		err := tlsprobe.Get(tc.url+"/version", roots, tc.certs)
 		if refused := err != nil; refused != tc.refuse {
 			t.Errorf("%s: GET %s/version: %v; want refused %v", tc.name, tc.url, err, tc.refuse)
 		}

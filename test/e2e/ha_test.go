@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"opspilot/internal/tlsprobe"
 	"opspilot/orchestrator/model"
 	"opspilot/orchestrator/pki"
 	"opspilot/test/testbin"
@@ -155,12 +156,7 @@ func (c *haCluster) checkPeerTLS(rs []*haReplica) {
 			{"TLS without a client certificate", "https://" + hostPort, nil, true},
 			{"TLS with the member's certificate", "https://" + hostPort, []tls.Certificate{peer}, false},
 		} {
-			tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: tc.certs}}
-			resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get(tc.url + "/version")
-			if err == nil {
-				_ = resp.Body.Close()
-			}
-			tr.CloseIdleConnections()
+			err := tlsprobe.Get(tc.url+"/version", roots, tc.certs)
 			if refused := err != nil; refused != tc.refuse {
 				c.t.Errorf("replica %s peer URL, %s: GET /version: %v; want refused %v", r.name, tc.name, err, tc.refuse)
 			}
