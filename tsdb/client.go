@@ -72,7 +72,8 @@ type ClientOptions struct {
 	BearerToken string
 	// Registerer receives the client's self-metrics; nil means none.
 	Registerer prometheus.Registerer
-	// Transport replaces the network (Embedded.Transport); nil means HTTP.
+	// Transport replaces the network (Embedded.Transport, or a client's
+	// TLS transport); nil means HTTP. BearerToken is still sent over it.
 	Transport http.RoundTripper
 }
 
@@ -107,12 +108,19 @@ func NewClient(ep Endpoints, cfg ClientConfig, opts ClientOptions) (*Client, err
 	if opts.BearerToken != "" {
 		hcfg.BearerToken = commonconfig.Secret(opts.BearerToken)
 	}
+	bearer := string(hcfg.BearerToken) // Validate moves it into hcfg.Authorization
 	if err := hcfg.Validate(); err != nil {
 		return nil, fmt.Errorf("tsdb client: %w", err)
 	}
 	var rt http.RoundTripper
 	if opts.Transport != nil {
+		// The transport replaces the network, not the authentication: the
+		// CLI passes its TLS transport for the server's CA and still needs
+		// its API token sent.
 		rt = opts.Transport
+		if bearer != "" {
+			rt = commonconfig.NewAuthorizationCredentialsRoundTripper("Bearer", commonconfig.NewInlineSecret(bearer), rt)
+		}
 	} else {
 		var err error
 		rt, err = commonconfig.NewRoundTripperFromConfig(hcfg, "opspilot-tsdb")

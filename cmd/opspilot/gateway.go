@@ -22,6 +22,7 @@ import (
 	"opspilot/loadgen"
 	"opspilot/orchestrator/gateway"
 	"opspilot/orchestrator/model"
+	"opspilot/tsdb"
 )
 
 // gatewayServer is a running gateway: the endpoints watcher, the proxy and
@@ -82,12 +83,18 @@ func (g *gatewayServer) run(ctx context.Context) error {
 	return g.srv.Shutdown(sctx)
 }
 
+// defaultGatewayMetricsInterval is how often a standalone gateway writes
+// its metrics into the server's TSDB: several samples in the datacenters'
+// 30 s error-ratio window and in a gray-release analysis window.
+const defaultGatewayMetricsInterval = 5 * time.Second
+
 func newGatewayCmd() *cobra.Command {
 	var (
 		f                        clientFlags
 		listen, name, dc, defSvc string
 		advertise                string
 		gcfg                     gateway.Config
+		metricsInterval          time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "gateway",
@@ -104,8 +111,11 @@ An instance whose connects failed --eject-after times in a row gets no
 requests for --eject-for: a datacenter whose network failed stops costing
 time before the control plane notices.
 
-Its own metrics are at /-/metrics; it registers with the server so that
-` + "`opspilot loadgen`" + ` finds it.`,
+Its own metrics are at /-/metrics, and every --metrics-interval it writes
+them into the server's TSDB (labelled job="opspilot-gateway" and instance =
+its name), where gray-release analysis and the datacenters' error ratio read
+its per-version and per-datacenter requests; the token needs role write. It
+registers with the server so that ` + "`opspilot loadgen`" + ` finds it.`,
 		Example: `  opspilot gateway --server https://opspilot:9440 --listen :8080 --token-file gw.token`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -133,6 +143,21 @@ Its own metrics are at /-/metrics; it registers with the server so that
 			go func() {
 				_ = gateway.Register(ctx, c.flags.server, c.flags.token, model.Gateway{Name: name, URL: url, Datacenter: dc}, c.http)
 			}()
+			if metricsInterval > 0 {
+				// Without this a standalone gateway's requests never reach
+				// the TSDB: gray-release steps would see no traffic and
+				// stay inconclusive, and no datacenter would be degraded
+				// by its error ratio.
+				ccfg := tsdb.DefaultClientConfig()
+				ccfg.Timeout = min(metricsInterval, 10*time.Second)
+				ccfg.RetryMaxElapsed = metricsInterval
+				tc, err := tsdb.NewClient(tsdb.LocalEndpoints(c.flags.server), ccfg, tsdb.ClientOptions{BearerToken: c.flags.token, Transport: c.http.Transport})
+				if err != nil {
+					return err
+				}
+				shipper := tsdb.NewMetricsShipper(reg, tc, metricsInterval, map[string]string{"job": "opspilot-gateway", "instance": name}, reg, log)
+				go func() { _ = shipper.Run(ctx) }()
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "gateway %s listening on %s (metrics %s/-/metrics), following %s\n", name, g.url, g.url, c.flags.server)
 			return g.run(ctx)
 		},
@@ -143,6 +168,7 @@ Its own metrics are at /-/metrics; it registers with the server so that
 	cmd.Flags().StringVar(&name, "name", "", "gateway name (default the hostname)")
 	cmd.Flags().StringVar(&dc, "datacenter", "", "datacenter this gateway runs in")
 	cmd.Flags().StringVar(&defSvc, "default-service", "", "service for requests that name none")
+	cmd.Flags().DurationVar(&metricsInterval, "metrics-interval", defaultGatewayMetricsInterval, "how often to write the gateway's metrics into the server's TSDB (0: never)")
 	cmd.Flags().DurationVar(&gcfg.DialTimeout, "dial-timeout", gateway.DefaultDialTimeout, "give up connecting to an instance after this long and try another")
 	cmd.Flags().IntVar(&gcfg.DialRetries, "dial-retries", gateway.DefaultDialRetries, "other instances a request tries after a failed connect (-1: none)")
 	cmd.Flags().IntVar(&gcfg.EjectAfter, "eject-after", gateway.DefaultEjectAfter, "failed connects in a row that take an instance out of rotation (-1: never)")

@@ -786,7 +786,7 @@ func rolloutStatus(ctx context.Context, c *apiClient, service string, wait bool,
 			for ; verdicts < len(g.Verdicts); verdicts++ {
 				fmt.Fprintf(out, "gray release %s\n", g.Verdicts[verdicts])
 			}
-			if !wait && g.Step < len(ro.Steps) && st.Rollout != "complete" {
+			if !wait && g.Step < len(ro.Steps) && st.Rollout != "complete" && !strings.HasPrefix(st.Rollout, "rolled back") {
 				step := ro.Steps[g.Step]
 				held := "replacing instances"
 				if !g.HeldSince.IsZero() {

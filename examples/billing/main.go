@@ -28,6 +28,7 @@ type config struct {
 	drainDelay      time.Duration
 	shutdownTimeout time.Duration
 	seed            uint64
+	failRatio       float64
 }
 
 // envPrefix prefixes the environment variable of every flag: -drain-delay is
@@ -47,6 +48,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	fs.DurationVar(&c.drainDelay, "drain-delay", 0, "on SIGTERM, keep serving this long with /readyz at 503 before closing the listener (env BILLING_DRAIN_DELAY)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight requests may take to finish on shutdown (env BILLING_SHUTDOWN_TIMEOUT)")
 	fs.Uint64Var(&c.seed, "seed", 0, "seed of the overload error decision; 0 = random (env BILLING_SEED)")
+	fs.Float64Var(&c.failRatio, "fail-ratio", 0, "share of transactions answered 500 whatever the load, a fault to inject (a bad release in a gray-release test); 0 to 1 (env BILLING_FAIL_RATIO)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: billing [flags]\n\nA demo payment service with a capacity model. Flags:\n")
 		fs.PrintDefaults()
@@ -88,6 +90,8 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 		return c, errors.New("-warmup and -drain-delay must not be negative")
 	case c.shutdownTimeout <= 0:
 		return c, errors.New("-shutdown-timeout must be > 0")
+	case !(c.failRatio >= 0 && c.failRatio <= 1):
+		return c, fmt.Errorf("-fail-ratio must be in [0, 1], got %v", c.failRatio)
 	}
 	return c, nil
 }

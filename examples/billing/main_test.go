@@ -522,3 +522,40 @@ func TestSIGTERM(t *testing.T) {
 		t.Errorf("exit after SIGTERM: %v", err)
 	}
 }
+
+// TestFailRatio: -fail-ratio answers that share of transactions 500
+// whatever the load, counted as errors; outside [0, 1] it is refused.
+func TestFailRatio(t *testing.T) {
+	s := newServer(testConfig(t, "-capacity", "1000", "-fail-ratio", "0.5"), nil,
+		withSleep(noSleep), withRand(mrand.New(mrand.NewPCG(1, 2)).Float64))
+	ts := httptest.NewServer(s.handler())
+	defer ts.Close()
+	const n = 200
+	byCode := map[int]int{}
+	for range n {
+		code, m := post(t, ts.URL+"/pay", `{"amount": 1}`)
+		byCode[code]++
+		if code == 500 && m["reason"] != "injected fault" {
+			t.Errorf("500 reason %v, want injected fault", m["reason"])
+		}
+	}
+	if byCode[200]+byCode[500] != n || byCode[500] < n/4 || byCode[500] > 3*n/4 {
+		t.Errorf("status codes %v, want about half of %d answered 500", byCode, n)
+	}
+	if got := count(s, "pay", "error"); got != float64(byCode[500]) {
+		t.Errorf(`result="error" = %v, want %d`, got, byCode[500])
+	}
+	for _, v := range []string{"-0.1", "1.5", "NaN"} {
+		if _, err := parseConfig([]string{"-fail-ratio", v}, noEnv, io.Discard); err == nil {
+			t.Errorf("-fail-ratio %s accepted", v)
+		}
+	}
+	if cfg, err := parseConfig(nil, func(k string) string {
+		if k == "BILLING_FAIL_RATIO" {
+			return "0.25"
+		}
+		return ""
+	}, io.Discard); err != nil || cfg.failRatio != 0.25 {
+		t.Errorf("BILLING_FAIL_RATIO=0.25: %v %+v", err, cfg)
+	}
+}

@@ -83,7 +83,7 @@ func newServer(cfg config, log *slog.Logger, opts ...serverOption) *server {
 	kpi := prometheus.Registerer(s.reg)
 	s.transactions = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "billing_transactions_total",
-		Help: "Billing transactions handled, by operation and result (error = shed as overloaded or abandoned).",
+		Help: "Billing transactions handled, by operation and result (error = shed as overloaded, abandoned, or an injected -fail-ratio fault).",
 	}, []string{"op", "result"})
 	s.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "billing_request_duration_seconds",
@@ -176,6 +176,11 @@ func (s *server) transaction(w http.ResponseWriter, r *http.Request, op string) 
 	}
 
 	start := s.now()
+	if s.cfg.failRatio > 0 && s.random() < s.cfg.failRatio {
+		s.observe(op, "error", start)
+		writeJSON(w, http.StatusInternalServerError, txResponse{Result: "error", Reason: "injected fault", Op: op, Instance: s.cfg.instance})
+		return
+	}
 	rate := s.window.add(start)
 	lat, errRate := latencyAndErrorRate(rate, s.cfg.capacity)
 	if errRate > 0 && s.random() < errRate {

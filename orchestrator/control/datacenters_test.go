@@ -310,10 +310,12 @@ func TestGrayReleaseStepsThroughDatacenters(t *testing.T) {
 
 // TestGrayReleaseFailedAnalysisRollsBack: the new version's error ratio
 // is 5 points above the old one's at the first step, so the release rolls
-// back and every instance ends on the old version.
+// back and every instance ends on the old version; the rollout view shows
+// the failed release's verdicts, not those of the old version's own gray
+// release.
 func TestGrayReleaseFailedAnalysisRollsBack(t *testing.T) {
 	cl := newCluster(t, grayConfig())
-	an := &scriptedAnalyzer{}
+	an := &scriptedAnalyzer{cmp: Comparison{NewRequests: 100, OldRequests: 1000, NewP95: 0.01, OldP95: 0.01}}
 	cl.c.SetRolloutAnalyzer(an)
 	for _, n := range []struct{ name, dc string }{{"a1", "A"}, {"b1", "B"}} {
 		defer cl.startAgent(n.name, n.dc, t.TempDir(), &scripted{})()
@@ -321,7 +323,14 @@ func TestGrayReleaseFailedAnalysisRollsBack(t *testing.T) {
 	s := grayService()
 	cl.do("PUT", "/api/v1/services/billing", s, nil)
 	cl.waitFor(5*time.Second, "4 ready", func() bool { return cl.service("billing").Status.ReadyReplicas == 4 })
+	// The old version is itself gray-released (and passes).
+	s.Env = map[string]string{"RELEASE": "good"}
+	cl.do("PUT", "/api/v1/services/billing", s, nil)
 	oldV := cl.service("billing").Status.Version
+	cl.waitFor(15*time.Second, "the good release complete", func() bool {
+		st := cl.service("billing").Status
+		return st.Rollout == "complete" && st.Version == oldV
+	})
 
 	// Too little traffic first: the step is held, not judged.
 	an.set(Comparison{NewRequests: 3, OldRequests: 100})
@@ -349,6 +358,14 @@ func TestGrayReleaseFailedAnalysisRollsBack(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("no RolloutFailed event naming the error ratio; events: %+v", evs)
+	}
+	var ro RolloutView
+	cl.do("GET", "/api/v1/services/billing/rollout", nil, &ro)
+	if !strings.HasPrefix(ro.Status.Rollout, "rolled back: gray release step 1/2") {
+		t.Errorf("rollout view status %q, want rolled back with the failing step", ro.Status.Rollout)
+	}
+	if ro.Gray == nil || ro.Gray.Version == oldV || len(ro.Gray.Verdicts) == 0 || !strings.Contains(ro.Gray.Verdicts[len(ro.Gray.Verdicts)-1], ": fail — ") {
+		t.Errorf("rollout view gray release %+v, want the failed release (not %s's) ending in its failing verdict", ro.Gray, oldV)
 	}
 }
 

@@ -450,17 +450,18 @@ func (r *restAPI) rollout(w http.ResponseWriter, req *http.Request) {
 	for k := range revs {
 		revs[k].Files = nil
 	}
+	// The gray release shown is the current version's, or the one that
+	// rolled back: its verdicts say why. (Not the current version's then:
+	// that one may have been gray-released itself, and its old passing
+	// verdicts would read as this release's.)
+	grayVersion := v.Status.Version
 	if len(revs) > 0 && revs[len(revs)-1].Failed != "" && v.Status.Version != revs[len(revs)-1].Version {
 		v.Status.Rollout = "rolled back: " + revs[len(revs)-1].Failed
+		grayVersion = revs[len(revs)-1].Version
 	}
 	view := RolloutView{Service: name, Status: v.Status, Desired: v.Replicas, History: revs, Steps: v.Rollout.Steps}
-	if g, err := store.Get[GrayStatus](req.Context(), r.c.st, KindGray, revisionKey(name, v.Status.Version)); err == nil {
+	if g, err := store.Get[GrayStatus](req.Context(), r.c.st, KindGray, revisionKey(name, grayVersion)); err == nil {
 		view.Gray = &g.Value
-	} else if len(revs) > 0 && revs[len(revs)-1].Failed != "" {
-		// A failed gray release: its verdicts say why it rolled back.
-		if g, err := store.Get[GrayStatus](req.Context(), r.c.st, KindGray, revisionKey(name, revs[len(revs)-1].Version)); err == nil {
-			view.Gray = &g.Value
-		}
 	}
 	writeJSONBody(w, http.StatusOK, view)
 }
