@@ -367,6 +367,36 @@ func TestGrayReleaseFailedAnalysisRollsBack(t *testing.T) {
 	if ro.Gray == nil || ro.Gray.Version == oldV || len(ro.Gray.Verdicts) == 0 || !strings.Contains(ro.Gray.Verdicts[len(ro.Gray.Verdicts)-1], ": fail — ") {
 		t.Errorf("rollout view gray release %+v, want the failed release (not %s's) ending in its failing verdict", ro.Gray, oldV)
 	}
+	badV := ro.Gray.Version
+
+	// The same version released again (fixed elsewhere, say): a new gray
+	// release from its first step, not the failed attempt's verdicts; and
+	// the release after it is gradual again, not "going back from a
+	// failed release".
+	an.set(Comparison{NewRequests: 100, OldRequests: 1000, NewP95: 0.01, OldP95: 0.01})
+	cl.do("PUT", "/api/v1/services/billing", s, nil)
+	cl.waitFor(15*time.Second, "the re-released version complete", func() bool {
+		st := cl.service("billing").Status
+		return st.Version == badV && st.Rollout == "complete" && st.ReadyReplicas == 4
+	})
+	cl.do("GET", "/api/v1/services/billing/rollout", nil, &ro)
+	if ro.Gray == nil || ro.Gray.Version != badV || len(ro.Gray.Verdicts) != 2 || strings.Contains(strings.Join(ro.Gray.Verdicts, "\n"), "fail") {
+		t.Errorf("the re-release's gray release %+v, want two fresh passing verdicts", ro.Gray)
+	}
+	if !cl.hasEvent("Rereleased", "billing") {
+		t.Error("no Rereleased event")
+	}
+	s.Env = map[string]string{"RELEASE": "next"}
+	cl.do("PUT", "/api/v1/services/billing", s, nil)
+	nextV := cl.service("billing").Status.Version
+	cl.waitFor(15*time.Second, "the next release complete", func() bool {
+		st := cl.service("billing").Status
+		return st.Version == nextV && st.Rollout == "complete"
+	})
+	cl.do("GET", "/api/v1/services/billing/rollout", nil, &ro)
+	if ro.Gray == nil || ro.Gray.Version != nextV || len(ro.Gray.Verdicts) != 2 {
+		t.Errorf("the release after the re-release was not gradual: %+v", ro.Gray)
+	}
 }
 
 func TestJudge(t *testing.T) {

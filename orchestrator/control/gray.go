@@ -265,3 +265,28 @@ func describeSteps(steps []model.RolloutStep) string {
 
 // GrayKey is the name a gray release's status is stored under.
 func GrayKey(service, version string) string { return revisionKey(service, version) }
+
+// rerelease clears a revision's failure when its version is released
+// again, and forgets the failed attempt's gray release (its steps and
+// verdicts), so the new attempt is analysed from its first step and a
+// later release from it is gradual again.
+func (c *Controller) rerelease(ctx context.Context, rev Revision) (Revision, error) {
+	key := revisionKey(rev.Service, rev.Version)
+	got, err := store.Get[Revision](ctx, c.st, KindRevision, key)
+	if err != nil {
+		return rev, err
+	}
+	failed := got.Value.Failed
+	got.Value.Failed = ""
+	if _, err := store.Update(ctx, c.st, KindRevision, key, got.Value, got.Version); err != nil {
+		return rev, err
+	}
+	if g, err := store.Get[GrayStatus](ctx, c.st, KindGray, key); err == nil {
+		if err := store.Delete(ctx, c.st, KindGray, key, g.Version); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return rev, err
+		}
+	}
+	c.events.Record(ctx, Event{Kind: "service", Object: rev.Service, Reason: "Rereleased",
+		Message: fmt.Sprintf("version %s of %s is released again after its rollback (%s)", rev.Version, rev.Service, failed), Who: whoController})
+	return got.Value, nil
+}

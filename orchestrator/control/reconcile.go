@@ -184,6 +184,15 @@ func (c *Controller) reconcileService(ctx context.Context, vs store.Versioned[mo
 	if err != nil {
 		return scheduler.Request{}, Revision{}, err
 	}
+	if rev.Failed != "" {
+		// The rollback moved the spec off this version, so it is here
+		// again because someone released it again: a new attempt, with
+		// a fresh gray release, and no longer a failed release to go
+		// back from.
+		if rev, err = c.rerelease(ctx, rev); err != nil {
+			return scheduler.Request{}, Revision{}, err
+		}
+	}
 	// Failed-over datacenters: their share is placed by the service's
 	// failover policy, and their instances leave once replaced.
 	weights := dcs.weights(svc.Placement)
