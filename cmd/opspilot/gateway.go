@@ -156,7 +156,19 @@ registers with the server so that ` + "`opspilot loadgen`" + ` finds it.`,
 					return err
 				}
 				shipper := tsdb.NewMetricsShipper(reg, tc, metricsInterval, map[string]string{"job": "opspilot-gateway", "instance": name}, reg, log)
-				go func() { _ = shipper.Run(ctx) }()
+				shipped := make(chan struct{})
+				go func() { defer close(shipped); _ = shipper.Run(ctx) }()
+				// At exit, once the gateway stopped serving: one last round,
+				// so the requests since the previous one are counted.
+				defer func() {
+					stop()
+					<-shipped
+					fctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+					defer cancel()
+					if _, err := shipper.ShipOnce(fctx, time.Now()); err != nil {
+						log.Warn("gateway: last metrics round not written", "err", err)
+					}
+				}()
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "gateway %s listening on %s (metrics %s/-/metrics), following %s\n", name, g.url, g.url, c.flags.server)
 			return g.run(ctx)
