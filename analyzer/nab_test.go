@@ -52,8 +52,10 @@ func TestNAB(t *testing.T) {
 // pw=6,pstep=2,pk=64,pvig=0.1,prate=0.2,alpha=0.007,gain=800,nmargin=2,sdist=0.12,confirm=1,
 // dbuck=72,dfac=3,ddecay=0.85,ctx=0.025,cgated=1,clev=4,cord=4,cbits=1024,
 // cwarm=150,csolid=1.5,c2lev=3,c2ord=6,art=0.025,artprob=700,artwpp=12,
-// artpad=1,artmax=128,artmis=1
-// (art=W OR-combines an ARTime after the gate at weight W, artgated=1
+// artpad=1,artmax=128,artmis=1,ewqd=0.995,cuqd=0.997,qdref=0.02,qdrate=0.02
+// (ewqd and cuqd wrap EWMA and CUSUM in a QuantileDamp tracking that
+// quantile of their scores, 0 or absent: none; qdref and qdrate set its
+// Ref and Rate for both; art=W OR-combines an ARTime after the gate at weight W, artgated=1
 // before it with the Contexts, art2prob adds a second one with another
 // probation; artprob, artwpp, artpad, artmax, artmis, artwin, artlev,
 // artchomp and artrho configure it; artoracle=1 (TestNABDiag only, a
@@ -86,6 +88,13 @@ func tunedEnsemble(t *testing.T, spec string) func() Model {
 	artW, artAlone, artGated := 0.0, false, false
 	art2prob := 0
 	artOracle := false
+	var ewDamp, cuDamp QuantileDampConfig
+	damp := func(m Model, c QuantileDampConfig) Model {
+		if c.Quantile <= 0 {
+			return m
+		}
+		return NewQuantileDamp(m, c)
+	}
 	for _, kv := range strings.Split(spec, ",") {
 		k, v, _ := strings.Cut(kv, "=")
 		f, err := strconv.ParseFloat(v, 64)
@@ -185,6 +194,14 @@ func tunedEnsemble(t *testing.T, spec string) func() Model {
 			rc.Window = int(f)
 		case "alpha":
 			wc.Alpha = f
+		case "ewqd":
+			ewDamp.Quantile = f
+		case "cuqd":
+			cuDamp.Quantile = f
+		case "qdref":
+			ewDamp.Ref, cuDamp.Ref = f, f
+		case "qdrate":
+			ewDamp.Rate, cuDamp.Rate = f, f
 		case "calpha":
 			cc.Alpha = f
 		case "slack":
@@ -229,7 +246,7 @@ func tunedEnsemble(t *testing.T, spec string) func() Model {
 	return func() Model {
 		ec, nc := ec, nc
 		var ms []Model
-		for i, m := range []Model{NewRobustZ(rc), NewEWMA(wc), NewCUSUM(cc)} {
+		for i, m := range []Model{NewRobustZ(rc), damp(NewEWMA(wc), ewDamp), damp(NewCUSUM(cc), cuDamp)} {
 			if !drop[i] {
 				ms = append(ms, m)
 			}

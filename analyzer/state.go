@@ -24,7 +24,7 @@ type stateful interface {
 // relearn) rather than misread.
 const (
 	stateMagic   = "opa"
-	stateVersion = 4
+	stateVersion = 5
 )
 
 // ErrNotStateful is returned when a model (or a member) cannot be saved.
@@ -710,4 +710,10 @@ func (m *Multivariate) UnmarshalBinary(b []byte) error {
 		r.err = fmt.Errorf("analyzer: %d bytes left over: the saved model has another shape", len(r.b))
 	}
 	return r.err
+}
+
+func (m *QuantileDamp) saveState(w *stateWriter) { w.f64(m.q); w.model(m.inner) }
+func (m *QuantileDamp) loadState(r *stateReader) {
+	m.q = r.f64()
+	r.model(m.inner)
 }

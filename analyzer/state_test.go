@@ -16,6 +16,9 @@ var statefulModels = map[string]func() Model{
 	"robustz":     func() Model { return NewRobustZ(RobustZConfig{}) },
 	"seasonal":    func() Model { return NewSeasonal(SeasonalConfig{}) },
 	"differenced": func() Model { return NewDifferenced(NewEWMA(EWMAConfig{})) },
+	"quantiledamp": func() Model {
+		return NewQuantileDamp(NewCUSUM(CUSUMConfig{}), QuantileDampConfig{Ref: 0.005})
+	},
 	"default":     NewDefaultEnsemble,
 	"online":      NewOnlineModel,
 	"holtwinters": func() Model { return NewHoltWinters(HoltWintersConfig{}) },
