@@ -46,6 +46,14 @@ func TestStoreConfigPeerTLSFollowsThePeerURL(t *testing.T) {
 	if got := c.Orchestrator.Store.peerHosts(); !slices.Equal(got, []string{"0.0.0.0", "cp-a.example.com"}) {
 		t.Errorf("peer hosts = %v, want the listen and advertised hosts", got)
 	}
+	// The scheduled inspection report watches the peer certificate's
+	// expiry too, only when there is one.
+	if got := inspectionCerts(c); !slices.Contains(got, want.CertFile) {
+		t.Errorf("inspection certificates %v lack the peer certificate", got)
+	}
+	if got := inspectionCerts(defaultFileConfig()); slices.ContainsFunc(got, func(f string) bool { return strings.HasSuffix(f, "peer.crt") }) {
+		t.Errorf("inspection certificates %v name a peer certificate without peer TLS", got)
+	}
 
 	plain := defaultFileConfig()
 	plain.Orchestrator.Store.PeerURL = "http://127.0.0.1:2380"

@@ -19,6 +19,7 @@ import (
 
 	"opspilot/api"
 	"opspilot/grafana/report"
+	"opspilot/orchestrator/pki"
 	"opspilot/tsdb"
 )
 
@@ -249,12 +250,7 @@ func newReportLoop(cfg FileConfig, routes []api.Route, client *tsdb.Client, out 
 		mux.Handle(r.Pattern, r.Handler)
 	}
 	cp := &report.APIClient{BaseURL: "http://in-process", HTTP: &http.Client{Transport: handlerTransport{mux}}}
-	certs := []string{filepath.Join(cfg.DataDir, "pki", "ca.crt"), filepath.Join(cfg.DataDir, "pki", "server.crt")}
-	for _, f := range []string{cfg.Server.TLSCertFile, cfg.TSDB.Remote.TLS.CAFile, cfg.TSDB.Remote.TLS.CertFile} {
-		if f != "" {
-			certs = append(certs, f)
-		}
-	}
+	certs := inspectionCerts(cfg)
 	s := &report.Scheduler{Dir: dir, Keep: rc.Keep, Timeout: rc.Timeout, Poster: poster, Log: log.With("component", "reports")}
 	s.Jobs = append(s.Jobs, report.Job{Kind: "capacity", Schedule: rc.Capacity.Schedule, Build: func(ctx context.Context, now time.Time) (report.Built, error) {
 		c := rc.Capacity
@@ -291,4 +287,21 @@ func (t handlerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	rec := httptest.NewRecorder()
 	t.h.ServeHTTP(rec, r)
 	return rec.Result(), nil
+}
+
+// inspectionCerts are the certificates the scheduled inspection report
+// checks for expiry: the control plane's CA and server certificate, the
+// etcd peer certificate when the members talk TLS, and the TLS files the
+// config names.
+func inspectionCerts(cfg FileConfig) []string {
+	certs := []string{filepath.Join(cfg.pkiDir(), pki.CACertFile), filepath.Join(cfg.pkiDir(), pki.ServerCertFile)}
+	if cfg.Orchestrator.Store.peerTLS() {
+		certs = append(certs, filepath.Join(cfg.pkiDir(), pki.PeerCertFile))
+	}
+	for _, f := range []string{cfg.Server.TLSCertFile, cfg.TSDB.Remote.TLS.CAFile, cfg.TSDB.Remote.TLS.CertFile} {
+		if f != "" {
+			certs = append(certs, f)
+		}
+	}
+	return certs
 }
