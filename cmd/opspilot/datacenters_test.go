@@ -21,15 +21,7 @@ func TestDatacenterSignalsFromTheTSDB(t *testing.T) {
 	end := time.Now().Truncate(time.Second)
 	var series []tsdb.TimeSeries
 	add := func(name string, v func(k int) float64, labels ...string) {
-		ls := []tsdb.Label{{Name: "__name__", Value: name}}
-		for i := 0; i+1 < len(labels); i += 2 {
-			ls = append(ls, tsdb.Label{Name: labels[i], Value: labels[i+1]})
-		}
-		ts := tsdb.TimeSeries{Labels: ls}
-		for k := 0; k <= 120; k++ {
-			ts.Samples = append(ts.Samples, tsdb.Sample{Timestamp: end.Add(time.Duration(k-120) * time.Second).UnixMilli(), Value: v(k)})
-		}
-		series = append(series, ts)
+		series = append(series, twoMinutes(end, v, append([]string{"__name__", name}, labels...)...))
 	}
 	for _, dc := range []struct {
 		name      string

@@ -13,9 +13,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"opspilot/collector/logs"
-	"opspilot/test/testbin"
 )
 
 // TestServerShipsItsJournalsWithoutAnAgent: `opspilot server` has no
@@ -24,16 +21,10 @@ import (
 // where runbook logs steps find them through logstore.query_url; lines
 // written while the log store is down arrive once it is back.
 func TestServerShipsItsJournalsWithoutAnAgent(t *testing.T) {
-	bin := testbin.Tool(t, "victoria-logs")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	vlDir, vlAddr := filepath.Join(t.TempDir(), "vl"), testbin.FreeAddr(t)
-	v, err := logs.StartVictoriaLogs(ctx, bin, vlDir, vlAddr, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = v.Stop() }()
+	v, restart := startTestVictoriaLogs(t, ctx)
 
 	cfg := defaultFileConfig()
 	cfg.DataDir = t.TempDir()
@@ -97,8 +88,6 @@ func TestServerShipsItsJournalsWithoutAnAgent(t *testing.T) {
 	}
 	appendLine(incidents, `{"_msg":"incident inc-1 resolved: BillingErrorRatioHigh","id":"inc-1","state":"resolved"}`)
 	time.Sleep(2 * time.Second) // a few failed flushes
-	if v, err = logs.StartVictoriaLogs(ctx, bin, vlDir, vlAddr, log); err != nil {
-		t.Fatal(err)
-	}
+	v = restart()
 	waitLines(`service:opspilot-incidents`, []string{"incident inc-1 open: BillingErrorRatioHigh", "incident inc-1 resolved: BillingErrorRatioHigh"})
 }

@@ -55,15 +55,7 @@ func TestRolloutAnalyzerComparesVersions(t *testing.T) {
 	buckets := []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, math.Inf(1)}
 	var series []tsdb.TimeSeries
 	add := func(name string, v func(k int) float64, labels ...string) {
-		ls := []tsdb.Label{{Name: "__name__", Value: name}, {Name: "service", Value: "grayapp"}}
-		for i := 0; i+1 < len(labels); i += 2 {
-			ls = append(ls, tsdb.Label{Name: labels[i], Value: labels[i+1]})
-		}
-		ts := tsdb.TimeSeries{Labels: ls}
-		for k := 0; k <= 120; k++ {
-			ts.Samples = append(ts.Samples, tsdb.Sample{Timestamp: end.Add(time.Duration(k-120) * time.Second).UnixMilli(), Value: v(k)})
-		}
-		series = append(series, ts)
+		series = append(series, twoMinutes(end, v, append([]string{"__name__", name, "service", "grayapp"}, labels...)...))
 	}
 	for _, ver := range []struct {
 		version       string
@@ -123,4 +115,17 @@ func TestRolloutAnalyzerComparesVersions(t *testing.T) {
 	if c.NewRequests != 0 || !math.IsNaN(c.NewP95) {
 		t.Errorf("a version without traffic: %+v", c)
 	}
+}
+
+// twoMinutes is a series with the label pairs labels and one sample a
+// second for the two minutes up to end, sample k (0 to 120) valued v(k).
+func twoMinutes(end time.Time, v func(k int) float64, labels ...string) tsdb.TimeSeries {
+	var ts tsdb.TimeSeries
+	for i := 0; i+1 < len(labels); i += 2 {
+		ts.Labels = append(ts.Labels, tsdb.Label{Name: labels[i], Value: labels[i+1]})
+	}
+	for k := 0; k <= 120; k++ {
+		ts.Samples = append(ts.Samples, tsdb.Sample{Timestamp: end.Add(time.Duration(k-120) * time.Second).UnixMilli(), Value: v(k)})
+	}
+	return ts
 }

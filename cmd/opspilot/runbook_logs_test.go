@@ -23,14 +23,9 @@ import (
 // the newest matching lines of the service, newest last, at most the
 // limit; a stopped log store is an error that names it.
 func TestRunbookLogsStepAgainstVictoriaLogs(t *testing.T) {
-	bin := testbin.Tool(t, "victoria-logs")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	v, err := logs.StartVictoriaLogs(ctx, bin, filepath.Join(t.TempDir(), "vl"), testbin.FreeAddr(t), slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = v.Stop() }()
+	v, _ := startTestVictoriaLogs(t, ctx)
 
 	var body bytes.Buffer
 	enc := json.NewEncoder(&body)
@@ -80,4 +75,24 @@ func TestRunbookLogsStepAgainstVictoriaLogs(t *testing.T) {
 	if _, err := l.Search(ctx, `service:billing`, 3); err == nil || !strings.Contains(err.Error(), "no log store") {
 		t.Errorf("no log store configured: %v", err)
 	}
+}
+
+// startTestVictoriaLogs starts the real VictoriaLogs (built from go.mod)
+// in a temporary directory on a free port, stopped when the test ends; the
+// returned function starts it again on the same data and port.
+func startTestVictoriaLogs(t *testing.T, ctx context.Context) (*logs.VictoriaLogs, func() *logs.VictoriaLogs) {
+	t.Helper()
+	bin := testbin.Tool(t, "victoria-logs")
+	dir, addr := filepath.Join(t.TempDir(), "vl"), testbin.FreeAddr(t)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	start := func() *logs.VictoriaLogs {
+		t.Helper()
+		v, err := logs.StartVictoriaLogs(ctx, bin, dir, addr, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = v.Stop() })
+		return v
+	}
+	return start(), start
 }

@@ -262,19 +262,28 @@ func (cl *cluster) newVersionBy(service, v string) map[string]int {
 	return out
 }
 
-// TestGrayReleaseStepsThroughDatacenters: B 50%, held and judged, B 100%,
-// judged, then A as a plain rolling update; A never runs the new version
-// before B's steps pass.
-func TestGrayReleaseStepsThroughDatacenters(t *testing.T) {
+// startGrayBilling runs the controller with the scripted analyzer an, one
+// agent in A and one in B, and grayService's billing with its 4 instances
+// ready.
+func startGrayBilling(t *testing.T, an *scriptedAnalyzer) (*cluster, model.Service) {
+	t.Helper()
 	cl := newCluster(t, grayConfig())
-	an := &scriptedAnalyzer{cmp: Comparison{NewRequests: 50, OldRequests: 500, NewErrorRatio: 0.001, OldErrorRatio: 0.001, NewP95: 0.01, OldP95: 0.01}}
 	cl.c.SetRolloutAnalyzer(an)
 	for _, n := range []struct{ name, dc string }{{"a1", "A"}, {"b1", "B"}} {
-		defer cl.startAgent(n.name, n.dc, t.TempDir(), &scripted{})()
+		t.Cleanup(cl.startAgent(n.name, n.dc, t.TempDir(), &scripted{}))
 	}
 	s := grayService()
 	cl.do("PUT", "/api/v1/services/billing", s, nil)
 	cl.waitFor(5*time.Second, "4 ready", func() bool { return cl.service("billing").Status.ReadyReplicas == 4 })
+	return cl, s
+}
+
+// TestGrayReleaseStepsThroughDatacenters: B 50%, held and judged, B 100%,
+// judged, then A as a plain rolling update; A never runs the new version
+// before B's steps pass.
+func TestGrayReleaseStepsThroughDatacenters(t *testing.T) {
+	an := &scriptedAnalyzer{cmp: Comparison{NewRequests: 50, OldRequests: 500, NewErrorRatio: 0.001, OldErrorRatio: 0.001, NewP95: 0.01, OldP95: 0.01}}
+	cl, s := startGrayBilling(t, an)
 
 	s.Env = map[string]string{"RELEASE": "2"}
 	cl.do("PUT", "/api/v1/services/billing", s, nil)
@@ -314,15 +323,8 @@ func TestGrayReleaseStepsThroughDatacenters(t *testing.T) {
 // the failed release's verdicts, not those of the old version's own gray
 // release.
 func TestGrayReleaseFailedAnalysisRollsBack(t *testing.T) {
-	cl := newCluster(t, grayConfig())
 	an := &scriptedAnalyzer{cmp: Comparison{NewRequests: 100, OldRequests: 1000, NewP95: 0.01, OldP95: 0.01}}
-	cl.c.SetRolloutAnalyzer(an)
-	for _, n := range []struct{ name, dc string }{{"a1", "A"}, {"b1", "B"}} {
-		defer cl.startAgent(n.name, n.dc, t.TempDir(), &scripted{})()
-	}
-	s := grayService()
-	cl.do("PUT", "/api/v1/services/billing", s, nil)
-	cl.waitFor(5*time.Second, "4 ready", func() bool { return cl.service("billing").Status.ReadyReplicas == 4 })
+	cl, s := startGrayBilling(t, an)
 	// The old version is itself gray-released (and passes).
 	s.Env = map[string]string{"RELEASE": "good"}
 	cl.do("PUT", "/api/v1/services/billing", s, nil)

@@ -55,22 +55,7 @@ func startDCCluster(t *testing.T, nodes map[string][]string) *dcCluster {
 			t.Error(err)
 		}
 	})
-	dir := t.TempDir()
-	addr := freeAddrOn(t, n.Gateway().String())
-	c := &cluster{t: t, dir: dir, addr: addr, base: "https://" + addr}
-	c.cfg = writeFile(t, dir, "opspilot.yaml", fmt.Sprintf(`data_dir: %s
-server:
-  http_addr: %s
-  auth:
-    tokens:
-      - {name: ops-admin, role: admin, token: %q}
-orchestrator:
-  node_timeout: 3s
-analyzer: {enabled: false}
-self_monitoring:
-  enabled: false
-`, filepath.Join(dir, "server"), addr, adminToken))
-	c.startServer()
+	c := startServerAt(t, freeAddrOn(t, n.Gateway().String()), "analyzer: {enabled: false}\n")
 	d := &dcCluster{cluster: c, net: n, hosts: map[string][]*netns.Host{}, agents: map[string]*testbin.Process{}}
 	for _, dc := range slices.Sorted(maps.Keys(nodes)) {
 		for _, name := range nodes[dc] {
@@ -109,7 +94,15 @@ func freeAddrOn(t *testing.T, host string) string {
 // namespace; instances are reached at the host's address.
 func (d *dcCluster) startAgent(h *netns.Host, dc string) *testbin.Process {
 	d.t.Helper()
-	cfg := writeFile(d.t, d.dir, h.Name+".yaml", fmt.Sprintf(`data_dir: %s
+	return startHostAgent(d.t, d.dir, h, dc, d.base, d.joinToken)
+}
+
+// startHostAgent runs `opspilot agent` inside h's namespace, with its data
+// under dir/h.Name, joining servers (comma-separated URLs) as node h.Name
+// of dc; its instances are reached at the host's address.
+func startHostAgent(t *testing.T, dir string, h *netns.Host, dc, servers, joinToken string) *testbin.Process {
+	t.Helper()
+	cfg := writeFile(t, dir, h.Name+".yaml", fmt.Sprintf(`data_dir: %s
 agent:
   http_addr: 127.0.0.1:9441
   interval: 5s
@@ -117,9 +110,9 @@ agent:
 node:
   address: %s
   runtimes: [process]
-`, d.nodeDir(h.Name), h.Addr))
-	argv := h.Argv(opspilotBin(d.t), "agent", "-c", cfg, "--server", d.base, "--datacenter", dc, "--node", h.Name, "--join-token", d.joinToken)
-	return testbin.Start(d.t, argv[0], argv[1:]...)
+`, filepath.Join(dir, h.Name), h.Addr))
+	argv := h.Argv(opspilotBin(t), "agent", "-c", cfg, "--server", servers, "--datacenter", dc, "--node", h.Name, "--join-token", joinToken)
+	return testbin.Start(t, argv[0], argv[1:]...)
 }
 
 func (d *dcCluster) nodeDir(node string) string { return filepath.Join(d.dir, node) }

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -48,22 +47,7 @@ rollout:
 // all on loopback.
 func startGrayCluster(t *testing.T) *cluster {
 	t.Helper()
-	dir := t.TempDir()
-	addr := testbin.FreeAddr(t)
-	c := &cluster{t: t, dir: dir, addr: addr, base: "https://" + addr}
-	c.cfg = writeFile(t, dir, "opspilot.yaml", fmt.Sprintf(`data_dir: %s
-server:
-  http_addr: %s
-  auth:
-    tokens:
-      - {name: ops-admin, role: admin, token: %q}
-orchestrator:
-  node_timeout: 3s
-analyzer: {enabled: false}
-self_monitoring:
-  enabled: false
-`, filepath.Join(dir, "server"), addr, adminToken))
-	c.startServer()
+	c := startServerAt(t, testbin.FreeAddr(t), "analyzer: {enabled: false}\n")
 	c.agent("a1", "A")
 	c.agent("b1", "B")
 	waitUntil(t, 30*time.Second, "nodes a1 (A) and b1 (B) joined", func() bool {

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -52,28 +51,7 @@ func TestHADatacenterCutKeepsControlPlaneAndFailover(t *testing.T) {
 	c.sharePKI()
 	for i, r := range c.replicas {
 		ip := strings.TrimSuffix(r.addr, ":9440")
-		r.cfg = writeFile(t, c.dir, r.name+".yaml", fmt.Sprintf(`data_dir: %s
-server:
-  http_addr: %s
-  auto_tls: false
-  auth:
-    tokens:
-      - {name: ops-admin, role: admin, token: %q}
-orchestrator:
-  node_timeout: 3s
-  leader: {ttl: 2s}
-  store:
-    name: %s
-    client_url: http://127.0.0.1:2379
-    peer_url: http://%s:2380
-    initial_cluster: %s
-    heartbeat_interval: 50ms
-    election_timeout: 500ms
-analyzer: {enabled: false}
-alerting: {enabled: false}
-self_monitoring:
-  enabled: false
-`, r.dir, r.addr, adminToken, r.name, ip, strings.Join(initial, ",")))
+		r.cfg = c.replicaConfig(r, "http://127.0.0.1:2379", "http://"+ip+":2380", initial, "analyzer: {enabled: false}\nalerting: {enabled: false}\n")
 		argv := hosts[dcs[i]][0].Argv(opspilotBin(t), "server", "-c", r.cfg)
 		r.p = testbin.Start(t, argv[0], argv[1:]...)
 	}
@@ -106,17 +84,7 @@ self_monitoring:
 			t.Fatal(err)
 		}
 		hosts[dc] = append(hosts[dc], h)
-		cfg := writeFile(t, c.dir, h.Name+".yaml", fmt.Sprintf(`data_dir: %s
-agent:
-  http_addr: 127.0.0.1:9441
-  interval: 5s
-  logs: {enabled: false}
-node:
-  address: %s
-  runtimes: [process]
-`, filepath.Join(c.dir, h.Name), h.Addr))
-		argv := h.Argv(opspilotBin(t), "agent", "-c", cfg, "--server", strings.Join(servers, ","), "--datacenter", dc, "--node", h.Name, "--join-token", c.joinToken)
-		agents[dc] = testbin.Start(t, argv[0], argv[1:]...)
+		agents[dc] = startHostAgent(t, c.dir, h, dc, strings.Join(servers, ","), c.joinToken)
 	}
 	if r := c.cli(c.replicas[0], "apply", "-f", billingInDatacenters(t, c.dir, 3, "{A: 1, B: 1, C: 1}")); r.code != 0 {
 		t.Fatalf("apply:\n%s", r)

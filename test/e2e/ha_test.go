@@ -66,7 +66,25 @@ func startHACluster(t *testing.T) *haCluster {
 	}
 	c.sharePKI()
 	for i, r := range c.replicas {
-		r.cfg = writeFile(t, c.dir, r.name+".yaml", fmt.Sprintf(`data_dir: %s
+		r.cfg = c.replicaConfig(r, ps[i].client, ps[i].peer, initial, "")
+	}
+	// The members start together: each waits for a quorum.
+	var wg sync.WaitGroup
+	for _, r := range c.replicas {
+		r.p = testbin.Start(t, opspilotBin(t), "server", "-c", r.cfg)
+	}
+	for _, r := range c.replicas {
+		wg.Go(func() { c.waitReady(r, 60*time.Second) })
+	}
+	wg.Wait()
+	return c
+}
+
+// replicaConfig writes replica r's config: an etcd member of the cluster
+// initial (name=peerURL,…) at clientURL and peerURL, a 2 s leader lease,
+// fast raft timings; extra is more YAML.
+func (c *haCluster) replicaConfig(r *haReplica, clientURL, peerURL string, initial []string, extra string) string {
+	return writeFile(c.t, c.dir, r.name+".yaml", fmt.Sprintf(`data_dir: %s
 server:
   http_addr: %s
   auto_tls: false
@@ -85,18 +103,7 @@ orchestrator:
     election_timeout: 500ms
 self_monitoring:
   enabled: false
-`, r.dir, r.addr, adminToken, r.name, ps[i].client, ps[i].peer, strings.Join(initial, ",")))
-	}
-	// The members start together: each waits for a quorum.
-	var wg sync.WaitGroup
-	for _, r := range c.replicas {
-		r.p = testbin.Start(t, opspilotBin(t), "server", "-c", r.cfg)
-	}
-	for _, r := range c.replicas {
-		wg.Go(func() { c.waitReady(r, 60*time.Second) })
-	}
-	wg.Wait()
-	return c
+%s`, r.dir, r.addr, adminToken, r.name, clientURL, peerURL, strings.Join(initial, ","), extra))
 }
 
 // sharePKI creates the CA in the first replica's data dir and copies it,
@@ -217,16 +224,7 @@ func (c *haCluster) agreedLeader(rs []*haReplica) string {
 
 func (c *haCluster) agent(name, dc string) *testbin.Process {
 	c.t.Helper()
-	dir := filepath.Join(c.dir, name)
-	cfg := writeFile(c.t, c.dir, name+".yaml", fmt.Sprintf(`data_dir: %s
-agent:
-  http_addr: %s
-  interval: 5s
-  logs: {enabled: false}
-node:
-  runtimes: [process]
-`, dir, testbin.FreeAddr(c.t)))
-	return testbin.Start(c.t, opspilotBin(c.t), "agent", "-c", cfg, "--server", c.urls(), "--datacenter", dc, "--node", name, "--join-token", c.joinToken)
+	return startAgent(c.t, c.dir, name, dc, c.urls(), c.joinToken)
 }
 
 func (c *haCluster) cli(r *haReplica, args ...string) result {

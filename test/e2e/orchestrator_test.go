@@ -35,8 +35,14 @@ type cluster struct {
 
 func startCluster(t *testing.T) *cluster {
 	t.Helper()
+	return startServerAt(t, testbin.FreeAddr(t), "")
+}
+
+// startServerAt runs `opspilot server` on addr with an admin token, a 3 s
+// node timeout and no self-monitoring; extra is more YAML for its config.
+func startServerAt(t *testing.T, addr, extra string) *cluster {
+	t.Helper()
 	dir := t.TempDir()
-	addr := testbin.FreeAddr(t)
 	c := &cluster{t: t, dir: dir, addr: addr, base: "https://" + addr}
 	c.cfg = writeFile(t, dir, "opspilot.yaml", fmt.Sprintf(`data_dir: %s
 server:
@@ -48,7 +54,7 @@ orchestrator:
   node_timeout: 3s
 self_monitoring:
   enabled: false
-`, filepath.Join(dir, "server"), addr, adminToken))
+%s`, filepath.Join(dir, "server"), addr, adminToken, extra))
 	c.startServer()
 	return c
 }
@@ -84,17 +90,24 @@ func (c *cluster) startServer() {
 // agent starts `opspilot agent` joining as node name in dc.
 func (c *cluster) agent(name, dc string) *testbin.Process {
 	c.t.Helper()
-	dir := filepath.Join(c.dir, name)
-	cfg := writeFile(c.t, c.dir, name+".yaml", fmt.Sprintf(`data_dir: %s
+	// The join token is all it needs: it fetches and pins the CA.
+	return startAgent(c.t, c.dir, name, dc, c.base, c.joinToken)
+}
+
+// startAgent starts `opspilot agent` (process runtime, no log shipping)
+// with its data under dir/name, joining servers (comma-separated URLs)
+// as node name in datacenter dc.
+func startAgent(t *testing.T, dir, name, dc, servers, joinToken string) *testbin.Process {
+	t.Helper()
+	cfg := writeFile(t, dir, name+".yaml", fmt.Sprintf(`data_dir: %s
 agent:
   http_addr: %s
   interval: 5s
   logs: {enabled: false}
 node:
   runtimes: [process]
-`, dir, testbin.FreeAddr(c.t)))
-	// The join token is all it needs: it fetches and pins the CA.
-	return testbin.Start(c.t, opspilotBin(c.t), "agent", "-c", cfg, "--server", c.base, "--datacenter", dc, "--node", name, "--join-token", c.joinToken)
+`, filepath.Join(dir, name), testbin.FreeAddr(t)))
+	return testbin.Start(t, opspilotBin(t), "agent", "-c", cfg, "--server", servers, "--datacenter", dc, "--node", name, "--join-token", joinToken)
 }
 
 // cli runs the opspilot CLI against the cluster.
