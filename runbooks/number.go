@@ -52,14 +52,6 @@ func (n *Number) UnmarshalYAML(v *yaml.Node) error {
 	return nil
 }
 
-// MarshalYAML writes a literal as a number and a template as a string.
-func (n Number) MarshalYAML() (any, error) {
-	if f, err := strconv.ParseFloat(n.Text, 64); err == nil && !n.IsTemplate() {
-		return f, nil
-	}
-	return n.Text, nil
-}
-
 // MarshalJSON writes a literal as a JSON number and a template as a string.
 func (n Number) MarshalJSON() ([]byte, error) {
 	if _, err := strconv.ParseFloat(n.Text, 64); err == nil && !n.IsTemplate() && json.Valid([]byte(n.Text)) {
