@@ -46,7 +46,19 @@ type ARTimeConfig struct {
 	// category replaces the least recently matched one (default 192). The
 	// original keeps every category.
 	MaxCategories int
+	// MatchCredit, when set, makes the store keep categories that keep
+	// matching: a full store replaces the category whose last match is
+	// oldest after crediting it with MatchCredit downsampled steps for
+	// each time it matched (counting at most maxMatchCredits matches), so
+	// one-off windows, which noise makes by the dozen, give way before
+	// the shapes the series repeats (default 0: the least recently
+	// matched).
+	MatchCredit int
 }
+
+// maxMatchCredits caps the matches that MatchCredit counts, so a category
+// learnt long ago does not outlive a change of regime indefinitely.
+const maxMatchCredits = 16
 
 func (c ARTimeConfig) withDefaults() ARTimeConfig {
 	if c.Probation <= 0 {
@@ -70,6 +82,7 @@ func (c ARTimeConfig) withDefaults() ARTimeConfig {
 	if c.MaxCategories <= 1 {
 		c.MaxCategories = 192
 	}
+	c.MatchCredit = max(0, c.MatchCredit)
 	return c
 }
 
@@ -184,7 +197,7 @@ func NewARTime(cfg ARTimeConfig) *ARTime {
 	m.diff = make([]float32, m.tw+1)
 	m.medbin = make([]int32, cfg.Levels+1)
 	m.fwin = make([]uint8, cfg.Window)
-	m.art = fuzzyART{dim: 2 * cfg.Window, max: cfg.MaxCategories}
+	m.art = fuzzyART{dim: 2 * cfg.Window, max: cfg.MaxCategories, credit: uint32(cfg.MatchCredit)}
 	return m
 }
 
@@ -614,11 +627,13 @@ func similarity(a, b []float64) float64 {
 // original's settings 8 bits score 74.99 where float32 weights scored
 // 74.85).
 type fuzzyART struct {
-	dim  int      // features before complement coding
-	max  int      // categories kept
-	w    []uint8  // categories x 2*dim, quantized
-	used []uint32 // step of each category's last match
-	xq   []uint8  // scratch: the input, quantized
+	dim    int      // features before complement coding
+	max    int      // categories kept
+	credit uint32   // steps credited per match when replacing (ARTimeConfig.MatchCredit)
+	w      []uint8  // categories x 2*dim, quantized
+	used   []uint32 // step of each category's last match
+	hits   []uint8  // matches of each category, at most maxMatchCredits
+	xq     []uint8  // scratch: the input, quantized
 }
 
 // wOne is the quantized weight 1.
@@ -645,6 +660,7 @@ func (a *fuzzyART) train(x []float64, lb, ub float64, learn bool, step uint32) (
 			a.w[i] = wOne
 		}
 		a.used = append(a.used, step)
+		a.hits = append(a.hits, 0)
 		return false, 0, 0
 	}
 	// x in the weights' 8 bits: min(quant(x), w) = quant(min(x, w)) for
@@ -681,6 +697,9 @@ func (a *fuzzyART) train(x []float64, lb, ub float64, learn bool, step uint32) (
 				w[k] = min(xq[k], q)
 			}
 			a.used[j] = step
+			if a.hits[j] < maxMatchCredits {
+				a.hits[j]++
+			}
 			resonant = true
 		}
 	}
@@ -692,12 +711,14 @@ func (a *fuzzyART) train(x []float64, lb, ub float64, learn bool, step uint32) (
 }
 
 // add stores x as a new category, replacing the least recently matched one
-// when the store is full.
+// (after crediting matches, see ARTimeConfig.MatchCredit) when the store is
+// full.
 func (a *fuzzyART) add(x []float64, step uint32) {
 	D2 := 2 * a.dim
 	k := len(a.used)
 	if k < a.max {
 		a.used = append(a.used, step)
+		a.hits = append(a.hits, 0)
 		if len(a.w)+D2 > cap(a.w) { // grow by 16 categories, not doubling
 			w := make([]uint8, len(a.w), len(a.w)+min(16, a.max-k)*D2)
 			copy(w, a.w)
@@ -706,12 +727,13 @@ func (a *fuzzyART) add(x []float64, step uint32) {
 		a.w = append(a.w, make([]uint8, D2)...)
 	} else {
 		k = 0
+		age := func(j int) uint64 { return uint64(a.used[j]) + uint64(a.credit)*uint64(a.hits[j]) }
 		for j := range a.used {
-			if a.used[j] < a.used[k] {
+			if age(j) < age(k) {
 				k = j
 			}
 		}
-		a.used[k] = step
+		a.used[k], a.hits[k] = step, 0
 	}
 	w := a.w[k*D2 : (k+1)*D2]
 	for i := range w {

@@ -37,6 +37,42 @@ func TestFuzzyARTResonance(t *testing.T) {
 	}
 }
 
+// A full store replaces the least recently matched category, or, with a
+// match credit, one-off windows before a shape the series keeps repeating:
+// here a shape matched five times, 40 steps ago, survives three one-off
+// windows with a credit of 10 steps a match and is replaced without one.
+func TestFuzzyARTMatchCredit(t *testing.T) {
+	shape := []float64{0.2, 0.6, 0.8, 0.4}
+	oneOff := func(i int) []float64 { // far from shape and from each other
+		v := float64(i) * 0.1
+		return []float64{0.9 - v, 0.1 + v, 0.1 + v, 0.9 - v}
+	}
+	for _, tc := range []struct {
+		credit uint32
+		kept   bool
+	}{{0, false}, {10, true}} {
+		a := fuzzyART{dim: 2, max: 3, credit: tc.credit}
+		a.train(shape, 0.99, 0.99, true, 1) // the all-ones category
+		a.train(shape, 0.99, 0.99, true, 2) // learns shape
+		for step := uint32(3); step <= 7; step++ {
+			if isNew, _, _ := a.train(shape, 0.99, 0.99, true, step); isNew {
+				t.Fatalf("credit %d: the learnt shape was new at step %d", tc.credit, step)
+			}
+		}
+		// the first fills the store, the second replaces the all-ones
+		// category (never matched), the third the shape or the first
+		for i := range 3 {
+			if isNew, _, _ := a.train(oneOff(i), 0.99, 0.99, true, uint32(47+i)); !isNew {
+				t.Fatalf("credit %d: one-off window %d was not new", tc.credit, i)
+			}
+		}
+		isNew, act, _ := a.train(shape, 0.99, 0.99, false, 50)
+		if kept := act > 0.999; kept != tc.kept {
+			t.Errorf("credit %d: shape kept %v (activation %.3f, new %v), want %v", tc.credit, kept, act, isNew, tc.kept)
+		}
+	}
+}
+
 // artimeRun scores xs with the default ensemble's ARTime.
 func artimeRun(xs []float64) []Result { return run(NewARTime(defaultARTime), xs) }
 

@@ -136,7 +136,7 @@ func (e *Ensemble) daily(t time.Time, score float64) float64 {
 }
 
 // defaultARTime is the default ensemble's ARTime.
-var defaultARTime = ARTimeConfig{Probation: 700, WindowsPerProbation: 12, Pad: 1, Mismatch: true, MaxCategories: 128}
+var defaultARTime = ARTimeConfig{Probation: 700, WindowsPerProbation: 12, Pad: 1, Mismatch: true, MaxCategories: 64, MatchCredit: 500}
 
 // defaultEWMADamp and defaultCUSUMDamp calibrate the default ensemble's
 // EWMA and CUSUM per series: a member whose scores pass 0.02 more often

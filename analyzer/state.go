@@ -24,7 +24,7 @@ type stateful interface {
 // relearn) rather than misread.
 const (
 	stateMagic   = "opa"
-	stateVersion = 5
+	stateVersion = 6
 )
 
 // ErrNotStateful is returned when a model (or a member) cannot be saved.
@@ -452,6 +452,7 @@ func (m *ARTime) saveState(w *stateWriter) {
 	for _, u := range m.art.used {
 		w.int64(int64(u))
 	}
+	w.bytes(m.art.hits)
 	for _, v := range []float64{m.rhoLb, m.rhoUb, m.aMean} {
 		w.f64(v)
 	}
@@ -508,6 +509,16 @@ func (m *ARTime) loadState(r *stateReader) {
 		}
 		for i := range m.art.used {
 			m.art.used[i] = uint32(r.int64())
+		}
+	}
+	if hits := r.bytes(); r.err == nil && len(hits) != len(m.art.used) {
+		r.fail("the ARTime category matches")
+	} else if r.err == nil {
+		m.art.hits = slices.Clone(hits)
+		for _, h := range hits {
+			if h > maxMatchCredits {
+				r.fail("the ARTime category matches")
+			}
 		}
 	}
 	for _, p := range []*float64{&m.rhoLb, &m.rhoUb, &m.aMean} {

@@ -26,8 +26,12 @@ var statefulModels = map[string]func() Model{
 	"pattern":     func() Model { return NewPattern(PatternConfig{}) },
 	"context":     func() Model { return NewContext(ContextConfig{}) },
 	"artime":      func() Model { return NewARTime(ARTimeConfig{Probation: 300}) },
-	"decompose":   func() Model { return NewDecompose(DecomposeConfig{Period: 288}) },
-	"detecting":   func() Model { return NewDecompose(DecomposeConfig{}) },
+	// a small store replacing categories all along, by their matches
+	"artime-credit": func() Model {
+		return NewARTime(ARTimeConfig{Probation: 300, MaxCategories: 8, MatchCredit: 20})
+	},
+	"decompose": func() Model { return NewDecompose(DecomposeConfig{Period: 288}) },
+	"detecting": func() Model { return NewDecompose(DecomposeConfig{}) },
 }
 
 // stateSeries is a noisy daily wave at 5-minute steps with a level shift
