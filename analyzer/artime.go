@@ -60,11 +60,14 @@ type ARTimeConfig struct {
 // learnt long ago does not outlive a change of regime indefinitely.
 const maxMatchCredits = 16
 
+// maxARTimeWindow is the largest ARTimeConfig.Window.
+const maxARTimeWindow = 64
+
 func (c ARTimeConfig) withDefaults() ARTimeConfig {
 	if c.Probation <= 0 {
 		c.Probation = 600
 	}
-	if c.Window < 2 || c.Window > 64 || c.Window&(c.Window-1) != 0 {
+	if c.Window < 2 || c.Window > maxARTimeWindow || c.Window&(c.Window-1) != 0 {
 		c.Window = 8
 	}
 	if c.WindowsPerProbation <= 0 {
@@ -134,9 +137,10 @@ func (c ARTimeConfig) withDefaults() ARTimeConfig {
 //
 // Memory: 4*(Levels+1) bytes of median histogram, 6*tw bytes of activation
 // windows (tw = Probation/Step downsampled steps, 120 by default), 8*tw
-// bytes of probation buffer until it ends, 20*Window bytes of scratch and
-// 4*Window bytes per category (8-bit weights and complements), up to
-// MaxCategories. Each point costs O(categories*Window) every Step points.
+// bytes of probation buffer until it ends, and 4*Window+5 bytes per
+// category (8-bit weights and complements, last match, matches), up to
+// MaxCategories; scratch is on the stack. Each point costs
+// O(categories*Window) every Step points.
 type ARTime struct {
 	cfg         ARTimeConfig
 	step, tw    int     // downsampling step; downsampled steps in the probation
@@ -172,14 +176,12 @@ type ARTime struct {
 	lastRhoI    int
 	maskCat     bool
 	noNewCat    int
-	x           []float64 // scratch: the complement-coded features
 	// fixed, set only by a diagnostic test, scales by a given range (the
 	// original's whole-file minimum and maximum) instead of the range seen
 	// so far; never used by the detectors.
 	fixed bool
 	flo   float64
 	fhi   float64
-	buf   []float64 // scratch: the wavelet transform
 }
 
 // NewARTime returns an ARTime model; zero config fields take defaults.
@@ -250,8 +252,9 @@ func (m *ARTime) Observe(_ time.Time, v float64) Result {
 		return r
 	}
 	m.widen()
-	m.features(m.dsi, ds)
-	r.Score = m.detect(m.dsi)
+	var x [4 * maxARTimeWindow]float64 // scratch, on the stack
+	m.features(x[:4*m.cfg.Window], m.dsi, ds)
+	r.Score = m.detect(x[:4*m.cfg.Window], m.dsi)
 	return r
 }
 
@@ -343,21 +346,20 @@ func (m *ARTime) endProbation() {
 	}
 	feats := make([][]float64, len(m.pending))
 	for i, ds := range m.pending {
-		m.features(i+1, ds)
-		feats[i] = slices.Clone(m.x)
+		feats[i] = make([]float64, 4*W)
+		m.features(feats[i], i+1, ds)
 	}
 	m.pending = nil
 	rho := m.initRho(feats[W-1:])
 	m.rhoLb, m.rhoUb = rho, rho
 	for i, f := range feats {
-		copy(m.x, f)
-		m.detect(i + 1)
+		m.detect(f, i+1)
 	}
 }
 
-// features sets m.x to the complement-coded features of the window ending
-// in the downsampled value ds (the dsi-th).
-func (m *ARTime) features(dsi int, ds float64) {
+// features sets x (4*Window long) to the complement-coded features of the
+// window ending in the downsampled value ds (the dsi-th).
+func (m *ARTime) features(x2 []float64, dsi int, ds float64) {
 	L := m.cfg.Levels
 	x := ds - m.nlo
 	if span := m.nhi - m.nlo; span != 0 {
@@ -401,10 +403,6 @@ func (m *ARTime) features(dsi int, ds float64) {
 	copy(m.fwin, m.fwin[1:])
 	m.fwin[W-1] = uint8(level)
 	D := 2 * W
-	if m.x == nil {
-		m.x, m.buf = make([]float64, 2*D), make([]float64, W)
-	}
-	x2 := m.x
 	if dsi < W {
 		for i := range D {
 			x2[i], x2[D+i] = 0, 1
@@ -423,7 +421,8 @@ func (m *ARTime) features(dsi int, ds float64) {
 			dw[i] /= dhi - dlo
 		}
 	}
-	haar(x2[:W], dw, m.buf)
+	var buf [maxARTimeWindow]float64
+	haar(x2[:W], dw, buf[:W])
 	minMax(x2[:W])
 	for i, l := range m.fwin {
 		x2[W+i] = float64(l) / float64(L)
@@ -461,9 +460,9 @@ func minMax(xs []float64) {
 	}
 }
 
-// detect runs the i-th downsampled step's features (m.x) through the ART
-// and the anomaly logic and returns the anomaly's confidence or 0.
-func (m *ARTime) detect(i int) float64 {
+// detect runs the i-th downsampled step's features x through the ART and
+// the anomaly logic and returns the anomaly's confidence or 0.
+func (m *ARTime) detect(x []float64, i int) float64 {
 	updAfterAnom := i-m.lastAnomI == m.mask
 	updTrend := i-m.lastRhoI >= m.tw/2
 	maskAfterAnom := i-m.lastAnomI <= m.mask
@@ -471,7 +470,7 @@ func (m *ARTime) detect(i int) float64 {
 		m.maskCat = false
 	}
 	learn := i >= m.cfg.Window // windows before the first full one do not learn
-	newCluster, a, ae := m.art.train(m.x, m.rhoLb, m.rhoUb, learn, uint32(i))
+	newCluster, a, ae := m.art.train(x, m.rhoLb, m.rhoUb, learn, uint32(i))
 	newCluster = newCluster || !learn
 	if newCluster {
 		m.noNewCat = 0
@@ -633,7 +632,6 @@ type fuzzyART struct {
 	w      []uint8  // categories x 2*dim, quantized
 	used   []uint32 // step of each category's last match
 	hits   []uint8  // matches of each category, at most maxMatchCredits
-	xq     []uint8  // scratch: the input, quantized
 }
 
 // wOne is the quantized weight 1.
@@ -665,11 +663,11 @@ func (a *fuzzyART) train(x []float64, lb, ub float64, learn bool, step uint32) (
 	}
 	// x in the weights' 8 bits: min(quant(x), w) = quant(min(x, w)) for
 	// a quantized w, so learning is unchanged and matching is in integers
-	xq := a.xq[:0]
-	for _, v := range x {
-		xq = append(xq, quant(v))
+	var xqa [4 * maxARTimeWindow]uint8 // on the stack
+	xq := xqa[:len(x)]
+	for i, v := range x {
+		xq[i] = quant(v)
 	}
-	a.xq = xq
 	e1, e2 := a.dim-1, D2-1 // the newest value and its complement
 	best, bestE := 0.0, 0.0
 	resonant := false

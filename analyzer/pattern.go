@@ -22,8 +22,24 @@ type PatternConfig struct {
 	Warmup int
 }
 
+// maxPatternWindow is the largest PatternConfig.Window.
+const maxPatternWindow = 64
+
+// protoOne is a prototype value of 1 (the top of the range) in 16 bits.
+const protoOne = math.MaxUint16
+
+// protoQ stores a value in [0,1] (clipped) in 16 bits; unprotoQ reads it.
+func protoQ(x float64) uint16 {
+	if !(x > 0) {
+		return 0
+	}
+	return uint16(math.Round(math.Min(1, x) * protoOne))
+}
+
+func unprotoQ(q uint16) float64 { return float64(q) * (1.0 / protoOne) }
+
 func (c PatternConfig) withDefaults() PatternConfig {
-	if c.Window <= 0 {
+	if c.Window <= 0 || c.Window > maxPatternWindow {
 		c.Window = 6
 	}
 	if c.Step <= 0 {
@@ -52,8 +68,9 @@ func (c PatternConfig) withDefaults() PatternConfig {
 // (moves by Rate); otherwise the window becomes a new prototype, replacing
 // the least recently matched one when the set is full, and scores its
 // distance (clipped to 1) once Warmup points have passed. Memory is
-// Protos*(4*Window+4) bytes plus two Window-length float64 buffers; each
-// point costs O(Protos*Window).
+// Protos*(2*Window+4) bytes (prototype values in 16-bit fixed point, to
+// 1/65535 of the range) plus a Window-length float64 buffer; each point
+// costs O(Protos*Window).
 type Pattern struct {
 	cfg    PatternConfig
 	ring   []float64
@@ -63,10 +80,9 @@ type Pattern struct {
 	accN   int
 	lo, hi float64
 	n      int
-	protos []float32 // Protos x Window
-	used   []uint32  // last match (point index) per prototype
+	protos []uint16 // Protos x Window, in units of protoOne
+	used   []uint32 // last match (point index) per prototype
 	np     int
-	feat   []float64
 	dist   float64 // the last window's distance to its nearest prototype
 }
 
@@ -80,8 +96,7 @@ func (m *Pattern) Distance() float64 { return m.dist }
 func NewPattern(cfg PatternConfig) *Pattern {
 	cfg = cfg.withDefaults()
 	return &Pattern{cfg: cfg, ring: make([]float64, cfg.Window),
-		protos: make([]float32, cfg.Protos*cfg.Window), used: make([]uint32, cfg.Protos),
-		feat: make([]float64, cfg.Window)}
+		protos: make([]uint16, cfg.Protos*cfg.Window), used: make([]uint32, cfg.Protos)}
 }
 
 // Observe implements Model.
@@ -114,16 +129,18 @@ func (m *Pattern) Observe(_ time.Time, v float64) Result {
 		span = 1e-9
 	}
 	// oldest first: ring holds W-1 completed values ending before pos
+	var fa [maxPatternWindow]float64 // on the stack
+	feat := fa[:W]
 	for i := 0; i < W-1; i++ {
-		m.feat[i] = (m.ring[(m.pos+1+i)%W] - m.lo) / span
+		feat[i] = (m.ring[(m.pos+1+i)%W] - m.lo) / span
 	}
-	m.feat[W-1] = (cur - m.lo) / span
+	feat[W-1] = (cur - m.lo) / span
 	best, bi := math.Inf(1), -1
 	for k := 0; k < m.np; k++ {
 		p := m.protos[k*W : (k+1)*W]
 		d := 0.0
-		for i, f := range m.feat {
-			d = math.Max(d, math.Abs(f-float64(p[i])))
+		for i, f := range feat {
+			d = math.Max(d, math.Abs(f-unprotoQ(p[i])))
 			if d >= best {
 				break
 			}
@@ -135,8 +152,9 @@ func (m *Pattern) Observe(_ time.Time, v float64) Result {
 	m.dist = best
 	if bi >= 0 && best <= m.cfg.Vigilance {
 		p := m.protos[bi*W : (bi+1)*W]
-		for i, f := range m.feat {
-			p[i] += float32(m.cfg.Rate * (f - float64(p[i])))
+		for i, f := range feat {
+			q := unprotoQ(p[i])
+			p[i] = protoQ(q + m.cfg.Rate*(f-q))
 		}
 		m.used[bi] = uint32(m.n)
 	} else {
@@ -152,8 +170,8 @@ func (m *Pattern) Observe(_ time.Time, v float64) Result {
 			}
 		}
 		p := m.protos[k*W : (k+1)*W]
-		for i, f := range m.feat {
-			p[i] = float32(f)
+		for i, f := range feat {
+			p[i] = protoQ(f)
 		}
 		m.used[k] = uint32(m.n)
 		if m.n > m.cfg.Warmup {

@@ -265,7 +265,10 @@ func (m *Pattern) saveState(w *stateWriter) {
 	w.f64(m.lo)
 	w.f64(m.hi)
 	w.int(m.n)
-	w.f32s(m.protos)
+	w.int(len(m.protos))
+	for _, q := range m.protos {
+		w.int(int(q))
+	}
 	w.int(len(m.used))
 	for _, u := range m.used {
 		w.int64(int64(u))
@@ -278,11 +281,15 @@ func (m *Pattern) loadState(r *stateReader) {
 	r.f64sInto(m.ring, "the shape window")
 	m.pos, m.filled, m.acc, m.accN = r.int(), r.int(), r.f64(), r.int()
 	m.lo, m.hi, m.n = r.f64(), r.f64(), r.int()
-	protos := r.f32sUpTo(len(m.protos), "the shape prototypes")
-	if r.err == nil && len(protos) != len(m.protos) {
-		r.fail("the shape prototypes")
+	if r.length(len(m.protos), "the shape prototypes") {
+		for i := range m.protos {
+			q := r.int()
+			if q < 0 || q > protoOne {
+				r.fail("the shape prototypes")
+			}
+			m.protos[i] = uint16(q)
+		}
 	}
-	copy(m.protos, protos)
 	if r.length(len(m.used), "shape prototype uses") {
 		for i := range m.used {
 			m.used[i] = uint32(r.int64())
