@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -42,6 +43,44 @@ func TestAnomalyScoreCSV(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
 	if len(lines) != 301 || lines[0] != "timestamp,value,anomaly_score" || !strings.HasPrefix(lines[251], "2014-04-01 00:04:10,500,") {
 		t.Fatalf("scored file: %d lines, header %q, row 251 %q", len(lines), lines[0], lines[251])
+	}
+
+	// every detector --model offers puts its highest score on the spike
+	for _, model := range []string{"nab", "nab-compact", "robust-z", "ewma"} {
+		out := t.TempDir()
+		root = newRootCmd(&stdout, &stderr)
+		root.SetArgs([]string{"anomaly", "score-csv", "--in", in, "--out", out, "--model", model})
+		if err := root.Execute(); err != nil {
+			t.Fatalf("score-csv --model %s: %v", model, err)
+		}
+		matches, _ := filepath.Glob(filepath.Join(out, "sub", "*x.csv"))
+		if len(matches) != 1 {
+			t.Fatalf("--model %s: no scored file: %v", model, matches)
+		}
+		data, err := os.ReadFile(matches[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		top, at := -1.0, 0
+		for i, line := range strings.Split(strings.TrimSpace(string(data)), "\n")[1:] {
+			f := strings.Split(line, ",")
+			s, err := strconv.ParseFloat(f[len(f)-1], 64)
+			if err != nil {
+				t.Fatalf("--model %s, row %d: %v", model, i+1, err)
+			}
+			if s > top {
+				top, at = s, i
+			}
+		}
+		if at != 250 || top <= 0 {
+			t.Errorf("--model %s: highest score %v at row %d, want the spike's at row 250", model, top, at)
+		}
+	}
+
+	root = newRootCmd(&stdout, &stderr)
+	root.SetArgs([]string{"anomaly", "score-csv", "--in", in, "--out", out, "--model", "prophet"})
+	if err := root.Execute(); err == nil || !strings.Contains(err.Error(), "use one of") {
+		t.Errorf("an unknown model: %v, want the models to use", err)
 	}
 
 	root = newRootCmd(&stdout, &stderr)
