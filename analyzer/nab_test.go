@@ -52,7 +52,7 @@ func TestNAB(t *testing.T) {
 // pw=6,pstep=2,pk=64,pvig=0.1,prate=0.2,alpha=0.007,gain=800,nmargin=2,sdist=0.12,confirm=1,
 // dbuck=72,dfac=3,ddecay=0.85,ctx=0.025,cgated=1,clev=4,cord=4,cbits=1024,
 // cwarm=150,csolid=1.5,c2lev=3,c2ord=6,art=0.025,artprob=700,artwpp=12,
-// artpad=1,artmax=128,artmis=1,ewqd=0.995,cuqd=0.997,qdref=0.02,qdrate=0.02
+// artpad=1,artmax=64,artcredit=500,artmis=1,ewqd=0.995,cuqd=0.997,qdref=0.02,qdrate=0.02
 // (ewqd and cuqd wrap EWMA and CUSUM in a QuantileDamp tracking that
 // quantile of their scores, 0 or absent: none; qdref and qdrate set its
 // Ref and Rate for both; art=W OR-combines an ARTime after the gate at weight W, artgated=1
@@ -218,6 +218,8 @@ func tunedEnsemble(t *testing.T, spec string) func() Model {
 			ac.Probation = int(f)
 		case "artmax":
 			ac.MaxCategories = int(f)
+		case "artcredit":
+			ac.MatchCredit = int(f)
 		case "art2prob":
 			art2prob = int(f)
 		case "artmis":
