@@ -53,8 +53,16 @@ type ServerConfig struct {
 	URL string `yaml:"url"`
 	// URLs are further control-plane replicas: the node agent fails over
 	// between URL and these on connection errors. Samples are shipped to
-	// URL.
+	// URL, or to every replica with ShipToAll.
 	URLs []string `yaml:"urls"`
+	// ShipToAll ships every sample to every replica (URL and URLs), each
+	// through its own disk queue, so that replicas with embedded TSDBs
+	// each hold every sample and whichever leads sees them all (as both
+	// Prometheus servers of an HA pair scrape everything). A replica that
+	// is down gets its samples when it is back. Leave it off when the
+	// replicas share a remote TSDB: it would receive every sample once per
+	// replica.
+	ShipToAll bool `yaml:"ship_to_all"`
 	// TokenFile holds an API token with role write.
 	TokenFile string `yaml:"token_file"`
 	// CAFile verifies the server's TLS certificate.
@@ -195,6 +203,9 @@ func (c Config) Validate() []config.Problem {
 type Deps struct {
 	// Writer receives encoded remote-write requests (a *tsdb.Client).
 	Writer Writer
+	// Destinations, when set, replace Writer: every sample goes to each,
+	// through a disk queue of its own (ServerConfig.ShipToAll).
+	Destinations []Destination
 	// LogsURL overrides Config.Logs.URL (the embedded VictoriaLogs).
 	LogsURL string
 	// DataDir is the base for the queue and log positions.
@@ -203,11 +214,20 @@ type Deps struct {
 	Log      *slog.Logger
 }
 
+// Destination is one place the agent ships every sample to.
+type Destination struct {
+	// Name tells destinations apart: the label server on the shipping
+	// metrics and the suffix of the queue directory (every destination
+	// but the first, which keeps the plain queue directory).
+	Name   string
+	Writer Writer
+}
+
 // Agent runs one node's collectors and ships what they produce.
 type Agent struct {
 	cfg       Config
 	log       *slog.Logger
-	shipper   *Shipper
+	shippers  []*Shipper // one per destination
 	host      *host.Collector
 	container *container.Collector
 	scraper   *scrape.Scraper
@@ -254,15 +274,35 @@ func New(cfg Config, d Deps) (*Agent, error) {
 	if cfg.Queue.Fsync {
 		qopts.Sync = diskqueue.SyncAlways
 	}
-	var err error
-	a.shipper, err = NewShipper(ShipperConfig{
-		MaxSamplesPerRecord: cfg.Shipper.MaxSamplesPerRequest,
-		RetryMinBackoff:     cfg.Shipper.RetryMinBackoff,
-		RetryMaxBackoff:     cfg.Shipper.RetryMaxBackoff,
-	}, qdir, qopts, d.Writer, reg, d.Log)
-	if err != nil {
-		return nil, err
+	dests := d.Destinations
+	if len(dests) == 0 {
+		dests = []Destination{{Writer: d.Writer}}
 	}
+	for i, dst := range dests {
+		dir, dreg, dlog := qdir, reg, d.Log
+		if len(dests) > 1 {
+			if i > 0 {
+				dir = qdir + "-" + dirSafe(dst.Name)
+			}
+			dreg = prometheus.WrapRegistererWith(prometheus.Labels{"server": dst.Name}, reg)
+			if dlog != nil {
+				dlog = dlog.With("server", dst.Name)
+			}
+		}
+		s, err := NewShipper(ShipperConfig{
+			MaxSamplesPerRecord: cfg.Shipper.MaxSamplesPerRequest,
+			RetryMinBackoff:     cfg.Shipper.RetryMinBackoff,
+			RetryMaxBackoff:     cfg.Shipper.RetryMaxBackoff,
+		}, dir, qopts, dst.Writer, dreg, dlog)
+		if err != nil {
+			for _, s := range a.shippers {
+				s.Close()
+			}
+			return nil, err
+		}
+		a.shippers = append(a.shippers, s)
+	}
+	var err error
 	if cfg.Host.Enabled {
 		hc := host.DefaultConfig()
 		if cfg.Host.ProcPath != "" {
@@ -317,8 +357,26 @@ func New(cfg Config, d Deps) (*Agent, error) {
 	return a, nil
 }
 
-// Pending is the number of queued, undelivered remote-write requests.
-func (a *Agent) Pending() int { return a.shipper.Pending() }
+// Pending is the number of queued, undelivered remote-write requests, over
+// all destinations.
+func (a *Agent) Pending() int {
+	n := 0
+	for _, s := range a.shippers {
+		n += s.Pending()
+	}
+	return n
+}
+
+// dirSafe turns a destination's name (a URL) into a directory name.
+func dirSafe(name string) string {
+	name = strings.TrimPrefix(strings.TrimPrefix(name, "https://"), "http://")
+	return strings.Map(func(r rune) rune {
+		if r == '.' || r == '-' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' {
+			return r
+		}
+		return '_'
+	}, name)
+}
 
 // Node is the node name the agent labels its series with.
 func (a *Agent) Node() string { return a.cfg.Node }
@@ -332,7 +390,11 @@ func (a *Agent) Append(series []tsdb.TimeSeries) error {
 		n += len(series[i].Samples)
 	}
 	a.scraped.Add(float64(n))
-	return a.shipper.Append(series)
+	var errs []error
+	for _, s := range a.shippers {
+		errs = append(errs, s.Append(series))
+	}
+	return errors.Join(errs...)
 }
 
 // withLabels adds extra labels unless the series has them already.
@@ -387,7 +449,11 @@ func (a *Agent) CollectOnce(ctx context.Context, now time.Time) {
 // Run collects, scrapes, tails and ships until ctx ends, then closes the
 // queue (undelivered samples stay on disk for the next start).
 func (a *Agent) Run(ctx context.Context) error {
-	defer a.shipper.Close()
+	defer func() {
+		for _, s := range a.shippers {
+			s.Close()
+		}
+	}()
 	var g run.Group
 	add := func(f func(context.Context) error) {
 		cctx, cancel := context.WithCancel(ctx)
@@ -417,7 +483,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.CollectOnce(ctx, time.Now())
 		}
 	})
-	add(a.shipper.Run)
+	for _, s := range a.shippers {
+		add(s.Run)
+	}
 	add(a.scraper.Run)
 	if a.logs != nil {
 		add(a.logs.Run)

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -165,5 +167,128 @@ func TestAgentServiceTargets(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	if n := scrapes.Load() - before; n < 2 || n > 4 {
 		t.Errorf("%d scrapes in 3s after the instance's target was removed; want about 3 (the configured target alone)", n)
+	}
+}
+
+// TestAgentShipsToEveryDestination: with several destinations (ShipToAll,
+// for replicas with embedded TSDBs) every sample reaches each, through
+// real TSDB clients and remote-write receivers. A destination that is down
+// gets its samples when it is back, even after an agent restart in
+// between, while the others are not held up; the shipping metrics carry
+// the server label and each destination has its own queue directory.
+func TestAgentShipsToEveryDestination(t *testing.T) {
+	type dest struct {
+		got  received
+		down atomic.Bool
+		url  string
+	}
+	var a, b dest
+	for _, d := range []*dest{&a, &b} {
+		sc, err := scrape.New(scrape.Config{}, d.got.sink, prometheus.NewRegistry(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		push := sc.PushHandler()
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if d.down.Load() {
+				http.Error(w, "replica down", http.StatusServiceUnavailable)
+				return
+			}
+			push.ServeHTTP(w, r)
+		}))
+		defer srv.Close()
+		d.url = srv.URL
+	}
+	ccfg := tsdb.DefaultClientConfig()
+	ccfg.RetryMaxElapsed = 200 * time.Millisecond // the shipper retries around it
+	dir := t.TempDir()
+	start := func(reg *prometheus.Registry) (*Agent, func()) {
+		t.Helper()
+		var dests []Destination
+		for _, d := range []*dest{&a, &b} {
+			ep, err := tsdb.RemoteConfig{URL: d.url}.Endpoints()
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := tsdb.NewClient(ep, ccfg, tsdb.ClientOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			dests = append(dests, Destination{Name: d.url, Writer: c})
+		}
+		cfg := DefaultConfig()
+		cfg.Datacenter, cfg.Node = "dc-1", "node-1"
+		cfg.Host.Enabled, cfg.Containers.Enabled, cfg.Logs.Enabled = false, false, false
+		cfg.Shipper.RetryMaxBackoff = 300 * time.Millisecond
+		agent, err := New(cfg, Deps{Destinations: dests, DataDir: dir, Registry: reg, Log: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- agent.Run(ctx) }()
+		return agent, func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("agent: %v", err)
+			}
+		}
+	}
+	probe := func(agent *Agent, round string) {
+		t.Helper()
+		err := agent.Append([]tsdb.TimeSeries{{
+			Labels:  []tsdb.Label{{Name: "__name__", Value: "probe"}, {Name: "round", Value: round}},
+			Samples: []tsdb.Sample{{Timestamp: time.Now().UnixMilli(), Value: 1}},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := map[string]string{"__name__": "probe", "round": "1", "node": "node-1"}
+	second := map[string]string{"__name__": "probe", "round": "2", "node": "node-1"}
+
+	b.down.Store(true)
+	reg := prometheus.NewRegistry()
+	agent, stop := start(reg)
+	probe(agent, "1")
+	waitUntil(t, 10*time.Second, "round 1 at the live destination", func() bool { return a.got.has(first) })
+	if b.got.has(first) || agent.Pending() == 0 {
+		t.Fatalf("the down destination: has round 1 %v, pending %d; want it queued", b.got.has(first), agent.Pending())
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	servers := map[string]bool{}
+	for _, mf := range mfs {
+		if mf.GetName() != "opspilot_agent_samples_sent_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "server" {
+					servers[l.GetValue()] = true
+				}
+			}
+		}
+	}
+	if !servers[a.url] || !servers[b.url] {
+		t.Errorf("opspilot_agent_samples_sent_total servers %v, want %s and %s", servers, a.url, b.url)
+	}
+	stop() // round 1 stays queued for b across the restart
+
+	agent, stop = start(prometheus.NewRegistry())
+	defer stop()
+	probe(agent, "2")
+	waitUntil(t, 10*time.Second, "round 2 at the live destination", func() bool { return a.got.has(second) })
+	b.down.Store(false)
+	waitUntil(t, 10*time.Second, "both rounds at the destination that was down", func() bool {
+		return b.got.has(first) && b.got.has(second)
+	})
+	waitUntil(t, 10*time.Second, "empty queues", func() bool { return agent.Pending() == 0 })
+	for _, q := range []string{"queue", "queue-" + dirSafe(b.url)} {
+		if _, err := os.Stat(filepath.Join(dir, "agent", q)); err != nil {
+			t.Errorf("queue directory: %v", err)
+		}
 	}
 }

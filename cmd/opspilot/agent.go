@@ -27,6 +27,7 @@ func newAgentCmd() *cobra.Command {
 		f                                   serverFlags
 		server, tokenFile, caFile, dc, node string
 		joinToken                           string
+		shipToAll                           bool
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -83,6 +84,9 @@ $OPSPILOT_TOKEN).`,
 			if a.Server.URL == "" {
 				return errors.New("agent.server.url: where should the agent ship? pass --server https://HOST:9440")
 			}
+			if cmd.Flags().Changed("ship-to-all") {
+				a.Server.ShipToAll = shipToAll
+			}
 			token := os.Getenv("OPSPILOT_TOKEN")
 			if a.Server.TokenFile != "" {
 				b, err := os.ReadFile(a.Server.TokenFile)
@@ -109,6 +113,7 @@ $OPSPILOT_TOKEN).`,
 	}
 	f.register(cmd, "./opspilot-agent-data", "127.0.0.1:9441")
 	cmd.Flags().StringVar(&server, "server", "", "opspilot server URL to ship to (agent.server.url); a comma list names further control-plane replicas to fail over to (agent.server.urls)")
+	cmd.Flags().BoolVar(&shipToAll, "ship-to-all", false, "ship every sample to every replica in --server, each through its own disk queue (agent.server.ship_to_all): for replicas with embedded TSDBs")
 	cmd.Flags().StringVar(&tokenFile, "token-file", "", "file with an API token of role write (agent.server.token_file; default $OPSPILOT_TOKEN)")
 	cmd.Flags().StringVar(&caFile, "ca-file", "", "CA certificate that signed the server's TLS certificate (agent.server.ca_file)")
 	cmd.Flags().StringVar(&dc, "datacenter", "", "datacenter label (agent.datacenter, default local)")
@@ -157,7 +162,21 @@ func runAgent(ctx context.Context, cfg FileConfig, token, joinToken string) erro
 	if err != nil {
 		return err
 	}
-	agent, err := collector.New(cfg.Agent, collector.Deps{Writer: client, DataDir: cfg.DataDir, Registry: reg, Log: log})
+	deps := collector.Deps{Writer: client, DataDir: cfg.DataDir, Registry: reg, Log: log}
+	if servers := cfg.Agent.Server.Servers(); cfg.Agent.Server.ShipToAll && len(servers) > 1 {
+		// one client per replica; only the first registers the client
+		// metrics (they would clash), the shippers' own are per server
+		for i, u := range servers {
+			c := client
+			if i > 0 {
+				if c, err = tsdb.NewClient(tsdb.LocalEndpoints(u), ccfg, tsdb.ClientOptions{Remote: remote, BearerToken: token}); err != nil {
+					return err
+				}
+			}
+			deps.Destinations = append(deps.Destinations, collector.Destination{Name: u, Writer: c})
+		}
+	}
+	agent, err := collector.New(cfg.Agent, deps)
 	if err != nil {
 		return err
 	}
@@ -181,7 +200,7 @@ func runAgent(ctx context.Context, cfg FileConfig, token, joinToken string) erro
 			httpErr <- fmt.Errorf("agent.http_addr %s: %w", cfg.Agent.HTTPAddr, err)
 		}
 	}()
-	log.Info("agent running", "server", cfg.Agent.Server.URL, "datacenter", cfg.Agent.Datacenter, "node", agent.Node(), "push", "http://"+cfg.Agent.HTTPAddr+"/api/v1/write")
+	log.Info("agent running", "server", cfg.Agent.Server.URL, "ship_to_all", len(deps.Destinations) > 1, "datacenter", cfg.Agent.Datacenter, "node", agent.Node(), "push", "http://"+cfg.Agent.HTTPAddr+"/api/v1/write")
 	var runErr error
 	select {
 	case <-ctx.Done():

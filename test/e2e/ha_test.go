@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -222,14 +223,34 @@ func (c *haCluster) agreedLeader(rs []*haReplica) string {
 	return name
 }
 
-func (c *haCluster) agent(name, dc string) *testbin.Process {
+func (c *haCluster) agent(name, dc string, extra ...string) *testbin.Process {
 	c.t.Helper()
-	return startAgent(c.t, c.dir, name, dc, c.urls(), c.joinToken)
+	return startAgent(c.t, c.dir, name, dc, c.urls(), c.joinToken, extra...)
 }
 
 func (c *haCluster) cli(r *haReplica, args ...string) result {
 	c.t.Helper()
 	return opspilot(c.t, append(args, "--server", r.base, "--token", adminToken)...)
+}
+
+// scalar is the value of a query returning one series on r, or -1.
+func (c *haCluster) scalar(r *haReplica, expr string) float64 {
+	c.t.Helper()
+	res := c.cli(r, "query", "-o", "json", expr)
+	var out struct {
+		Result []struct {
+			Value [2]any `json:"value"`
+		} `json:"result"`
+	}
+	if res.code != 0 || json.Unmarshal([]byte(res.stdout), &out) != nil || len(out.Result) != 1 {
+		return -1
+	}
+	s, _ := out.Result[0].Value[1].(string)
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return -1
+	}
+	return v
 }
 
 func (c *haCluster) instances(r *haReplica) []model.Instance {
@@ -279,8 +300,10 @@ func TestHAControlPlaneSurvivesLeaderKill(t *testing.T) {
 		}
 	}
 	t.Logf("leader: %s", first)
-	c.agent("n1", "A")
-	c.agent("n2", "A")
+	// --ship-to-all: the replicas' embedded TSDBs each get every sample,
+	// so the next leader has the history too (checked after the kill)
+	c.agent("n1", "A", "--ship-to-all")
+	c.agent("n2", "A", "--ship-to-all")
 	waitUntil(t, 20*time.Second, "two nodes joined", func() bool {
 		var ns []model.Node
 		return c.get(survivors[0], "/api/v1/nodes", &ns) && len(ns) == 2
@@ -311,6 +334,19 @@ func TestHAControlPlaneSurvivesLeaderKill(t *testing.T) {
 	// leader (the killed member may have been it), on a loaded machine.
 	if took > 10*time.Second {
 		t.Errorf("hand-over took %s; want within a few seconds (2 s lease TTL plus an etcd election)", took)
+	}
+
+	// Every survivor's own TSDB holds n1's host metrics from before the
+	// kill and goes on receiving them after it.
+	at := float64(killed.UnixMilli()) / 1000
+	for _, r := range survivors {
+		var first, last float64
+		waitUntil(t, 20*time.Second, r.name+" holds n1's samples from before and after the kill", func() bool {
+			first = c.scalar(r, `tfirst_over_time(node_load1{node="n1"}[10m])`)
+			last = c.scalar(r, `tlast_over_time(node_load1{node="n1"}[10m])`)
+			return first > 0 && first < at && last > at
+		})
+		t.Logf("%s: n1's node_load1 from %.1f to %.1f, killed at %.1f", r.name, first, last, at)
 	}
 
 	// Self-healing still works: kill -9 of an instance.
@@ -363,6 +399,7 @@ func TestHAControlPlaneSurvivesLeaderKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	leaderR.cfg = writeFile(t, c.dir, leaderR.name+"-again.yaml", strings.Replace(string(cfg), "  store:\n", "  store:\n    cluster_state: existing\n", 1))
+	restarted := time.Now()
 	leaderR.p = testbin.Start(t, opspilotBin(t), "server", "-c", leaderR.cfg)
 	c.waitReady(leaderR, 60*time.Second)
 	if t.Failed() {
@@ -379,6 +416,18 @@ func TestHAControlPlaneSurvivesLeaderKill(t *testing.T) {
 	if active, _ := c.running(leaderR); active != 4 {
 		t.Errorf("the rejoined replica sees %d instances meant to run, want 4", active)
 	}
+	// The agents kept what the dead replica missed in its own queues and
+	// delivered it on its return: it holds as many of n1's samples from
+	// its downtime as a replica that never stopped.
+	down := fmt.Sprintf(`count_over_time(node_load1{node="n1"}[%dms] @ %.3f)`,
+		restarted.Sub(killed).Milliseconds(), float64(restarted.UnixMilli())/1000)
+	var want, got float64
+	waitUntil(t, 30*time.Second, "the rejoined replica holds the samples of its downtime", func() bool {
+		want, got = c.scalar(survivors[0], down), c.scalar(leaderR, down)
+		return want > 0 && got == want
+	})
+	t.Logf("n1's samples while %s was down (%s): %v on it after its return, %v on %s", leaderR.name,
+		restarted.Sub(killed).Round(time.Second), got, want, survivors[0].name)
 }
 
 // leaderSince finds when a replica's log says it became the leader.

@@ -97,7 +97,7 @@ func (c *cluster) agent(name, dc string) *testbin.Process {
 // startAgent starts `opspilot agent` (process runtime, no log shipping)
 // with its data under dir/name, joining servers (comma-separated URLs)
 // as node name in datacenter dc.
-func startAgent(t *testing.T, dir, name, dc, servers, joinToken string) *testbin.Process {
+func startAgent(t *testing.T, dir, name, dc, servers, joinToken string, extra ...string) *testbin.Process {
 	t.Helper()
 	cfg := writeFile(t, dir, name+".yaml", fmt.Sprintf(`data_dir: %s
 agent:
@@ -107,7 +107,8 @@ agent:
 node:
   runtimes: [process]
 `, filepath.Join(dir, name), testbin.FreeAddr(t)))
-	return testbin.Start(t, opspilotBin(t), "agent", "-c", cfg, "--server", servers, "--datacenter", dc, "--node", name, "--join-token", joinToken)
+	args := append([]string{"agent", "-c", cfg, "--server", servers, "--datacenter", dc, "--node", name, "--join-token", joinToken}, extra...)
+	return testbin.Start(t, opspilotBin(t), args...)
 }
 
 // cli runs the opspilot CLI against the cluster.
