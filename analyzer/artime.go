@@ -637,14 +637,21 @@ type fuzzyART struct {
 // wOne is the quantized weight 1.
 const wOne = math.MaxUint8
 
-func quant(x float64) uint8 {
+func quant(x float64) uint8 { return toFixed[uint8](x) }
+
+func unquant(q uint8) float64 { return fromFixed(q) }
+
+// toFixed stores x in [0,1] (clipped; NaN as 0) as a fixed-point fraction
+// of T's largest value; fromFixed reads it back.
+func toFixed[T uint8 | uint16](x float64) T {
 	if !(x > 0) {
 		return 0
 	}
-	return uint8(math.Round(math.Min(1, x) * wOne))
+	one := ^T(0)
+	return T(math.Round(math.Min(1, x) * float64(one)))
 }
 
-func unquant(q uint8) float64 { return float64(q) * (1.0 / wOne) }
+func fromFixed[T uint8 | uint16](q T) float64 { return float64(q) * (1 / float64(^T(0))) }
 
 // train presents x (complement-coded, 2*dim values) and returns whether it
 // is a new cluster (no category within the lower vigilance), the best

@@ -29,14 +29,9 @@ const maxPatternWindow = 64
 const protoOne = math.MaxUint16
 
 // protoQ stores a value in [0,1] (clipped) in 16 bits; unprotoQ reads it.
-func protoQ(x float64) uint16 {
-	if !(x > 0) {
-		return 0
-	}
-	return uint16(math.Round(math.Min(1, x) * protoOne))
-}
+func protoQ(x float64) uint16 { return toFixed[uint16](x) }
 
-func unprotoQ(q uint16) float64 { return float64(q) * (1.0 / protoOne) }
+func unprotoQ(q uint16) float64 { return fromFixed(q) }
 
 func (c PatternConfig) withDefaults() PatternConfig {
 	if c.Window <= 0 || c.Window > maxPatternWindow {
