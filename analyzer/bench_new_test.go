@@ -193,6 +193,14 @@ func TestBytesPerSeries(t *testing.T) {
 				m.(Model).Observe(ts[i], x)
 			}
 		}, 24 << 10},
+		// Until its fit (72 hours) it buffers the points: 16 bytes each
+		// (Unix nanoseconds and value), plus the slices' growth room.
+		{"online holt-winters (warming, 2 days buffered)", func() any { m, _ := NewOnlineModelNamed("holt-winters"); return m }, func(m any) {
+			ts, xs := dailyWave(2, 1)
+			for i, x := range xs {
+				m.(Model).Observe(ts[i], x)
+			}
+		}, 16 << 10},
 		{"multivariate(3)", func() any { return NewMultivariate(3, MultivariateConfig{}) }, func(m any) {
 			for _, x := range kpis(100, 1) {
 				m.(*Multivariate).ObserveVec(t0, x)

@@ -50,7 +50,7 @@ func (c HoltWintersConfig) withDefaults() HoltWintersConfig {
 type HoltWinters struct {
 	cfg HoltWintersConfig
 	hw  *forecast.HoltWinters
-	ts  []time.Time
+	ts  []int64 // buffered points until the fit: Unix nanoseconds and values
 	vs  []float64
 	// fitErr is the last fit's failure, for diagnosis.
 	fitErr error
@@ -88,14 +88,19 @@ func (m *HoltWinters) Observe(t time.Time, v float64) Result {
 // buffer keeps the point and fits once FitAfter is covered. A failed fit
 // (too few distinct values, say) drops the older half and keeps waiting.
 func (m *HoltWinters) buffer(t time.Time, v float64) {
-	if n := len(m.ts); n > 0 && !t.After(m.ts[n-1]) {
+	ns := t.UnixNano()
+	if n := len(m.ts); n > 0 && ns <= m.ts[n-1] {
 		return
 	}
-	m.ts, m.vs = append(m.ts, t), append(m.vs, v)
-	if t.Sub(m.ts[0]) < m.cfg.FitAfter && len(m.ts) < m.cfg.MaxBuffer {
+	m.ts, m.vs = append(m.ts, ns), append(m.vs, v)
+	if time.Duration(ns-m.ts[0]) < m.cfg.FitAfter && len(m.ts) < m.cfg.MaxBuffer {
 		return
 	}
-	hw, err := forecast.Fit(m.ts, m.vs, m.cfg.Model)
+	ts := make([]time.Time, len(m.ts))
+	for i, ns := range m.ts {
+		ts[i] = time.Unix(0, ns)
+	}
+	hw, err := forecast.Fit(ts, m.vs, m.cfg.Model)
 	if err != nil {
 		m.fitErr = err
 		half := len(m.ts) / 2
@@ -125,7 +130,7 @@ func (m *HoltWinters) saveState(w *stateWriter) {
 	}
 	w.int(len(m.ts))
 	for i := range m.ts {
-		w.int64(m.ts[i].UnixNano())
+		w.int64(m.ts[i])
 		w.f64(m.vs[i])
 	}
 }
@@ -153,7 +158,7 @@ func (m *HoltWinters) loadState(r *stateReader) {
 		if r.err != nil {
 			return
 		}
-		m.ts = append(m.ts, time.Unix(0, r.int64()))
+		m.ts = append(m.ts, r.int64())
 		m.vs = append(m.vs, r.f64())
 	}
 }
