@@ -7,7 +7,8 @@ import (
 
 // PatternConfig configures a Pattern model.
 type PatternConfig struct {
-	// Window is the number of recent (downsampled) values in a pattern (default 6).
+	// Window is the number of recent (downsampled) values in a pattern
+	// (default 6, at most 64).
 	Window int
 	// Step is the number of points averaged into one window value (default 1).
 	Step int
