@@ -70,7 +70,7 @@ func TestUpDemoAutoscalesOnLoad(t *testing.T) {
 	p95 := `histogram_quantile(0.95, sum by (le) (rate(billing_request_duration_seconds_bucket{service="billing"}[5s])))`
 	errs := `sum(rate(billing_transactions_total{service="billing", result!="ok"}[5s]) or vector(0)) / sum(rate(billing_transactions_total{service="billing"}[5s]))`
 	waitUntil(t, time.Until(stepAt.Add(19*time.Second)), "billing's p95 latency under 50 ms and errors under 1% during the surge", func() bool {
-		return queryValue(t, server, p95) < 0.05 && queryValue(t, server, errs) < 0.01
+		return queryValue(t, server, "", p95) < 0.05 && queryValue(t, server, "", errs) < 0.01
 	})
 	peak, _ := replicas()
 	t.Logf("latency objective met %s after the step with %d replicas", time.Since(stepAt).Round(time.Millisecond), peak)
@@ -143,10 +143,10 @@ func TestUpDemoAutoscalesOnLoad(t *testing.T) {
 	}
 }
 
-// queryValue runs an instant query and returns its single value (+Inf
-// when there is none, so "under" conditions fail).
-func queryValue(t *testing.T, server, expr string) float64 {
-	code, body := do(t, "GET", server+"/prometheus/api/v1/query?query="+url.QueryEscape(expr), "", "")
+// queryValue runs an instant query (with token, if any) and returns its
+// single value (+Inf when there is none, so "under" conditions fail).
+func queryValue(t *testing.T, server, token, expr string) float64 {
+	code, body := do(t, "GET", server+"/prometheus/api/v1/query?query="+url.QueryEscape(expr), token, "")
 	var out struct {
 		Data struct {
 			Result []struct {

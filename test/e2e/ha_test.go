@@ -5,10 +5,10 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -233,26 +233,6 @@ func (c *haCluster) cli(r *haReplica, args ...string) result {
 	return opspilot(c.t, append(args, "--server", r.base, "--token", adminToken)...)
 }
 
-// scalar is the value of a query returning one series on r, or -1.
-func (c *haCluster) scalar(r *haReplica, expr string) float64 {
-	c.t.Helper()
-	res := c.cli(r, "query", "-o", "json", expr)
-	var out struct {
-		Result []struct {
-			Value [2]any `json:"value"`
-		} `json:"result"`
-	}
-	if res.code != 0 || json.Unmarshal([]byte(res.stdout), &out) != nil || len(out.Result) != 1 {
-		return -1
-	}
-	s, _ := out.Result[0].Value[1].(string)
-	v, err := strconv.ParseFloat(s, 64)
-	if err != nil {
-		return -1
-	}
-	return v
-}
-
 func (c *haCluster) instances(r *haReplica) []model.Instance {
 	var is []model.Instance
 	if !c.get(r, "/api/v1/instances?service=billing", &is) {
@@ -342,9 +322,9 @@ func TestHAControlPlaneSurvivesLeaderKill(t *testing.T) {
 	for _, r := range survivors {
 		var first, last float64
 		waitUntil(t, 20*time.Second, r.name+" holds n1's samples from before and after the kill", func() bool {
-			first = c.scalar(r, `tfirst_over_time(node_load1{node="n1"}[10m])`)
-			last = c.scalar(r, `tlast_over_time(node_load1{node="n1"}[10m])`)
-			return first > 0 && first < at && last > at
+			first = queryValue(t, r.base, adminToken, `tfirst_over_time(node_load1{node="n1"}[10m])`)
+			last = queryValue(t, r.base, adminToken, `tlast_over_time(node_load1{node="n1"}[10m])`)
+			return first < at && last > at && !math.IsInf(last, 1)
 		})
 		t.Logf("%s: n1's node_load1 from %.1f to %.1f, killed at %.1f", r.name, first, last, at)
 	}
@@ -423,8 +403,8 @@ func TestHAControlPlaneSurvivesLeaderKill(t *testing.T) {
 		restarted.Sub(killed).Milliseconds(), float64(restarted.UnixMilli())/1000)
 	var want, got float64
 	waitUntil(t, 30*time.Second, "the rejoined replica holds the samples of its downtime", func() bool {
-		want, got = c.scalar(survivors[0], down), c.scalar(leaderR, down)
-		return want > 0 && got == want
+		want, got = queryValue(t, survivors[0].base, adminToken, down), queryValue(t, leaderR.base, adminToken, down)
+		return want > 0 && !math.IsInf(want, 1) && got == want
 	})
 	t.Logf("n1's samples while %s was down (%s): %v on it after its return, %v on %s", leaderR.name,
 		restarted.Sub(killed).Round(time.Second), got, want, survivors[0].name)
