@@ -390,11 +390,7 @@ func (a *Agent) Append(series []tsdb.TimeSeries) error {
 		n += len(series[i].Samples)
 	}
 	a.scraped.Add(float64(n))
-	var errs []error
-	for _, s := range a.shippers {
-		errs = append(errs, s.Append(series))
-	}
-	return errors.Join(errs...)
+	return appendAll(series, a.shippers) // encoded once for every destination
 }
 
 // withLabels adds extra labels unless the series has them already.

@@ -111,23 +111,35 @@ func (s *Shipper) queueOptions(o diskqueue.Options) diskqueue.Options {
 
 // Append encodes series into queue records. When it returns nil, the
 // samples survive an agent crash.
-func (s *Shipper) Append(series []tsdb.TimeSeries) error {
+func (s *Shipper) Append(series []tsdb.TimeSeries) error { return appendAll(series, []*Shipper{s}) }
+
+// appendAll encodes series into records once and appends each record to
+// every shipper's queue (the agent's destinations, which share one
+// ShipperConfig); the first shipper's buffers and lock serve the encoding.
+// A queue that fails is skipped for the rest of the call and its error
+// returned, while the others get every record.
+func appendAll(series []tsdb.TimeSeries, ss []*Shipper) error {
+	s := ss[0]
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	failed := make([]error, len(ss))
 	var batch []tsdb.TimeSeries
 	n := 0
-	flush := func() error {
+	flush := func() {
 		if n == 0 {
-			return nil
+			return
 		}
 		s.buf = binary.LittleEndian.AppendUint32(s.buf[:0], uint32(n))
 		s.buf, s.scratch = tsdb.EncodeWriteRequest(s.buf, s.scratch, batch)
-		if err := s.queue.Append(s.buf); err != nil {
-			return err
+		for i, d := range ss {
+			if failed[i] != nil {
+				continue
+			}
+			if failed[i] = d.queue.Append(s.buf); failed[i] == nil {
+				d.queued.Add(float64(n))
+			}
 		}
-		s.queued.Add(float64(n))
 		batch, n = batch[:0], 0
-		return nil
 	}
 	for _, ts := range series {
 		samples := ts.Samples
@@ -136,13 +148,12 @@ func (s *Shipper) Append(series []tsdb.TimeSeries) error {
 			batch = append(batch, tsdb.TimeSeries{Labels: ts.Labels, Samples: samples[:take]})
 			samples, n = samples[take:], n+take
 			if n == s.cfg.MaxSamplesPerRecord {
-				if err := flush(); err != nil {
-					return err
-				}
+				flush()
 			}
 		}
 	}
-	return flush()
+	flush()
+	return errors.Join(failed...)
 }
 
 // Run delivers records in order until ctx ends. A record leaves the queue
